@@ -1,0 +1,202 @@
+"""Queries of the send ledger (see models/deliveries.py for why it exists)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, update
+from sqlmodel import SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from tidings.store.dialect import insert_for
+from tidings.store.models import Delivery, DeliveryStatus
+
+TRACKING_NAMESPACE = uuid.UUID("5d1c3c1e-1f0b-4a8e-9a53-7f3d2b9c4e10")
+
+
+def send_key(workflow_id: str, node_id: str, visit: int, device_id: int | None) -> str:
+    return f"{workflow_id}:{node_id}:{visit}:{device_id if device_id is not None else '-'}"
+
+
+def tracking_id_for(key: str) -> str:
+    """Deterministic, so every attempt of a send carries the same tracking (collapse) id."""
+    return str(uuid.uuid5(TRACKING_NAMESPACE, key))
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedSend:
+    """A ledger row about to be written."""
+
+    send_key: str
+    tracking_id: str
+    profile_id: str
+    device_id: int | None
+    provider: str | None
+    visit: int
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    id: int
+    send_key: str
+    status: DeliveryStatus
+    attempts: int
+
+
+def _insert_ignoring_duplicates(session: AsyncSession) -> Any:
+    return insert_for(session, Delivery).on_conflict_do_nothing(index_elements=["send_key"])
+
+
+async def open_sends(
+    session: AsyncSession,
+    *,
+    run_id: str,
+    workflow_id: str,
+    journey_id: str,
+    node_id: str,
+    app_id: str,
+    expires_at: datetime | None,
+    planned: Sequence[PlannedSend],
+    now: datetime,
+) -> dict[str, LedgerRow]:
+    """Write the rows that do not exist yet, then read back every planned row: a row written
+    by an earlier attempt keeps its status, so completed sends are never repeated."""
+    if not planned:
+        return {}
+    values = [
+        {
+            "send_key": item.send_key,
+            "tracking_id": item.tracking_id,
+            "run_id": run_id,
+            "workflow_id": workflow_id,
+            "journey_id": journey_id,
+            "node_id": node_id,
+            "visit": item.visit,
+            "app_id": app_id,
+            "profile_id": item.profile_id,
+            "device_id": item.device_id,
+            "provider": item.provider,
+            "status": item.status.value,
+            "reason": item.reason,
+            "attempts": 0,
+            "expires_at": expires_at,
+            "created_at": now,
+            "completed_at": None if item.status is DeliveryStatus.PENDING else now,
+        }
+        for item in planned
+    ]
+    await session.exec(_insert_ignoring_duplicates(session), params=values)
+    keys = [item.send_key for item in planned]
+    rows: dict[str, LedgerRow] = {}
+    for chunk in _chunks(keys, 900):
+        result = await session.exec(
+            select(
+                col(Delivery.id),
+                col(Delivery.send_key),
+                col(Delivery.status),
+                col(Delivery.attempts),
+            ).where(col(Delivery.send_key).in_(chunk))
+        )
+        for row_id, key, status, attempts in result.all():
+            rows[key] = LedgerRow(int(row_id or 0), key, DeliveryStatus(status), attempts)
+    return rows
+
+
+async def count_attempt(session: AsyncSession, row_ids: Sequence[int]) -> None:
+    """Mark an attempt on rows about to be sent (before the provider call)."""
+    for chunk in _chunks(list(row_ids), 900):
+        await session.exec(
+            update(Delivery)
+            .where(col(Delivery.id).in_(chunk))
+            .values(attempts=col(Delivery.attempts) + 1)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    row_id: int
+    status: DeliveryStatus
+    reason: str | None
+    provider_message_id: str | None
+
+
+async def complete_sends(
+    session: AsyncSession, completions: Iterable[Completion], now: datetime
+) -> None:
+    """Record final answers; rows left pending (retry later) only get their last reason."""
+    params = [
+        {
+            "b_id": item.row_id,
+            "b_status": item.status.value,
+            "b_reason": item.reason,
+            "b_message_id": item.provider_message_id,
+            "b_completed": None if item.status is DeliveryStatus.PENDING else now,
+        }
+        for item in completions
+    ]
+    if not params:
+        return
+    table = SQLModel.metadata.tables[Delivery.__tablename__]
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .where(table.c.status == DeliveryStatus.PENDING.value)
+        .values(
+            status=bindparam("b_status"),
+            reason=bindparam("b_reason"),
+            provider_message_id=bindparam("b_message_id"),
+            completed_at=bindparam("b_completed"),
+        )
+    )
+    await session.exec(statement, params=params)
+
+
+async def settle_orphans(
+    session: AsyncSession,
+    *,
+    workflow_id: str,
+    node_id: str,
+    visits: dict[str, int],
+    planned_keys: set[str],
+    now: datetime,
+) -> int:
+    """Close pending rows of this node for these profiles that this attempt no longer plans
+    (their device was invalidated, quarantined or moved between attempts)."""
+    orphans: list[int] = []
+    profiles = list(visits)
+    for chunk in _chunks(profiles, 900):
+        result = await session.exec(
+            select(
+                col(Delivery.id),
+                col(Delivery.send_key),
+                col(Delivery.profile_id),
+                col(Delivery.visit),
+            )
+            .where(col(Delivery.workflow_id) == workflow_id)
+            .where(col(Delivery.node_id) == node_id)
+            .where(col(Delivery.status) == DeliveryStatus.PENDING.value)
+            .where(col(Delivery.profile_id).in_(chunk))
+        )
+        for row_id, key, profile_id, visit in result.all():
+            if key not in planned_keys and visits.get(profile_id) == visit:
+                orphans.append(int(row_id or 0))
+    await complete_sends(
+        session,
+        [
+            Completion(row_id, DeliveryStatus.NOT_SENT, "device no longer targeted", None)
+            for row_id in orphans
+        ],
+        now,
+    )
+    return len(orphans)
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

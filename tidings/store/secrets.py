@@ -1,0 +1,76 @@
+"""Provider credentials at rest: sealed with Fernet, or stored as a reference.
+
+A sealed value is one of
+    ``enc:<fernet token>``   the secret, encrypted with the process' secret key;
+    ``env:<VARIABLE>``       read from that environment variable when needed;
+    ``file:<path>``          read from that file when needed.
+References let ops keep keys in their own secret store; the database then holds no secret.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+
+class SecretError(ValueError):
+    """A sealed secret cannot be opened; the message names why, never the secret."""
+
+
+class SecretBox:
+    def __init__(self, key: bytes) -> None:
+        try:
+            self._fernet = Fernet(key)
+        except ValueError as error:
+            raise SecretError(
+                "TIDINGS_SECRET_KEY is not a valid Fernet key (32 url-safe base64-encoded bytes)"
+            ) from error
+
+    @classmethod
+    def from_settings(cls, secret_key: str | None, home: Path) -> SecretBox:
+        """Use the configured key, or a key generated once into ``<home>/secret.key``."""
+        if secret_key:
+            return cls(secret_key.encode())
+        path = home / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            key = Fernet.generate_key()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(key)
+        return cls(path.read_bytes().strip())
+
+    def seal(self, secret: str) -> str:
+        return "enc:" + self._fernet.encrypt(secret.encode()).decode()
+
+    def open(self, sealed: str) -> str:
+        scheme, _, rest = sealed.partition(":")
+        if scheme == "enc":
+            try:
+                return self._fernet.decrypt(rest.encode()).decode()
+            except InvalidToken as error:
+                raise SecretError(
+                    "a stored credential cannot be decrypted with this process' secret key "
+                    "(was TIDINGS_SECRET_KEY changed?)"
+                ) from error
+        if scheme == "env":
+            value = os.environ.get(rest)
+            if value is None:
+                raise SecretError(f"credential reference env:{rest}: variable is not set")
+            return value
+        if scheme == "file":
+            try:
+                return Path(rest).read_text(encoding="utf-8")
+            except OSError as error:
+                raise SecretError(f"credential reference file:{rest}: {error.strerror}") from error
+        raise SecretError("a stored credential has an unknown scheme")
+
+
+def reference(value: str) -> str | None:
+    """``env:NAME`` or ``file:/path`` given by a user is stored as is; None otherwise."""
+    scheme, _, rest = value.partition(":")
+    if scheme in ("env", "file") and rest and "\n" not in value:
+        return value
+    return None
