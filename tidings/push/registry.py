@@ -1,0 +1,104 @@
+"""One provider client per app credential per worker process (DESIGN.md decision 5).
+
+A new APNs JWT per call is rejected by Apple, and a TLS + HTTP/2 handshake per batch wastes
+the connection Apple wants kept open; clients are created on first use and replaced when the
+app's ``credentials_version`` changes, so a rotation takes effect without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from tidings.push.apns import ApnsSender
+from tidings.push.credentials import (
+    ApnsCertificateCredentials,
+    ApnsTokenCredentials,
+    FcmCredentials,
+)
+from tidings.push.fcm import FcmSender
+from tidings.push.sender import ProviderRoutes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AppCredentials:
+    app_id: str
+    version: int
+    apns: ApnsTokenCredentials | ApnsCertificateCredentials | None
+    fcm: FcmCredentials | None
+
+
+@dataclass
+class AppSenders:
+    version: int
+    apns: ApnsSender | None
+    fcm: FcmSender | None
+
+    async def close(self) -> None:
+        for sender in (self.apns, self.fcm):
+            if sender is not None:
+                await sender.close()
+
+
+class SenderRegistry:
+    def __init__(self, routes: ProviderRoutes, *, max_in_flight: int, timeout_s: float) -> None:
+        self.routes = routes
+        self._max_in_flight = max_in_flight
+        self._timeout_s = timeout_s
+        self._senders: dict[str, AppSenders] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(
+        self,
+        app_id: str,
+        version: int,
+        load_credentials: Callable[[], Awaitable[AppCredentials]],
+    ) -> AppSenders:
+        """The app's senders at ``version``; credentials are opened only when building."""
+        current = self._senders.get(app_id)
+        if current is not None and current.version == version:
+            return current
+        async with self._lock:
+            current = self._senders.get(app_id)
+            if current is not None and current.version == version:
+                return current
+            credentials = await load_credentials()
+            fresh = self._build(credentials)
+            self._senders[app_id] = fresh
+        if current is not None:
+            log.info("app %s credentials changed (v%s -> v%s)", app_id, current.version, version)
+            await current.close()
+        return fresh
+
+    def _build(self, credentials: AppCredentials) -> AppSenders:
+        apns = (
+            ApnsSender(
+                credentials.apns,
+                routes=self.routes,
+                max_in_flight=self._max_in_flight,
+                timeout_s=self._timeout_s,
+            )
+            if credentials.apns is not None
+            else None
+        )
+        fcm = (
+            FcmSender(
+                credentials.fcm,
+                app_name=f"tidings-{credentials.app_id}-v{credentials.version}",
+                routes=self.routes,
+                max_in_flight=self._max_in_flight,
+                timeout_s=self._timeout_s,
+            )
+            if credentials.fcm is not None
+            else None
+        )
+        return AppSenders(version=credentials.version, apns=apns, fcm=fcm)
+
+    async def close(self) -> None:
+        senders, self._senders = list(self._senders.values()), {}
+        for app_senders in senders:
+            await app_senders.close()

@@ -1,0 +1,62 @@
+"""What every provider sender takes and gives back."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from tidings.push.message import PushMessage
+from tidings.push.outcome import SendResult
+
+
+@dataclass(frozen=True, slots=True)
+class SendItem:
+    token: str
+    tracking_id: str
+    message: PushMessage
+    # Absolute deadline; the providers get the time left (apns-expiration, android.ttl).
+    expires_at: datetime | None = None
+
+
+class Sender(Protocol):
+    async def send_batch(self, items: Sequence[SendItem]) -> list[SendResult]:
+        """One result per item, in order; never raises for a provider answer."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ProviderRoutes:
+    """Where provider traffic goes: Apple and Google by default, or the simulators."""
+
+    apns_route: tuple[str, int] | None = None
+    fcm_endpoint: str | None = None
+    ca_file: Path | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.ca_file is None:
+            return None
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    @classmethod
+    def from_strings(
+        cls, apns_endpoint: str | None, fcm_endpoint: str | None, ca_file: Path | None
+    ) -> ProviderRoutes:
+        route = None
+        if apns_endpoint:
+            host, _, port = apns_endpoint.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"TIDINGS_APNS_ENDPOINT must be host:port, got {apns_endpoint!r}")
+            route = (host, int(port))
+        return cls(apns_route=route, fcm_endpoint=fcm_endpoint, ca_file=ca_file)
+
+
+def seconds_left(expires_at: datetime | None, now: datetime) -> int | None:
+    if expires_at is None:
+        return None
+    return max(0, int((expires_at - now).total_seconds()))
