@@ -1,0 +1,1 @@
+"""Every side effect the journey workflows ask for: audience paging, delivery, records."""

@@ -1,0 +1,396 @@
+"""The push node's batch activity: resolve tokens, write the ledger, send, record outcomes.
+
+One activity advances a whole group of profiles standing on the same push node (DESIGN.md
+decision 2): one query for their tokens, concurrent HTTP/2 sends, one write for the outcomes.
+Temporal is the only retry layer: when some sends must be retried, the activity records the
+others and fails with ``next_retry_delay``; the next attempt finds the completed rows in the
+ledger and sends only the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.contracts import DELIVER, PushBatch, PushBatchResult
+from tidings.journeys.render import RenderError, render_message
+from tidings.push import Outcome, PushMessage, SenderRegistry, SendItem, SendResult
+from tidings.push.registry import AppCredentials, AppSenders
+from tidings.store.apps import open_credentials, stop_sends
+from tidings.store.db import Database
+from tidings.store.ledger import (
+    Completion,
+    LedgerRow,
+    PlannedSend,
+    complete_sends,
+    count_attempt,
+    open_sends,
+    send_key,
+    settle_orphans,
+    tracking_id_for,
+)
+from tidings.store.models import App, DeliveryStatus, Provider
+from tidings.store.secrets import SecretBox
+from tidings.store.targeting import (
+    Audience,
+    invalidate_gone,
+    quarantine,
+    resolve_targets,
+    stale_cutoff,
+)
+from tidings.store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+QUOTA_MIN_DELAY = timedelta(seconds=60)
+FINAL_BY_OUTCOME = {
+    Outcome.DELIVERED: DeliveryStatus.DELIVERED,
+    Outcome.TOKEN_GONE: DeliveryStatus.TOKEN_GONE,
+    Outcome.TOKEN_SUSPECT: DeliveryStatus.TOKEN_SUSPECT,
+    Outcome.CONFIG_FAULT: DeliveryStatus.CONFIG_FAULT,
+}
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    stale_after_days: int
+    initial_backoff: timedelta
+    max_backoff: timedelta
+    heartbeat_every: timedelta
+
+
+@dataclass
+class _Send:
+    """A planned send with what the provider call needs."""
+
+    plan: PlannedSend
+    token: str | None = None
+    message: PushMessage | None = None
+
+
+@dataclass
+class _Attempt:
+    """What one attempt learnt, to be written in one transaction."""
+
+    completions: list[Completion] = field(default_factory=list)
+    gone: list[tuple[int, datetime, str]] = field(default_factory=list)
+    suspect: list[tuple[int, str]] = field(default_factory=list)
+    faults: dict[str, str] = field(default_factory=dict)
+    retry_after: timedelta = timedelta(0)
+    retry_reasons: Counter[str] = field(default_factory=Counter)
+
+
+class DeliveryActivities:
+    def __init__(
+        self,
+        db: Database,
+        senders: SenderRegistry,
+        secrets: SecretBox,
+        policy: DeliveryPolicy,
+    ) -> None:
+        self._db = db
+        self._senders = senders
+        self._secrets = secrets
+        self._policy = policy
+
+    @activity.defn(name=DELIVER)
+    async def deliver(self, batch: PushBatch) -> PushBatchResult:
+        now = utcnow()
+        expires_at = (
+            batch.reached_at + timedelta(seconds=batch.ttl_s) if batch.ttl_s is not None else None
+        )
+        async with self._db.read() as session:
+            app = await session.get(App, batch.app_id)
+            if app is None:
+                raise ApplicationError(
+                    f"app {batch.app_id!r} does not exist", type="UnknownApp", non_retryable=True
+                )
+            audience = await resolve_targets(
+                session,
+                batch.app_id,
+                [p.profile_id for p in batch.profiles],
+                fresh_since=stale_cutoff(now, self._policy.stale_after_days),
+            )
+        sends = self._plan(batch, app, audience)
+        expired = expires_at is not None and now >= expires_at
+        async with self._db.write() as session:
+            rows = await open_sends(
+                session,
+                run_id=batch.run_id,
+                workflow_id=batch.workflow_id,
+                journey_id=batch.journey_id,
+                node_id=batch.node_id,
+                app_id=batch.app_id,
+                expires_at=expires_at,
+                planned=[send.plan for send in sends],
+                now=now,
+            )
+            pending = [s for s in sends if rows[s.plan.send_key].status is DeliveryStatus.PENDING]
+            # A device targeted by an earlier attempt may have been invalidated or moved since.
+            await settle_orphans(
+                session,
+                workflow_id=batch.workflow_id,
+                node_id=batch.node_id,
+                visits={p.profile_id: p.visit for p in batch.profiles},
+                planned_keys=set(rows),
+                now=now,
+            )
+            if expired and pending:
+                await complete_sends(session, _finals(pending, rows, DeliveryStatus.EXPIRED), now)
+                pending = []
+            await count_attempt(session, [rows[s.plan.send_key].id for s in pending])
+
+        attempt = _Attempt()
+        if pending:
+            app_senders = await self._senders.get(
+                app.id, app.credentials_version, lambda: _open(app, self._secrets)
+            )
+            async with self._heartbeating():
+                results = await _send_all(app_senders, pending, expires_at)
+            attempt = self._interpret(pending, rows, results, now)
+            await self._record(app, attempt)
+
+        retry = [c for c in attempt.completions if c.status is DeliveryStatus.PENDING]
+        if retry:
+            await self._retry_or_settle(retry, attempt, expires_at)
+        return await self._summarise(batch, audience, sends, rows, attempt)
+
+    def _plan(self, batch: PushBatch, app: App, audience: Audience) -> list[_Send]:
+        by_profile: dict[str, list[_Send]] = {}
+        for target in audience.targets:
+            by_profile.setdefault(target.profile_id, []).append(
+                _Send(
+                    PlannedSend(
+                        send_key="",
+                        tracking_id="",
+                        profile_id=target.profile_id,
+                        device_id=target.device_id,
+                        provider=target.provider,
+                        visit=0,
+                    ),
+                    token=target.token,
+                )
+            )
+        sends: list[_Send] = []
+        for visit in batch.profiles:
+            profile = audience.profiles.get(visit.profile_id)
+            devices = by_profile.get(visit.profile_id, [])
+            message: PushMessage | None = None
+            blocked: str | None = None
+            if profile is None:
+                blocked = "no such profile"
+            elif not devices:
+                blocked = "no valid device"
+            else:
+                try:
+                    message = render_message(batch.content, batch.ttl_s, profile)
+                except RenderError as error:
+                    blocked = f"template error: {error}"
+            if not devices:
+                devices = [_Send(PlannedSend("", "", visit.profile_id, None, None, 0))]
+            for device in devices:
+                reason = blocked or _provider_block(app, device.plan.provider)
+                key = send_key(batch.workflow_id, batch.node_id, visit.visit, device.plan.device_id)
+                device.plan = PlannedSend(
+                    send_key=key,
+                    tracking_id=tracking_id_for(key),
+                    profile_id=visit.profile_id,
+                    device_id=device.plan.device_id,
+                    provider=device.plan.provider,
+                    visit=visit.visit,
+                    status=DeliveryStatus.NOT_SENT if reason else DeliveryStatus.PENDING,
+                    reason=reason,
+                )
+                device.message = None if reason else message
+                sends.append(device)
+        return sends
+
+    def _interpret(
+        self,
+        pending: Sequence[_Send],
+        rows: dict[str, LedgerRow],
+        results: Sequence[SendResult],
+        now: datetime,
+    ) -> _Attempt:
+        attempt = _Attempt()
+        for send, result in zip(pending, results, strict=True):
+            row = rows[send.plan.send_key]
+            device_id = send.plan.device_id
+            status = FINAL_BY_OUTCOME.get(result.outcome, DeliveryStatus.PENDING)
+            attempt.completions.append(
+                Completion(row.id, status, result.describe, result.message_id)
+            )
+            if result.outcome is Outcome.TOKEN_GONE and device_id is not None:
+                attempt.gone.append((device_id, result.gone_at or now, result.describe))
+            elif result.outcome is Outcome.TOKEN_SUSPECT and device_id is not None:
+                attempt.suspect.append((device_id, result.describe))
+            elif result.outcome is Outcome.CONFIG_FAULT and send.plan.provider:
+                attempt.faults.setdefault(send.plan.provider, result.describe)
+            elif status is DeliveryStatus.PENDING:
+                attempt.retry_reasons[result.describe] += 1
+                delay = timedelta(seconds=result.retry_after_s or 0)
+                if result.reason == "QUOTA_EXCEEDED":
+                    delay = max(delay, QUOTA_MIN_DELAY)
+                attempt.retry_after = max(attempt.retry_after, delay)
+        return attempt
+
+    async def _record(self, app: App, attempt: _Attempt) -> None:
+        now = utcnow()
+        async with self._db.write() as session:
+            await complete_sends(session, attempt.completions, now)
+            for device_id, gone_at, reason in attempt.gone:
+                await invalidate_gone(session, device_id, gone_at, reason, now)
+            for device_id, reason in attempt.suspect:
+                await quarantine(session, device_id, reason, now)
+            for provider, reason in attempt.faults.items():
+                await stop_sends(session, app, provider, reason)
+        for provider, reason in attempt.faults.items():
+            log.error(
+                "app %s: %s configuration fault (%s); its sends stop", app.id, provider, reason
+            )
+
+    async def _retry_or_settle(
+        self, retry: list[Completion], attempt: _Attempt, expires_at: datetime | None
+    ) -> None:
+        info = activity.info()
+        maximum = info.retry_policy.maximum_attempts if info.retry_policy else 0
+        delay = self._backoff(info.attempt, attempt.retry_after)
+        reasons = ", ".join(f"{n} x {r}" for r, n in attempt.retry_reasons.most_common(3))
+        if expires_at is not None and utcnow() + delay >= expires_at:
+            await self._settle(retry, DeliveryStatus.EXPIRED, "expired while retrying")
+            return
+        if maximum and info.attempt >= maximum:
+            await self._settle(
+                retry, DeliveryStatus.FAILED, f"gave up after {info.attempt} attempts"
+            )
+            return
+        raise ApplicationError(
+            f"{len(retry)} sends to retry ({reasons})",
+            type="SendsToRetry",
+            next_retry_delay=delay,
+        )
+
+    def _backoff(self, attempt: int, floor: timedelta) -> timedelta:
+        """Exponential backoff with jitter (Temporal's own retry has none), never shorter than
+        what the provider asked for."""
+        base = self._policy.initial_backoff * (2 ** max(0, attempt - 1))
+        capped = min(base, self._policy.max_backoff)
+        jittered = capped * random.uniform(0.5, 1.0)
+        return max(timedelta(seconds=jittered.total_seconds()), floor)
+
+    async def _settle(self, retry: list[Completion], status: DeliveryStatus, reason: str) -> None:
+        async with self._db.write() as session:
+            await complete_sends(
+                session,
+                [
+                    Completion(c.row_id, status, f"{reason}; last answer: {c.reason}", None)
+                    for c in retry
+                ],
+                utcnow(),
+            )
+        for index, completion in enumerate(retry):
+            retry[index] = Completion(completion.row_id, status, reason, None)
+
+    async def _summarise(
+        self,
+        batch: PushBatch,
+        audience: Audience,
+        sends: Sequence[_Send],
+        rows: dict[str, LedgerRow],
+        attempt: _Attempt,
+    ) -> PushBatchResult:
+        final = {row.id: row.status for row in rows.values()}
+        final.update({c.row_id: c.status for c in attempt.completions})
+        result = PushBatchResult(
+            invalidated=len(attempt.gone),
+            quarantined=len(attempt.suspect),
+            stopped="; ".join(f"{p}: {r}" for p, r in attempt.faults.items()) or None,
+        )
+        for target in audience.targets:
+            result.targeted[target.profile_id] = result.targeted.get(target.profile_id, 0) + 1
+        statuses: Counter[str] = Counter()
+        for send in sends:
+            status = final[rows[send.plan.send_key].id]
+            statuses[status.value] += 1
+            if status is DeliveryStatus.DELIVERED:
+                profile_id = send.plan.profile_id
+                result.delivered[profile_id] = result.delivered.get(profile_id, 0) + 1
+        result.statuses = dict(statuses)
+        return result
+
+    @asynccontextmanager
+    async def _heartbeating(self) -> AsyncIterator[None]:
+        async def beat() -> None:
+            while True:
+                activity.heartbeat()
+                await asyncio.sleep(self._policy.heartbeat_every.total_seconds())
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+
+def _provider_block(app: App, provider: str | None) -> str | None:
+    if provider == Provider.APNS.value:
+        if app.apns_fault:
+            return f"app stopped: {app.apns_fault}"
+        if not app.apns_secret:
+            return "app has no APNs credentials"
+    if provider == Provider.FCM.value:
+        if app.fcm_fault:
+            return f"app stopped: {app.fcm_fault}"
+        if not app.fcm_secret:
+            return "app has no FCM credentials"
+    return None
+
+
+def _finals(
+    sends: Sequence[_Send], rows: dict[str, LedgerRow], status: DeliveryStatus
+) -> list[Completion]:
+    return [Completion(rows[s.plan.send_key].id, status, status.value, None) for s in sends]
+
+
+async def _open(app: App, secrets: SecretBox) -> AppCredentials:
+    return open_credentials(app, secrets)
+
+
+async def _send_all(
+    senders: AppSenders, pending: Sequence[_Send], expires_at: datetime | None
+) -> list[SendResult]:
+    """Send APNs and FCM concurrently; results come back in ``pending``'s order."""
+    groups: dict[str, list[int]] = {}
+    for index, send in enumerate(pending):
+        groups.setdefault(send.plan.provider or "", []).append(index)
+    results: list[SendResult | None] = [None] * len(pending)
+
+    async def run(provider: str, indexes: list[int]) -> None:
+        sender = senders.apns if provider == Provider.APNS.value else senders.fcm
+        if sender is None:
+            for index in indexes:
+                results[index] = SendResult(Outcome.CONFIG_FAULT, reason="no credentials")
+            return
+        items = [
+            SendItem(
+                token=pending[i].token or "",
+                tracking_id=pending[i].plan.tracking_id,
+                message=pending[i].message or PushMessage(),
+                expires_at=expires_at,
+            )
+            for i in indexes
+        ]
+        for index, result in zip(indexes, await sender.send_batch(items), strict=True):
+            results[index] = result
+
+    await asyncio.gather(*(run(provider, indexes) for provider, indexes in groups.items()))
+    return [r if r is not None else SendResult(Outcome.RETRY_LATER) for r in results]

@@ -1,0 +1,94 @@
+"""Building the long-lived pieces of a worker process once: store, secrets, senders."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.audience import AudienceActivities
+from activities.delivery import DeliveryActivities, DeliveryPolicy
+from activities.records import RecordActivities
+from tidings.push import ProviderRoutes, SenderRegistry
+from tidings.settings import Settings
+from tidings.store.db import Database
+from tidings.store.secrets import SecretBox
+from workflows.cohort import CohortWorkflow
+from workflows.inputs import EngineOptions
+from workflows.run import JourneyRunWorkflow
+
+log = logging.getLogger(__name__)
+
+WORKFLOWS = [JourneyRunWorkflow, CohortWorkflow]
+
+
+def provider_routes(settings: Settings) -> ProviderRoutes:
+    return ProviderRoutes.from_strings(
+        settings.apns_endpoint, settings.fcm_endpoint, settings.provider_ca_file
+    )
+
+
+def engine_options(settings: Settings) -> EngineOptions:
+    return EngineOptions(
+        cohort_size=settings.cohort_size,
+        cohort_window=settings.cohort_window,
+        audience_page_size=settings.audience_page_size,
+        delivery_heartbeat_timeout=settings.delivery_heartbeat_timeout,
+        delivery_max_attempts=settings.delivery_max_attempts,
+        delivery_max_backoff=timedelta(seconds=settings.delivery_max_backoff_s),
+    )
+
+
+@dataclass
+class WorkerResources:
+    db: Database
+    senders: SenderRegistry
+    secrets: SecretBox
+
+
+@asynccontextmanager
+async def worker_resources(settings: Settings) -> AsyncIterator[WorkerResources]:
+    db = Database(settings.resolved_database_url)
+    senders = SenderRegistry(
+        provider_routes(settings),
+        max_in_flight=settings.send_concurrency,
+        timeout_s=settings.send_timeout_s,
+    )
+    secrets = SecretBox.from_settings(
+        settings.secret_key.get_secret_value() if settings.secret_key else None, settings.home
+    )
+    try:
+        yield WorkerResources(db, senders, secrets)
+    finally:
+        await senders.close()
+        await db.dispose()
+
+
+def build_worker(client: Client, settings: Settings, resources: WorkerResources) -> Worker:
+    delivery = DeliveryActivities(
+        resources.db,
+        resources.senders,
+        resources.secrets,
+        DeliveryPolicy(
+            stale_after_days=settings.stale_after_days,
+            initial_backoff=timedelta(seconds=settings.delivery_initial_backoff_s),
+            max_backoff=timedelta(seconds=settings.delivery_max_backoff_s),
+            heartbeat_every=settings.delivery_heartbeat_timeout / 3,
+        ),
+    )
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[
+            delivery.deliver,
+            AudienceActivities(resources.db).page,
+            RecordActivities(resources.db).finish_run,
+        ],
+        max_concurrent_activities=64,
+    )

@@ -1,0 +1,31 @@
+"""Connecting to Temporal the way Temporal's own tools do.
+
+TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* and the TOML client
+config file (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE) are read by ``temporalio.envconfig``.
+When none of them names a server, tidings runs embedded (see tidings.stack).
+"""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig, ClientConnectConfig
+
+
+def connect_config() -> ClientConnectConfig:
+    return ClientConfig.load_client_connect_config()
+
+
+def configured_address() -> str | None:
+    """The server Temporal's configuration names, or None for the embedded dev server."""
+    return connect_config().get("target_host")
+
+
+async def connect(target_host: str | None = None) -> Client:
+    """A client with tidings' data converter (pydantic models and dataclasses)."""
+    config = connect_config()
+    if target_host is not None:
+        config["target_host"] = target_host
+    if "target_host" not in config:
+        raise RuntimeError("no Temporal server configured and none started")
+    return await Client.connect(data_converter=pydantic_data_converter, **config)

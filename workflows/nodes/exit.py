@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from temporalio import workflow
+
+from workflows.nodes.context import CohortContext
+
+with workflow.unsafe.imports_passed_through():
+    from tidings.journeys.model import ExitNode
+
+
+async def advance_exit(context: CohortContext, node: ExitNode, profile_ids: list[str]) -> None:
+    for profile_id in profile_ids:
+        context.state.profiles[profile_id].enter(None)
+    context.state.counts["exited"] += len(profile_ids)
