@@ -80,3 +80,29 @@ class FinishRun:
     status: Literal["completed", "cancelled", "failed"]
     summary: dict[str, int]
     error: str | None = None
+
+
+INTERACTIONS_SIGNAL = "interactions"
+
+
+@dataclass(frozen=True)
+class InteractionEvent:
+    """An interaction (or custom event) for one profile of a journey workflow.
+
+    Workflows deduplicate on ``event_id`` (across continue-as-new), so the forwarder may
+    deliver an event more than once.
+    """
+
+    event_id: str
+    profile_id: str
+    kind: str  # delivered | opened | clicked | dismissed | custom
+    occurred_at: datetime
+    node_id: str | None = None  # the push node the interaction is about
+    tracking_id: str | None = None
+    action_id: str | None = None
+    name: str | None = None  # custom events: the event's name
+
+
+@dataclass(frozen=True)
+class InteractionBatch:
+    events: list[InteractionEvent]

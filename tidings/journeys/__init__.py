@@ -1,6 +1,12 @@
 """Journey definitions: the model, validation and template rendering."""
 
-from tidings.journeys.model import ExitNode, JourneyDefinition, PushContent, PushNode
+from tidings.journeys.model import (
+    DelayNode,
+    ExitNode,
+    JourneyDefinition,
+    PushContent,
+    PushNode,
+)
 from tidings.journeys.validation import (
     JourneyInvalid,
     JourneyIssue,
@@ -9,6 +15,7 @@ from tidings.journeys.validation import (
 )
 
 __all__ = [
+    "DelayNode",
     "ExitNode",
     "JourneyDefinition",
     "JourneyInvalid",

@@ -58,13 +58,21 @@ class PushNode(NodeBase):
     next: NodeId | None = None
 
 
+class DelayNode(NodeBase):
+    """Wait a fixed time, then go on."""
+
+    type: Literal["delay"]
+    duration: Duration
+    next: NodeId | None = None
+
+
 class ExitNode(NodeBase):
     """The profile leaves the journey."""
 
     type: Literal["exit"]
 
 
-Node = Annotated[PushNode | ExitNode, Field(discriminator="type")]
+Node = Annotated[PushNode | DelayNode | ExitNode, Field(discriminator="type")]
 
 
 class JourneyDefinition(BaseModel):

@@ -141,4 +141,4 @@ def _pydantic_issues(data: Any, error: ValidationError) -> list[JourneyIssue]:
     return issues
 
 
-_NODE_TYPES = {"push", "exit"}
+_NODE_TYPES = {"push", "delay", "exit"}

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from temporalio import workflow
 
 from workflows.nodes.context import CohortContext
+from workflows.nodes.delay import advance_delay
 from workflows.nodes.exit import advance_exit
 from workflows.nodes.push import advance_push
 
@@ -17,5 +18,6 @@ Handler = Callable[[CohortContext, Node, list[str]], Awaitable[None]]
 
 HANDLERS: dict[str, Handler] = {
     "push": advance_push,  # type: ignore[dict-item]
+    "delay": advance_delay,  # type: ignore[dict-item]
     "exit": advance_exit,  # type: ignore[dict-item]
 }
