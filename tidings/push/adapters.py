@@ -26,6 +26,7 @@ module relies on.
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import threading
 import time
@@ -129,16 +130,60 @@ class StreamSlots(ChannelPool):
 INITIAL_STREAMS = 1
 
 
-class ProductionProtocol(APNsProductionClientProtocol):
+class _ProtocolFixes(APNsBaseClientProtocol):
+    """What tidings changes in aioapns' connection protocol.
+
+    * ``StreamSlots`` instead of aioapns' semaphore (see above).
+    * HTTP/2 flow control: aioapns never gives back the window of response bodies it reads,
+      so after ~64 KiB of error bodies (about 1,200 answers of 410) a connection stalls.
+    * Whole bodies: aioapns parses every DATA frame as a complete JSON document and leaves an
+      error answer with an empty or non-JSON body (an empty 500, an HTML 502) unresolved, or
+      breaks the connection on it. Bodies are buffered per stream and handed over once the
+      stream ends; an unreadable one becomes a reason that says so, classified as unknown.
+    """
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.free_channels = StreamSlots(INITIAL_STREAMS)
+        self._bodies: dict[int, bytearray] = {}
+
+    def on_data_received(self, data: bytes, stream_id: int) -> None:
+        self.conn.acknowledge_received_data(len(data), stream_id)
+        self._bodies.setdefault(stream_id, bytearray()).extend(data)
+
+    def on_stream_ended(self, stream_id: int) -> None:
+        body = bytes(self._bodies.pop(stream_id, b""))
+        notification_id = self.request_streams.get(stream_id)
+        if notification_id is not None and notification_id in self.request_statuses:
+            super().on_data_received(_error_body(body), stream_id)
+        # aioapns forgets the stream of an error answer but keeps a successful one forever
+        self.request_streams.pop(stream_id, None)
+        super().on_stream_ended(stream_id)
 
 
-class SandboxProtocol(APNsDevelopmentClientProtocol):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.free_channels = StreamSlots(INITIAL_STREAMS)
+EMPTY_BODY_REASON = "(empty body)"
+UNREADABLE_BODY_REASON = "(unreadable body)"
+
+
+def _error_body(body: bytes) -> bytes:
+    """The JSON aioapns expects: Apple's body when it has a reason, else one naming what
+    came back (the raw text is logged by the sender's classification)."""
+    try:
+        parsed = json.loads(body) if body else None
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+    if isinstance(parsed, dict) and parsed.get("reason"):
+        return body
+    reason = EMPTY_BODY_REASON if not body else UNREADABLE_BODY_REASON
+    return json.dumps({"reason": reason, "raw": body[:200].decode("utf-8", "replace")}).encode()
+
+
+class ProductionProtocol(_ProtocolFixes, APNsProductionClientProtocol):
+    pass
+
+
+class SandboxProtocol(_ProtocolFixes, APNsDevelopmentClientProtocol):
+    pass
 
 
 def _protocol_class(use_sandbox: bool) -> type[ProductionProtocol] | type[SandboxProtocol]:
@@ -177,6 +222,7 @@ class TokenAuthPool(APNsKeyConnectionPool):
         **pool_options: Any,
     ) -> None:
         super().__init__(key=auth._key, key_id=auth._key_id, team_id=auth._team_id, **pool_options)
+        self.protocol_class = _protocol_class(bool(pool_options.get("use_sandbox")))
         self.auth = auth
         self.route = route
 
