@@ -1,0 +1,48 @@
+"""Running a worker process: what `python worker.py` and `tidings worker` do."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from tidings.runtime import build_worker, worker_resources
+from tidings.settings import Settings
+from tidings.stack import temporal_server
+from tidings.store.migrate import check_schema, upgrade
+from tidings.temporal import configured_address, connect
+
+log = logging.getLogger(__name__)
+
+
+def prepare_store(settings: Settings) -> None:
+    """Embedded (laptop) mode migrates SQLite itself; against a configured deployment the
+    schema is ops' to upgrade (`tidings db upgrade`), and a mismatch stops the process."""
+    if configured_address() is None and settings.database_url is None:
+        upgrade(settings.resolved_database_url)
+    else:
+        check_schema(settings.resolved_database_url)
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Serve the task queue until SIGINT/SIGTERM (or ``stop``), then drain gracefully."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    prepare_store(settings)
+    async with temporal_server(settings) as address:
+        client = await connect(address)
+        async with worker_resources(settings) as resources:
+            worker = build_worker(client, settings, resources)
+            log.info(
+                "worker on task queue %r (Temporal %s, store %s)",
+                settings.task_queue,
+                address,
+                resources.db.describe(),
+            )
+            async with worker:
+                await stop.wait()
+                log.info("stopping: finishing the tasks in hand")

@@ -1,0 +1,23 @@
+"""Ops' entry point: run a tidings worker.
+
+Without TEMPORAL_ADDRESS it starts Temporal's dev server (embedded, state under .tidings/);
+with it, it joins that cluster. Scale out by running more of these, on more machines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from tidings.logs import configure_logging
+from tidings.settings import Settings
+from tidings.worker_main import run_worker
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run_worker(settings))
+
+
+if __name__ == "__main__":
+    main()
