@@ -1,0 +1,147 @@
+"""Broadcast one push node to N profiles on the embedded stack, and measure it.
+
+    python bench/broadcast.py --profiles 5000 [--cohort-size 500]
+
+The last line of output is one JSON object:
+  deliveries_per_s         deliveries per second through tidings (run start to run end)
+  ceiling_per_s            the same senders sending the same device list straight to the same
+                           simulators, no Temporal and no store, measured in the same run
+  ratio                    deliveries_per_s / ceiling_per_s
+  history_events_per_push  Temporal history events (run + cohorts) per delivered push
+  pushes                   pushes the simulators accepted during the journey
+  worker_peak_rss_mb       peak resident memory of the worker process
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from common import (
+    APP_ID,
+    BenchStack,
+    SeededDevice,
+    WorkerProcess,
+    bench_home,
+    bench_stack,
+    emit,
+    history_events,
+    log,
+    seed,
+)
+
+from tidings.journeys import parse_definition
+from tidings.push import PushMessage, SenderRegistry, SendItem
+from tidings.push.outcome import Outcome
+from tidings.runs import start_run
+from tidings.runtime import provider_routes
+from tidings.store.db import Database
+from tidings.store.ledger import tracking_id_for
+
+JOURNEY = {
+    "id": "broadcast",
+    "name": "Broadcast",
+    "app": APP_ID,
+    "nodes": [
+        {
+            "id": "announce",
+            "type": "push",
+            "content": {"title": "Hello {{ first_name }}", "body": "Something new is here."},
+        }
+    ],
+}
+
+
+async def run_journey(stack: BenchStack) -> tuple[float, int, dict[str, int]]:
+    db = Database(stack.settings.resolved_database_url)
+    try:
+        started_at = time.perf_counter()
+        started = await start_run(stack.client, db, stack.settings, parse_definition(JOURNEY))
+        result = await started.handle.result()
+        elapsed = time.perf_counter() - started_at
+    finally:
+        await db.dispose()
+    events, executions = 0, 0
+    expected = result.cohorts + 1
+    for _ in range(100):  # visibility lags the histories a little
+        events, executions = await history_events(stack.client, started.run_id)
+        if executions >= expected:
+            break
+        await asyncio.sleep(0.2)
+    log(f"run {started.run_id}: {result.cohorts} cohorts, {executions} executions, {events} events")
+    return elapsed, events, result.counts
+
+
+async def measure_ceiling(stack: BenchStack, devices: list[SeededDevice]) -> tuple[float, int]:
+    registry = SenderRegistry(
+        provider_routes(stack.settings),
+        max_in_flight=stack.settings.send_concurrency,
+        timeout_s=stack.settings.send_timeout_s,
+    )
+
+    async def credentials() -> object:
+        return stack.credentials
+
+    try:
+        senders = await registry.get(APP_ID, 1, credentials)  # type: ignore[arg-type]
+        message = PushMessage(title="Hello", body="Something new is here.")
+        by_provider = {
+            "apns": [d for d in devices if d.provider == "apns"],
+            "fcm": [d for d in devices if d.provider == "fcm"],
+        }
+
+        async def send(provider: str) -> int:
+            sender = senders.apns if provider == "apns" else senders.fcm
+            assert sender is not None
+            items = [
+                SendItem(d.token, tracking_id_for(f"ceiling:{d.token}"), message)
+                for d in by_provider[provider]
+            ]
+            results = await sender.send_batch(items)
+            return sum(1 for r in results if r.outcome is Outcome.DELIVERED)
+
+        started_at = time.perf_counter()
+        delivered = sum(await asyncio.gather(send("apns"), send("fcm")))
+        return time.perf_counter() - started_at, delivered
+    finally:
+        await registry.close()
+
+
+async def main(args: argparse.Namespace) -> None:
+    with bench_home(args.home) as home:
+        overrides = {"cohort_size": args.cohort_size} if args.cohort_size else {}
+        async with bench_stack(home, **overrides) as stack:
+            devices = await seed(stack, args.profiles)
+            log(f"seeded {args.profiles} profiles, {len(devices)} devices")
+            async with WorkerProcess(stack.env, home) as worker:
+                elapsed, events, counts = await run_journey(stack)
+            accepted = await stack.sims.stats()
+            pushes = accepted["apns"]["accepted"] + accepted["fcm"]["accepted"]
+            delivered = counts.get("push.delivered", 0)
+            ceiling_elapsed, ceiling_delivered = await measure_ceiling(stack, devices)
+            deliveries_per_s = delivered / elapsed
+            ceiling_per_s = ceiling_delivered / ceiling_elapsed
+            emit(
+                {
+                    "profiles": args.profiles,
+                    "devices": len(devices),
+                    "cohort_size": stack.settings.cohort_size,
+                    "deliveries_per_s": round(deliveries_per_s, 1),
+                    "ceiling_per_s": round(ceiling_per_s, 1),
+                    "ratio": round(deliveries_per_s / ceiling_per_s, 3),
+                    "history_events_per_push": round(events / max(1, delivered), 4),
+                    "pushes": pushes,
+                    "worker_peak_rss_mb": worker.peak_rss_mb,
+                }
+            )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--profiles", type=int, default=5000)
+    parser.add_argument("--cohort-size", type=int, default=None)
+    parser.add_argument("--home", help="directory for the run's state (default: a temporary one)")
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,268 @@
+"""What every benchmark needs: a private embedded stack with the simulators and a worker in
+their own processes, a seeded store, and Temporal history accounting.
+
+Each benchmark runs in a fresh directory (``--home``, default a temporary one), so runs never
+see each other's state. The simulators and the worker are separate processes, as in a real
+deployment: the worker's peak RSS is its own, and the simulators' CPU is not the worker's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from sqlalchemy import insert
+from temporalio.client import Client
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tidings.push.credentials import ApnsTokenCredentials, FcmCredentials  # noqa: E402
+from tidings.push.registry import AppCredentials  # noqa: E402
+from tidings.settings import Settings  # noqa: E402
+from tidings.sim import SimulatorClient, read_endpoints  # noqa: E402
+from tidings.stack import start_dev_server  # noqa: E402
+from tidings.store.apps import set_credentials  # noqa: E402
+from tidings.store.db import Database  # noqa: E402
+from tidings.store.migrate import upgrade  # noqa: E402
+from tidings.store.models import App, Device, Profile  # noqa: E402
+from tidings.store.secrets import SecretBox  # noqa: E402
+from tidings.store.types import utcnow  # noqa: E402
+from tidings.temporal import connect  # noqa: E402
+
+BUNDLE_ID = "com.example.tidings.bench"
+TEAM_ID = "BENCHTEAM1"
+KEY_ID = "BENCHKEY01"
+PROJECT = "tidings-bench"
+APP_ID = "bench"
+
+
+# aioapns warns while a new connection waits for Apple's first SETTINGS; the benchmark's own
+# sends (the transport ceiling) would print that on every run.
+logging.getLogger("aioapns").setLevel(logging.ERROR)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class BenchStack:
+    home: Path
+    settings: Settings
+    env: dict[str, str]
+    client: Client
+    sims: SimulatorClient
+    credentials: AppCredentials
+
+
+@contextlib.contextmanager
+def bench_home(path: str | None) -> Iterator[Path]:
+    if path:
+        home = Path(path).resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        yield home
+        return
+    with tempfile.TemporaryDirectory(prefix="tidings-bench-") as tmp:
+        yield Path(tmp)
+
+
+def _wait_for_file(path: Path, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start (exit code {process.poll()})")
+        time.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def bench_stack(home: Path, **settings_overrides: Any) -> AsyncIterator[BenchStack]:
+    """Temporal's dev server, the simulators process, a migrated SQLite store, credentials."""
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "TEMPORAL_"))}
+    database_url = f"sqlite:///{home / 'tidings.db'}"
+    upgrade(database_url)
+    server = start_dev_server(home / "temporal")
+    sim_log = (home / "sim.log").open("wb")
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "tidings.sim", "--home", str(home)],
+        env=base_env,
+        stdout=sim_log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for_file(home / "sim" / "endpoints.json", sim, "the simulators")
+        endpoints = read_endpoints(home)
+        env = base_env | {
+            "TIDINGS_HOME": str(home),
+            "TIDINGS_DATABASE_URL": database_url,
+            "TIDINGS_APNS_ENDPOINT": endpoints["apns_endpoint"],
+            "TIDINGS_FCM_ENDPOINT": endpoints["fcm_endpoint"],
+            "TIDINGS_PROVIDER_CA_FILE": endpoints["ca_file"],
+            "TIDINGS_LOG_LEVEL": "WARNING",
+            "TEMPORAL_ADDRESS": server.address,
+        }
+        env.update({f"TIDINGS_{k.upper()}": str(v) for k, v in settings_overrides.items()})
+        settings = Settings(
+            _env_file=None,
+            home=home,
+            database_url=database_url,
+            apns_endpoint=endpoints["apns_endpoint"],
+            fcm_endpoint=endpoints["fcm_endpoint"],
+            provider_ca_file=Path(endpoints["ca_file"]),
+            **settings_overrides,
+        )
+        client = await connect(server.address)
+        async with SimulatorClient(endpoints["control_url"]) as sims:
+            key = await sims.create_apns_key(TEAM_ID, KEY_ID, [BUNDLE_ID])
+            account = await sims.create_fcm_service_account(PROJECT)
+            credentials = AppCredentials(
+                app_id=APP_ID,
+                version=1,
+                apns=ApnsTokenCredentials(
+                    team_id=TEAM_ID,
+                    key_id=KEY_ID,
+                    bundle_id=BUNDLE_ID,
+                    signing_key=key,
+                ),
+                fcm=FcmCredentials(service_account=json.dumps(account)),
+            )
+            yield BenchStack(home, settings, env, client, sims, credentials)
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            sim.wait(timeout=10)
+        if sim.poll() is None:
+            sim.kill()
+        sim_log.close()
+        server.stop()
+
+
+def device_token(profile: int, device: int, provider: str) -> str:
+    digest = hashlib.sha256(f"bench/{profile}/{device}".encode()).hexdigest()
+    return digest if provider == "apns" else f"bench-{digest[:20]}:APA91b{digest[20:]}"
+
+
+@dataclass(frozen=True)
+class SeededDevice:
+    profile_id: str
+    provider: str
+    token: str
+
+
+async def seed(stack: BenchStack, profiles: int, seed: int = 1) -> list[SeededDevice]:
+    """N profiles with about 1.5 devices each, iOS and Android mixed, written in bulk."""
+    rng = random.Random(seed)
+    db = Database(stack.settings.resolved_database_url)
+    box = SecretBox.from_settings(None, stack.home)
+    now = utcnow()
+    devices: list[SeededDevice] = []
+    try:
+        async with db.write() as session:
+            app = App(id=APP_ID, name="Bench", credentials_version=0)
+            set_credentials(app, box, apns=stack.credentials.apns, fcm=stack.credentials.fcm)
+            session.add(app)
+        profile_rows = []
+        device_rows = []
+        for n in range(profiles):
+            profile_id = f"p{n:07d}"
+            profile_rows.append(
+                {
+                    "id": profile_id,
+                    "attributes": {"first_name": f"P{n}"},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            for d in range(1 if rng.random() < 0.5 else 2):
+                provider = "apns" if rng.random() < 0.5 else "fcm"
+                token = device_token(n, d, provider)
+                devices.append(SeededDevice(profile_id, provider, token))
+                device_rows.append(
+                    {
+                        "app_id": APP_ID,
+                        "profile_id": profile_id,
+                        "provider": provider,
+                        "token": token,
+                        "state": "valid",
+                        "registered_at": now,
+                        "created_at": now,
+                    }
+                )
+        async with db.write() as session:
+            for table, rows in ((Profile, profile_rows), (Device, device_rows)):
+                statement = insert(table)
+                for start in range(0, len(rows), 5000):
+                    await session.exec(statement, params=rows[start : start + 5000])
+    finally:
+        await db.dispose()
+    return devices
+
+
+class WorkerProcess:
+    """``python worker.py`` in its own process, sampled for peak RSS."""
+
+    def __init__(self, env: dict[str, str], home: Path) -> None:
+        self._log = (home / "worker.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "worker.py")],
+            env=env,
+            cwd=home,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.peak_rss = 0
+        self._sampler: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> WorkerProcess:
+        self._sampler = asyncio.create_task(self._sample())
+        return self
+
+    async def _sample(self) -> None:
+        proc = psutil.Process(self.process.pid)
+        while self.process.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                self.peak_rss = max(self.peak_rss, proc.memory_info().rss)
+            await asyncio.sleep(0.1)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(self.process.wait, 30)
+        if self._sampler:
+            self._sampler.cancel()
+        self._log.close()
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return round(self.peak_rss / 2**20, 1)
+
+
+async def history_events(client: Client, workflow_id_prefix: str) -> tuple[int, int]:
+    """(events, executions) over every execution whose workflow id starts with the prefix:
+    the run workflow, all its continue-as-new runs and every cohort."""
+    events = executions = 0
+    query = f'WorkflowId STARTS_WITH "{workflow_id_prefix}"'
+    async for execution in client.list_workflows(query):
+        executions += 1
+        events += execution.history_length
+    return events, executions
+
+
+def emit(result: dict[str, Any]) -> None:
+    """The benchmark's last line of output: one JSON object."""
+    print(json.dumps(result, sort_keys=True), flush=True)

@@ -1,0 +1,46 @@
+"""`tidings demo`, run as a user runs it: a subprocess on a fresh home."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+def funnel_value(output: str, label: str) -> int:
+    match = re.search(rf"{label}\s*│\s*(\d+)", output)
+    assert match, f"{label!r} missing from:\n{output}"
+    return int(match.group(1))
+
+
+def _number(pattern: str, output: str) -> int:
+    match = re.search(pattern, output)
+    assert match, f"{pattern!r} missing from:\n{output}"
+    return int(match.group(1))
+
+
+def test_demo_prints_a_consistent_funnel(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "TIDINGS_"))}
+    env.update(TIDINGS_HOME=str(tmp_path / ".tidings"), COLUMNS="120")
+    tidings = Path(sys.executable).parent / "tidings"
+    done = subprocess.run(
+        [str(tidings), "demo", "--profiles", "40"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    output = done.stdout
+    gone = _number(r"(\d+) tokens the simulators will report as unregistered", output)
+    opened = _number(r"opened (\d+) pushes through the API", output)
+    assert funnel_value(output, "profiles targeted") == 40
+    sent = funnel_value(output, "pushes sent")
+    assert funnel_value(output, "delivered") == sent - gone
+    assert funnel_value(output, "tokens invalidated") == gone
+    assert funnel_value(output, "opened") == opened > 0
+    # the embedded dev server was stopped with the command
+    assert not (tmp_path / ".tidings" / "temporal.json").exists()
