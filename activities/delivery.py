@@ -4,7 +4,8 @@ One activity advances a whole group of profiles standing on the same push node (
 decision 2): one query for their tokens, concurrent HTTP/2 sends, one write for the outcomes.
 Temporal is the only retry layer: when some sends must be retried, the activity records the
 others and fails with ``next_retry_delay``; the next attempt finds the completed rows in the
-ledger and sends only the rest.
+ledger and sends only the rest. The batch's result is read back from the ledger, so it counts
+what every attempt did.
 """
 
 from __future__ import annotations
@@ -14,16 +15,22 @@ import logging
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import DELIVER, PushBatch, PushBatchResult
+from activities.frequency_cap import capped_in_batch, hold_capped
+from tidings.journeys.locales import choose_variant
 from tidings.journeys.render import RenderError, render_message
 from tidings.push import Outcome, PushMessage, SenderRegistry, SendItem, SendResult
+from tidings.push.message import size_problem
+from tidings.push.outcome import FCM_QUOTA_REASONS
+from tidings.push.ratelimit import SendPacer
 from tidings.push.registry import AppCredentials, AppSenders
 from tidings.store.apps import open_credentials, stop_sends
 from tidings.store.db import Database
@@ -34,6 +41,7 @@ from tidings.store.ledger import (
     complete_sends,
     count_attempt,
     open_sends,
+    read_outcomes,
     send_key,
     settle_orphans,
     tracking_id_for,
@@ -51,6 +59,7 @@ from tidings.store.types import utcnow
 
 log = logging.getLogger(__name__)
 
+# Google: a QUOTA_EXCEEDED send waits at least a minute before its first retry.
 QUOTA_MIN_DELAY = timedelta(seconds=60)
 FINAL_BY_OUTCOME = {
     Outcome.DELIVERED: DeliveryStatus.DELIVERED,
@@ -58,6 +67,8 @@ FINAL_BY_OUTCOME = {
     Outcome.TOKEN_SUSPECT: DeliveryStatus.TOKEN_SUSPECT,
     Outcome.CONFIG_FAULT: DeliveryStatus.CONFIG_FAULT,
 }
+APP_STOPPED = "app stopped: "
+EXPIRED_BEFORE_ITS_TURN = "expired while waiting for the app's send rate"
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,7 @@ class DeliveryActivities:
         self._senders = senders
         self._secrets = secrets
         self._policy = policy
+        self._pacer = SendPacer(db)
 
     @activity.defn(name=DELIVER)
     async def deliver(self, batch: PushBatch) -> PushBatchResult:
@@ -121,6 +133,9 @@ class DeliveryActivities:
                 fresh_since=stale_cutoff(now, self._policy.stale_after_days),
             )
         sends = self._plan(batch, app, audience)
+        # -- frequency cap (issue 5, activities/frequency_cap.py): capped profiles not sent --
+        hold_capped(sends, await capped_in_batch(self._db, batch, now))
+        # -- end of frequency cap --------------------------------------------------------------
         expired = expires_at is not None and now >= expires_at
         async with self._db.write() as session:
             rows = await open_sends(
@@ -134,7 +149,6 @@ class DeliveryActivities:
                 planned=[send.plan for send in sends],
                 now=now,
             )
-            pending = [s for s in sends if rows[s.plan.send_key].status is DeliveryStatus.PENDING]
             # A device targeted by an earlier attempt may have been invalidated or moved since.
             await settle_orphans(
                 session,
@@ -144,27 +158,26 @@ class DeliveryActivities:
                 planned_keys=set(rows),
                 now=now,
             )
-            if expired and pending:
-                await complete_sends(session, _finals(pending, rows, DeliveryStatus.EXPIRED), now)
-                pending = []
+            pending = [s for s in sends if rows[s.plan.send_key].status is DeliveryStatus.PENDING]
+            pending, held = _hold_back(pending, rows, expired)
+            await complete_sends(session, held, now)
             await count_attempt(session, [rows[s.plan.send_key].id for s in pending])
 
         attempt = _Attempt()
         if pending:
-            app_senders = await self._senders.get(
-                app.id, app.credentials_version, lambda: _open(app, self._secrets)
-            )
             async with self._heartbeating():
-                results = await _send_all(app_senders, pending, expires_at)
-            attempt = self._interpret(pending, rows, results, now)
+                results = await self._send_pending(app, pending, expires_at)
+            attempt = _interpret(pending, rows, results, now)
             await self._record(app, attempt)
 
         retry = [c for c in attempt.completions if c.status is DeliveryStatus.PENDING]
         if retry:
             await self._retry_or_settle(retry, attempt, expires_at)
-        return await self._summarise(batch, audience, sends, rows, attempt)
+        return await self._summarise(audience, sends)
 
     def _plan(self, batch: PushBatch, app: App, audience: Audience) -> list[_Send]:
+        """One ledger row per (profile visit, valid device); a profile with no device, or
+        whose push cannot be rendered or is too large, gets one not-sent row that says why."""
         by_profile: dict[str, list[_Send]] = {}
         for target in audience.targets:
             by_profile.setdefault(target.profile_id, []).append(
@@ -191,10 +204,7 @@ class DeliveryActivities:
             elif not devices:
                 blocked = "no valid device"
             else:
-                try:
-                    message = render_message(batch.content, batch.ttl_s, profile)
-                except RenderError as error:
-                    blocked = f"template error: {error}"
+                message, blocked = _render(batch, profile)
             if not devices:
                 devices = [_Send(PlannedSend("", "", visit.profile_id, None, None, 0))]
             for device in devices:
@@ -214,34 +224,56 @@ class DeliveryActivities:
                 sends.append(device)
         return sends
 
-    def _interpret(
-        self,
-        pending: Sequence[_Send],
-        rows: dict[str, LedgerRow],
-        results: Sequence[SendResult],
-        now: datetime,
-    ) -> _Attempt:
-        attempt = _Attempt()
-        for send, result in zip(pending, results, strict=True):
-            row = rows[send.plan.send_key]
-            device_id = send.plan.device_id
-            status = FINAL_BY_OUTCOME.get(result.outcome, DeliveryStatus.PENDING)
-            attempt.completions.append(
-                Completion(row.id, status, result.describe, result.message_id)
+    async def _send_pending(
+        self, app: App, pending: Sequence[_Send], expires_at: datetime | None
+    ) -> list[SendResult | None]:
+        try:
+            senders = await self._senders.get(
+                app.id, app.credentials_version, lambda: _open(app, self._secrets)
             )
-            if result.outcome is Outcome.TOKEN_GONE and device_id is not None:
-                attempt.gone.append((device_id, result.gone_at or now, result.describe))
-            elif result.outcome is Outcome.TOKEN_SUSPECT and device_id is not None:
-                attempt.suspect.append((device_id, result.describe))
-            elif result.outcome is Outcome.CONFIG_FAULT and send.plan.provider:
-                attempt.faults.setdefault(send.plan.provider, result.describe)
-            elif status is DeliveryStatus.PENDING:
-                attempt.retry_reasons[result.describe] += 1
-                delay = timedelta(seconds=result.retry_after_s or 0)
-                if result.reason == "QUOTA_EXCEEDED":
-                    delay = max(delay, QUOTA_MIN_DELAY)
-                attempt.retry_after = max(attempt.retry_after, delay)
-        return attempt
+        except Exception as error:
+            # e.g. an env: or file: reference this worker cannot read: retried (another worker
+            # may read it), never a reason to stop the app everywhere; the type only, as the
+            # message of a validation error could quote the secret
+            reason = f"credentials cannot be opened ({type(error).__name__})"
+            log.error("app %s: %s", app.id, reason)
+            return [SendResult(Outcome.RETRY_LATER, reason=reason)] * len(pending)
+        return await self._send_all(app, senders, pending, expires_at)
+
+    async def _send_all(
+        self,
+        app: App,
+        senders: AppSenders,
+        pending: Sequence[_Send],
+        expires_at: datetime | None,
+    ) -> list[SendResult | None]:
+        """Send APNs and FCM concurrently; results come back in ``pending``'s order. Under a
+        send rate limit, chunks go out as the app's shared bucket allows; a chunk whose turn
+        comes after the expiry is not sent (None)."""
+        results: list[SendResult | None] = [None] * len(pending)
+
+        async def send(indexes: range) -> None:
+            for index, result in zip(
+                indexes, await _send_range(senders, pending, indexes, expires_at), strict=True
+            ):
+                results[index] = result
+
+        rate = app.send_rate_per_s
+        if not rate:
+            await send(range(len(pending)))
+            return results
+        chunks: list[asyncio.Task[None]] = []
+        try:
+            async with aclosing(self._pacer.paced(app.id, rate, len(pending))) as turns:
+                async for start, end in turns:
+                    if expires_at is not None and utcnow() >= expires_at:
+                        break
+                    chunks.append(asyncio.create_task(send(range(start, end))))
+            await asyncio.gather(*chunks)
+        finally:
+            for chunk in chunks:
+                chunk.cancel()
+        return results
 
     async def _record(self, app: App, attempt: _Attempt) -> None:
         now = utcnow()
@@ -255,7 +287,10 @@ class DeliveryActivities:
                 await stop_sends(session, app, provider, reason)
         for provider, reason in attempt.faults.items():
             log.error(
-                "app %s: %s configuration fault (%s); its sends stop", app.id, provider, reason
+                "app %s: %s configuration fault (%s); its sends stop until its credentials change",
+                app.id,
+                provider,
+                reason,
             )
 
     async def _retry_or_settle(
@@ -297,34 +332,36 @@ class DeliveryActivities:
                 ],
                 utcnow(),
             )
-        for index, completion in enumerate(retry):
-            retry[index] = Completion(completion.row_id, status, reason, None)
 
-    async def _summarise(
-        self,
-        batch: PushBatch,
-        audience: Audience,
-        sends: Sequence[_Send],
-        rows: dict[str, LedgerRow],
-        attempt: _Attempt,
-    ) -> PushBatchResult:
-        final = {row.id: row.status for row in rows.values()}
-        final.update({c.row_id: c.status for c in attempt.completions})
-        result = PushBatchResult(
-            invalidated=len(attempt.gone),
-            quarantined=len(attempt.suspect),
-            stopped="; ".join(f"{p}: {r}" for p, r in attempt.faults.items()) or None,
-        )
+    async def _summarise(self, audience: Audience, sends: Sequence[_Send]) -> PushBatchResult:
+        """The batch as the ledger has it now: what this and every earlier attempt did."""
+        async with self._db.read() as session:
+            outcomes = await read_outcomes(session, [s.plan.send_key for s in sends])
+        result = PushBatchResult()
         for target in audience.targets:
             result.targeted[target.profile_id] = result.targeted.get(target.profile_id, 0) + 1
         statuses: Counter[str] = Counter()
+        stopped: dict[str, str] = {}
         for send in sends:
-            status = final[rows[send.plan.send_key].id]
-            statuses[status.value] += 1
-            if status is DeliveryStatus.DELIVERED:
+            outcome = outcomes[send.plan.send_key]
+            statuses[outcome.status.value] += 1
+            if outcome.status is DeliveryStatus.DELIVERED:
                 profile_id = send.plan.profile_id
                 result.delivered[profile_id] = result.delivered.get(profile_id, 0) + 1
+            elif outcome.status is DeliveryStatus.TOKEN_GONE:
+                result.invalidated += 1
+            elif outcome.status is DeliveryStatus.TOKEN_SUSPECT:
+                result.quarantined += 1
+            elif outcome.status is DeliveryStatus.CONFIG_FAULT and outcome.provider:
+                stopped.setdefault(outcome.provider, outcome.reason or "configuration fault")
+            elif (
+                outcome.status is DeliveryStatus.NOT_SENT
+                and outcome.provider
+                and (outcome.reason or "").startswith(APP_STOPPED)
+            ):
+                stopped.setdefault(outcome.provider, (outcome.reason or "")[len(APP_STOPPED) :])
         result.statuses = dict(statuses)
+        result.stopped = "; ".join(f"{p}: {r}" for p, r in sorted(stopped.items())) or None
         return result
 
     @asynccontextmanager
@@ -341,43 +378,105 @@ class DeliveryActivities:
             task.cancel()
 
 
+def _render(batch: PushBatch, profile: dict[str, Any]) -> tuple[PushMessage | None, str | None]:
+    """The profile's push (its locale's variant), or why it cannot be sent."""
+    locale = profile.get("locale")
+    _, content = choose_variant(
+        batch.content, batch.locales, locale if isinstance(locale, str) else None
+    )
+    try:
+        message = render_message(content, batch.ttl_s, profile)
+    except RenderError as error:
+        return None, f"template error: {error}"
+    problem = size_problem(message)
+    if problem is not None:
+        return None, problem
+    return message, None
+
+
 def _provider_block(app: App, provider: str | None) -> str | None:
     if provider == Provider.APNS.value:
         if app.apns_fault:
-            return f"app stopped: {app.apns_fault}"
+            return f"{APP_STOPPED}{app.apns_fault}"
         if not app.apns_secret:
             return "app has no APNs credentials"
     if provider == Provider.FCM.value:
         if app.fcm_fault:
-            return f"app stopped: {app.fcm_fault}"
+            return f"{APP_STOPPED}{app.fcm_fault}"
         if not app.fcm_secret:
             return "app has no FCM credentials"
     return None
 
 
-def _finals(
-    sends: Sequence[_Send], rows: dict[str, LedgerRow], status: DeliveryStatus
-) -> list[Completion]:
-    return [Completion(rows[s.plan.send_key].id, status, status.value, None) for s in sends]
+def _hold_back(
+    pending: list[_Send], rows: dict[str, LedgerRow], expired: bool
+) -> tuple[list[_Send], list[Completion]]:
+    """Rows an earlier attempt left pending that must not go out now: the push expired, or
+    this attempt's plan holds them back (the app was stopped meanwhile, a rule applies)."""
+    go: list[_Send] = []
+    held: list[Completion] = []
+    for send in pending:
+        row_id = rows[send.plan.send_key].id
+        if send.plan.status is not DeliveryStatus.PENDING:
+            held.append(Completion(row_id, send.plan.status, send.plan.reason, None))
+        elif expired:
+            held.append(Completion(row_id, DeliveryStatus.EXPIRED, "expired", None))
+        else:
+            go.append(send)
+    return go, held
+
+
+def _interpret(
+    pending: Sequence[_Send],
+    rows: dict[str, LedgerRow],
+    results: Sequence[SendResult | None],
+    now: datetime,
+) -> _Attempt:
+    attempt = _Attempt()
+    for send, result in zip(pending, results, strict=True):
+        row = rows[send.plan.send_key]
+        if result is None:
+            attempt.completions.append(
+                Completion(row.id, DeliveryStatus.EXPIRED, EXPIRED_BEFORE_ITS_TURN, None)
+            )
+            continue
+        device_id = send.plan.device_id
+        status = FINAL_BY_OUTCOME.get(result.outcome, DeliveryStatus.PENDING)
+        attempt.completions.append(Completion(row.id, status, result.describe, result.message_id))
+        if result.outcome is Outcome.TOKEN_GONE and device_id is not None:
+            # FCM says nothing of when; the attempt's start is earlier than the answer, so a
+            # registration during the send still wins
+            attempt.gone.append((device_id, result.gone_at or now, result.describe))
+        elif result.outcome is Outcome.TOKEN_SUSPECT and device_id is not None:
+            attempt.suspect.append((device_id, result.describe))
+        elif result.outcome is Outcome.CONFIG_FAULT and send.plan.provider:
+            attempt.faults.setdefault(send.plan.provider, result.describe)
+        elif status is DeliveryStatus.PENDING:
+            attempt.retry_reasons[result.describe] += 1
+            delay = timedelta(seconds=result.retry_after_s or 0)
+            if result.reason in FCM_QUOTA_REASONS:
+                delay = max(delay, QUOTA_MIN_DELAY)
+            attempt.retry_after = max(attempt.retry_after, delay)
+    return attempt
 
 
 async def _open(app: App, secrets: SecretBox) -> AppCredentials:
     return open_credentials(app, secrets)
 
 
-async def _send_all(
-    senders: AppSenders, pending: Sequence[_Send], expires_at: datetime | None
+async def _send_range(
+    senders: AppSenders, pending: Sequence[_Send], indexes: range, expires_at: datetime | None
 ) -> list[SendResult]:
-    """Send APNs and FCM concurrently; results come back in ``pending``'s order."""
+    """Send ``pending[indexes]``, APNs and FCM concurrently; results in ``indexes`` order."""
     groups: dict[str, list[int]] = {}
-    for index, send in enumerate(pending):
-        groups.setdefault(send.plan.provider or "", []).append(index)
-    results: list[SendResult | None] = [None] * len(pending)
+    for index in indexes:
+        groups.setdefault(pending[index].plan.provider or "", []).append(index)
+    results: dict[int, SendResult] = {}
 
-    async def run(provider: str, indexes: list[int]) -> None:
+    async def run(provider: str, group: list[int]) -> None:
         sender = senders.apns if provider == Provider.APNS.value else senders.fcm
         if sender is None:
-            for index in indexes:
+            for index in group:
                 results[index] = SendResult(Outcome.CONFIG_FAULT, reason="no credentials")
             return
         items = [
@@ -387,10 +486,10 @@ async def _send_all(
                 message=pending[i].message or PushMessage(),
                 expires_at=expires_at,
             )
-            for i in indexes
+            for i in group
         ]
-        for index, result in zip(indexes, await sender.send_batch(items), strict=True):
+        for index, result in zip(group, await sender.send_batch(items), strict=True):
             results[index] = result
 
-    await asyncio.gather(*(run(provider, indexes) for provider, indexes in groups.items()))
-    return [r if r is not None else SendResult(Outcome.RETRY_LATER) for r in results]
+    await asyncio.gather(*(run(provider, group) for provider, group in groups.items()))
+    return [results[index] for index in indexes]

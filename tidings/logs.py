@@ -5,7 +5,17 @@ from __future__ import annotations
 import logging
 import sys
 
-NOISY = ("temporalio", "httpx", "httpcore", "hpack", "h2", "aioapns", "uvicorn.access")
+# aiosqlite logs every statement with its parameters at DEBUG: device tokens included.
+NOISY = (
+    "temporalio",
+    "httpx",
+    "httpcore",
+    "hpack",
+    "h2",
+    "aioapns",
+    "uvicorn.access",
+    "aiosqlite",
+)
 
 
 def configure_logging(level: str = "INFO") -> None:

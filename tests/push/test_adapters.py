@@ -10,6 +10,7 @@ import uuid
 
 import aioapns
 import firebase_admin
+import httpx
 import jwt as pyjwt
 import pytest
 from aioapns.connection import (
@@ -67,6 +68,26 @@ def test_firebase_admin_still_has_what_the_adapter_replaces() -> None:
         _http_client.HttpxAsyncClient
     )
     assert callable(_http_client.GoogleAuthCredentialFlow)
+    # TokenRefreshFailed is an httpx error so that a failed OAuth2 refresh stays one message's
+    # failure: firebase-admin turns httpx errors into per-message exceptions
+    send_each = inspect.getsource(messaging._MessagingService.send_each_async)
+    assert "except httpx.HTTPError" in send_each
+    assert issubclass(adapters.TokenRefreshFailed, httpx.HTTPError)
+    assert "_credential" in inspect.getsource(messaging._MessagingService.__init__)
+
+
+def test_aioapns_protocol_still_has_what_the_protocol_fixes_use() -> None:
+    """_ProtocolFixes reads aioapns' request maps, wraps its response and GOAWAY handlers,
+    and send_once uses the pool's acquire."""
+    source = inspect.getsource(aioapns.connection.APNsBaseClientProtocol)
+    for name in ("self.requests", "self.request_streams", "self.request_statuses"):
+        assert name in source, name
+    for method in ("on_response_received", "on_connection_terminated", "connection_lost"):
+        assert hasattr(aioapns.connection.APNsBaseClientProtocol, method), method
+    assert inspect.iscoroutinefunction(APNsKeyConnectionPool.acquire)
+    assert "request.set_exception" in inspect.getsource(
+        aioapns.connection.APNsBaseClientProtocol.connection_lost
+    )
 
 
 async def test_one_jwt_is_shared_by_every_connection_and_renewed_once(sims: Simulators) -> None:
@@ -94,8 +115,9 @@ async def test_one_jwt_is_shared_by_every_connection_and_renewed_once(sims: Simu
         assert auth.generation == 2
     finally:
         pool.close()
-    headers = {r.headers.get("authorization") for r in sims.apns.accepted()}
-    assert len(headers) == 1  # one JWT across all connections
+    jwts = {r.provider_token for r in sims.apns.accepted()}
+    assert len(jwts) == 1  # one JWT across all connections
+    assert None not in jwts
 
 
 async def test_fcm_sends_go_to_the_configured_endpoint_without_sdk_retries(

@@ -11,13 +11,21 @@ store of every connection, and each does something tidings must not do at scale:
   ``TooManyProviderTokenUpdates`` when a team refreshes more often than every 20 minutes), has no
   way to re-mint after ``ExpiredProviderToken``, and its proxy mode cannot work on Python 3.9+
   (it hands an ``asyncio.TransportSocket`` to ``create_connection``).
-* firebase-admin retries POSTs on 500/503 inside its HTTP client, under Temporal's retries.
+* aioapns keeps no response headers (Retry-After) and no unreadable error body, forgets the
+  reason a GOAWAY frame carries, and leaves a request abandoned on timeout holding its stream
+  (and its future, which a later connection loss then fails with InvalidStateError).
+* firebase-admin retries POSTs on 500/503 inside its HTTP client, under Temporal's retries, and
+  on every 401 refreshes its OAuth2 token twice, synchronously, on the event loop: a batch
+  answered THIRD_PARTY_AUTH_ERROR (a 401 that no token refresh can fix) would cost three
+  requests and two blocking token fetches per message.
 
 So this module subclasses aioapns' connection pools (one shared JWT provider per signing key,
 an optional host:port route that keeps Apple's host name for SNI and certificate checks) and
-rebuilds firebase-admin's async HTTP client with retries off, our TLS trust and, optionally,
-another base URL. Everything else (HTTP/2 framing, stream accounting, FCM message encoding,
-error parsing, OAuth2 through the service account's ``token_uri``) stays the libraries' own.
+rebuilds firebase-admin's async HTTP client with retries off, our TLS trust, optionally
+another base URL, and an OAuth2 flow that refreshes at most once per 401, off the event loop,
+shared by every request that saw the same stale token, and never for THIRD_PARTY_AUTH_ERROR.
+Everything else (HTTP/2 framing, stream accounting, FCM message encoding, error parsing,
+OAuth2 through the service account's ``token_uri``) stays the libraries' own.
 
 tests/push/test_adapters.py fails loudly if an upgrade of either library moves what this
 module relies on.
@@ -26,16 +34,20 @@ module relies on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 import threading
 import time
+from collections.abc import AsyncGenerator, Generator
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import firebase_admin
 import httpx
 import jwt
+from aioapns.common import NotificationRequest, NotificationResult
 from aioapns.connection import (
     APNsBaseClientProtocol,
     APNsCertConnectionPool,
@@ -45,8 +57,13 @@ from aioapns.connection import (
     AuthorizationHeaderProvider,
     ChannelPool,
 )
+from aioapns.exceptions import ConnectionClosed
 from firebase_admin import App, messaging
-from firebase_admin._http_client import GoogleAuthCredentialFlow
+from google.auth import credentials as google_credentials
+from google.auth.transport import requests as google_auth_requests
+from h2.errors import ErrorCodes
+from h2.events import ConnectionTerminated
+from h2.exceptions import NoAvailableStreamIDError
 
 # Apple: refresh no more often than every 20 minutes and at least every 60 minutes.
 APNS_JWT_LIFETIME_S = 40 * 60
@@ -130,6 +147,14 @@ class StreamSlots(ChannelPool):
 INITIAL_STREAMS = 1
 
 
+@dataclass
+class AnswerExtras:
+    """What an APNs answer carried beyond aioapns' NotificationResult."""
+
+    retry_after_s: float | None = None
+    raw_body: str | None = None
+
+
 class _ProtocolFixes(APNsBaseClientProtocol):
     """What tidings changes in aioapns' connection protocol.
 
@@ -139,13 +164,49 @@ class _ProtocolFixes(APNsBaseClientProtocol):
     * Whole bodies: aioapns parses every DATA frame as a complete JSON document and leaves an
       error answer with an empty or non-JSON body (an empty 500, an HTML 502) unresolved, or
       breaks the connection on it. Bodies are buffered per stream and handed over once the
-      stream ends; an unreadable one becomes a reason that says so, classified as unknown.
+      stream ends; an unreadable one becomes a reason that says so, classified as unknown,
+      and its raw text goes to ``answer_extras`` for the sender's log.
+    * Retry-After of an answer goes to ``answer_extras`` (keyed by apns-id).
+    * A request abandoned by its caller (a timeout) resets its stream and frees its slot.
+    * A GOAWAY fails the requests in flight with the reason Apple put in the frame.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.free_channels = StreamSlots(INITIAL_STREAMS)
         self._bodies: dict[int, bytearray] = {}
+        self.answer_extras: dict[str, AnswerExtras] = {}
+
+    async def send_notification(self, request: NotificationRequest) -> NotificationResult:
+        try:
+            return await super().send_notification(request)
+        except asyncio.CancelledError:
+            self._abandon(request.notification_id)
+            raise
+
+    def _abandon(self, notification_id: str) -> None:
+        future = self.requests.pop(notification_id, None)
+        if future is None:
+            return  # cancelled before its stream opened, or already answered
+        self.request_statuses.pop(notification_id, None)
+        for stream_id, owner in list(self.request_streams.items()):
+            if owner == notification_id:
+                del self.request_streams[stream_id]
+                self._bodies.pop(stream_id, None)
+                with contextlib.suppress(Exception):
+                    self.conn.reset_stream(stream_id, ErrorCodes.CANCEL)
+                    self.flush()
+                self.free_channels.release()
+
+    def on_response_received(self, headers: dict[bytes, bytes]) -> None:
+        retry_after = headers.get(b"retry-after")
+        if retry_after is not None:
+            notification_id = headers.get(b"apns-id", b"").decode("utf8")
+            with contextlib.suppress(ValueError):
+                self.answer_extras.setdefault(notification_id, AnswerExtras()).retry_after_s = max(
+                    0.0, float(retry_after)
+                )
+        super().on_response_received(headers)
 
     def on_data_received(self, data: bytes, stream_id: int) -> None:
         self.conn.acknowledge_received_data(len(data), stream_id)
@@ -155,10 +216,40 @@ class _ProtocolFixes(APNsBaseClientProtocol):
         body = bytes(self._bodies.pop(stream_id, b""))
         notification_id = self.request_streams.get(stream_id)
         if notification_id is not None and notification_id in self.request_statuses:
-            super().on_data_received(_error_body(body), stream_id)
+            readable = _error_body(body)
+            if readable is not body:
+                extras = self.answer_extras.setdefault(notification_id, AnswerExtras())
+                extras.raw_body = body[:500].decode("utf-8", "replace")
+            super().on_data_received(readable, stream_id)
         # aioapns forgets the stream of an error answer but keeps a successful one forever
         self.request_streams.pop(stream_id, None)
         super().on_stream_ended(stream_id)
+
+    def on_connection_terminated(self, event: ConnectionTerminated) -> None:
+        reason = _goaway_reason(event.additional_data)
+        closed = ConnectionClosed(f"GOAWAY {reason}" if reason else "GOAWAY")
+        for future in self.requests.values():
+            if not future.done():
+                future.set_exception(closed)
+        self.requests.clear()
+        super().on_connection_terminated(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # aioapns fails every future it still holds, including ones already failed or
+        # abandoned (InvalidStateError); keep only the live ones.
+        self.requests = {k: f for k, f in self.requests.items() if not f.done()}
+        super().connection_lost(exc)
+
+
+def _goaway_reason(data: bytes | None) -> str | None:
+    """Apple puts its error JSON ({"reason": ...}) in a GOAWAY's debug data."""
+    if not data:
+        return None
+    try:
+        parsed = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return data[:100].decode("utf-8", "replace")
+    return str(parsed.get("reason")) if isinstance(parsed, dict) else None
 
 
 EMPTY_BODY_REASON = "(empty body)"
@@ -199,7 +290,7 @@ def _factory(
 
 
 async def _open(
-    pool: APNsKeyConnectionPool | APNsCertConnectionPool,
+    pool: TokenAuthPool | CertificateAuthPool,
     factory: Any,
     route: tuple[str, int] | None,
 ) -> APNsBaseClientProtocol:
@@ -208,7 +299,25 @@ async def _open(
     _, protocol = await asyncio.get_running_loop().create_connection(
         factory, host=host, port=port, ssl=pool.ssl_context, server_hostname=host_name
     )
-    return protocol  # type: ignore[no-any-return]
+    assert isinstance(protocol, _ProtocolFixes)
+    # every connection of a pool reports into the pool's one map, which the sender reads
+    protocol.answer_extras = pool.answer_extras
+    return protocol
+
+
+async def send_once(
+    pool: APNsKeyConnectionPool | APNsCertConnectionPool, request: NotificationRequest
+) -> NotificationResult:
+    """Send one notification through a pool, once, keeping the failure. aioapns' own
+    ``send_notification`` loop (even at one attempt) logs and swallows a ConnectionClosed,
+    GOAWAY reason and all, sleeps a second after a failed connect, and raises a bare
+    MaxAttemptsExceeded instead; Temporal retries, with the reason in hand."""
+    connection = await pool.acquire()  # aioapns' ConnectionError when it cannot connect
+    try:
+        return await connection.send_notification(request)
+    except NoAvailableStreamIDError:
+        connection.close()
+        raise ConnectionClosed("the connection used all its stream ids") from None
 
 
 class TokenAuthPool(APNsKeyConnectionPool):
@@ -225,6 +334,7 @@ class TokenAuthPool(APNsKeyConnectionPool):
         self.protocol_class = _protocol_class(bool(pool_options.get("use_sandbox")))
         self.auth = auth
         self.route = route
+        self.answer_extras: dict[str, AnswerExtras] = {}
 
     async def create_connection(self) -> APNsBaseClientProtocol:
         factory = _factory(self, self.auth)
@@ -238,6 +348,7 @@ class CertificateAuthPool(APNsCertConnectionPool):
         super().__init__(**pool_options)
         self.protocol_class = _protocol_class(bool(pool_options.get("use_sandbox")))
         self.route = route
+        self.answer_extras: dict[str, AnswerExtras] = {}
 
     async def create_connection(self) -> APNsBaseClientProtocol:
         factory = _factory(self)
@@ -255,8 +366,8 @@ def configure_fcm_app(
     """Give a firebase-admin app's messaging service an HTTP/2 client without SDK retries.
 
     ``endpoint`` replaces ``https://fcm.googleapis.com`` (the simulators); ``ssl_context``
-    replaces the default trust store. Authentication keeps firebase-admin's own flow: an OAuth2
-    token from the service account's ``token_uri``, refreshed once on a 401.
+    replaces the default trust store. Authentication stays google-auth's (an OAuth2 token from
+    the service account's ``token_uri``) through :class:`OAuthFlow`.
     """
     service = messaging._get_messaging_service(app)
     if endpoint:
@@ -274,10 +385,100 @@ def configure_fcm_app(
         http2=True,
         timeout=timeout_s,
         headers=wrapper._headers,
-        auth=GoogleAuthCredentialFlow(service._credential),
+        auth=OAuthFlow(service._credential),
         transport=transport,
     )
     wrapper._timeout = timeout_s
+
+
+THIRD_PARTY_AUTH_CODES = (b"THIRD_PARTY_AUTH_ERROR", b"APNS_AUTH_ERROR")
+
+
+class TokenRefreshFailed(httpx.RequestError):
+    """The OAuth2 token endpoint refused (or could not be reached for) the service account.
+
+    An httpx error, so firebase-admin reports it on the one message whose request it stopped
+    (as an UnknownError caused by it) instead of failing a whole ``send_each_async`` batch
+    and the answers that batch already had. ``error`` is google-auth's exception."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(f"OAuth2 token refresh failed: {error}")
+        self.error = error
+
+
+# A token endpoint that just refused the service account is not asked again for this long:
+# every request of a batch would otherwise fetch (and fail) once more.
+REFRESH_FAILURE_MEMORY_S = 5.0
+
+
+class OAuthFlow(httpx.Auth):
+    """firebase-admin's OAuth2 flow for an async client, bounded.
+
+    * A valid token is applied as is; an expired one is refreshed first.
+    * On a 401 the token is refreshed once and the request sent once more, as Google advises.
+      Requests that saw the same stale token share one refresh: a batch of 500 costs one
+      token fetch, not 500.
+    * A 401 answered THIRD_PARTY_AUTH_ERROR (FCM could not authenticate to APNs or Web Push)
+      is returned as is: a new OAuth2 token cannot fix it, and it is a configuration fault.
+    * google-auth refreshes with a blocking ``requests`` call: it runs in a thread, so the
+      worker's event loop (heartbeats, the other sends) keeps running.
+    * A refresh that fails is remembered briefly and raised to the requests that follow,
+      as :class:`TokenRefreshFailed`.
+    """
+
+    def __init__(self, credential: google_credentials.Credentials) -> None:
+        self._credential = credential
+        self._lock: asyncio.Lock | None = None
+        self._failure: tuple[float, Exception] | None = None
+        self.refreshes = 0
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        raise RuntimeError("tidings sends to FCM with an async client only")
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if not self._credential.valid:
+            await self._refresh(stale_token=None)
+        sent_with = self._credential.token
+        self._credential.apply(request.headers)  # type: ignore[no-untyped-call]
+        response = yield request
+        if response.status_code != 401:
+            return
+        await response.aread()
+        if any(code in response.content for code in THIRD_PARTY_AUTH_CODES):
+            return
+        await self._refresh(stale_token=sent_with)
+        self._credential.apply(request.headers)  # type: ignore[no-untyped-call]
+        yield request
+
+    async def _refresh(self, stale_token: str | None) -> None:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if stale_token is not None and self._credential.token != stale_token:
+                return  # another request refreshed it meanwhile
+            if stale_token is None and self._credential.valid:
+                return
+            if self._failure is not None:
+                failed_at, error = self._failure
+                if time.monotonic() - failed_at < REFRESH_FAILURE_MEMORY_S:
+                    raise error
+            try:
+                await asyncio.to_thread(self._credential.refresh, google_auth_requests.Request())
+            except Exception as error:
+                failure = TokenRefreshFailed(error)
+                self._failure = (time.monotonic(), failure)
+                raise failure from error
+            self._failure = None
+            self.refreshes += 1
+
+
+def oauth_flow(app: App) -> OAuthFlow:
+    """The flow authenticating an app configured by :func:`configure_fcm_app`."""
+    auth = messaging._get_messaging_service(app)._async_client._async_client.auth
+    assert isinstance(auth, OAuthFlow)
+    return auth
 
 
 def fcm_send_url(app: App) -> str:

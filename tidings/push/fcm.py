@@ -1,30 +1,44 @@
-"""FCM sender on firebase-admin: send_each_async over HTTP/2, at most 500 per call."""
+"""FCM sender on firebase-admin: HTTP v1 over HTTP/2, ``send_each_async`` in chunks.
+
+Each message is its own HTTP/2 request; a chunk holds at most ``max_in_flight`` of them (and
+FCM's 500). Every message gets its own answer: a failed OAuth2 refresh reaches firebase-admin
+as an httpx error on the messages it stopped (tidings.push.adapters.TokenRefreshFailed), so it
+never fails a whole batch and the answers that batch already had.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import firebase_admin
 from firebase_admin import credentials as firebase_credentials
 from firebase_admin import messaging
+from google.auth import exceptions as google_auth_exceptions
 
-from tidings.push.adapters import close_fcm_app, configure_fcm_app
+from tidings.push.adapters import TokenRefreshFailed, close_fcm_app, configure_fcm_app
 from tidings.push.credentials import FcmCredentials
 from tidings.push.masking import mask_token
-from tidings.push.message import PushMessage
-from tidings.push.outcome import Outcome, SendResult, classify_fcm
-from tidings.push.sender import ProviderRoutes, SendItem, seconds_left
+from tidings.push.message import PushMessage, fcm_apns_headers, fcm_aps_dictionary
+from tidings.push.outcome import Outcome, SendResult, classify_fcm, fcm_known
+from tidings.push.sender import InFlightLimit, ProviderRoutes, SendItem, seconds_left
 
 log = logging.getLogger(__name__)
 
-FCM_BATCH_LIMIT = 500
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
+FCM_BATCH_LIMIT = 500
+APS_FIELDS = frozenset(
+    {"alert", "badge", "sound", "category", "thread-id", "content-available", "mutable-content"}
+)
+# HTTP/2 streams per connection are plenty; a few connections spread the TLS work.
+STREAMS_PER_CONNECTION = 100
 
 
 class FcmSender:
@@ -47,81 +61,161 @@ class FcmSender:
             self._app,
             endpoint=routes.fcm_endpoint,
             ssl_context=routes.ssl_context(),
-            max_connections=max(1, max_in_flight // 100),
+            max_connections=max(1, max_in_flight // STREAMS_PER_CONNECTION),
             timeout_s=timeout_s,
         )
-        self._chunk = min(FCM_BATCH_LIMIT, max_in_flight)
+        self._chunk = max(1, min(FCM_BATCH_LIMIT, max_in_flight))
+        self._in_flight = InFlightLimit(max_in_flight)
 
-    async def send_batch(self, items: Sequence[SendItem]) -> list[SendResult]:
-        return await self._send(items, dry_run=False)
+    @property
+    def app(self) -> firebase_admin.App:
+        return self._app
 
     async def validate(self, items: Sequence[SendItem]) -> list[SendResult]:
         """FCM's validate_only: every check of a real send, nothing delivered."""
         return await self._send(items, dry_run=True)
 
+    async def validate_topic(self, topic: str) -> SendResult:
+        """A validate_only send to a topic: the service account, project and permission are
+        checked, nothing is delivered and no device token is needed (the credential check)."""
+        message = messaging.Message(topic=topic, data={"check": "tidings"})
+        [result] = await self._send_messages([message], [f"topic:{topic}"], dry_run=True)
+        return result
+
+    async def send(self, item: SendItem) -> SendResult:
+        [result] = await self._send([item], dry_run=False)
+        return result
+
+    async def send_batch(self, items: Sequence[SendItem]) -> list[SendResult]:
+        return await self._send(items, dry_run=False)
+
     async def _send(self, items: Sequence[SendItem], *, dry_run: bool) -> list[SendResult]:
-        results: list[SendResult] = []
         now = datetime.now(UTC)
+        results: list[SendResult] = []
         for start in range(0, len(items), self._chunk):
             chunk = items[start : start + self._chunk]
-            batch = await messaging.send_each_async(
-                [_message(item, now) for item in chunk], dry_run=dry_run, app=self._app
-            )
-            for item, response in zip(chunk, batch.responses, strict=True):
-                result = (
+            messages = [build_message(item, now) for item in chunk]
+            tokens = [item.token for item in chunk]
+            results.extend(await self._send_messages(messages, tokens, dry_run=dry_run))
+        return results
+
+    async def _send_messages(
+        self, messages: list[messaging.Message], tokens: list[str], *, dry_run: bool
+    ) -> list[SendResult]:
+        try:
+            async with self._in_flight.hold(len(messages)):
+                batch = await messaging.send_each_async(messages, dry_run=dry_run, app=self._app)
+        except Exception as error:  # unexpected (a client bug): retried, never lost
+            log.exception("FCM client failed for a batch of %s", len(messages))
+            failed = SendResult(Outcome.RETRY_LATER, reason=f"client: {type(error).__name__}")
+            return [failed] * len(messages)
+        results: list[SendResult] = []
+        for token, response in zip(tokens, batch.responses, strict=True):
+            if response.success:
+                results.append(
                     SendResult(Outcome.DELIVERED, status=200, message_id=response.message_id)
-                    if response.success
-                    else _classify_exception(response.exception)
                 )
-                if result.outcome is not Outcome.DELIVERED:
-                    log.info("FCM %s for %s", result.describe, mask_token(item.token))
-                results.append(result)
+                continue
+            result = _classify_exception(response.exception)
+            if not result.known:
+                log.warning(
+                    "FCM answered %s (body %.300r) for %s, outside the reference table: "
+                    "treated as %s",
+                    result.describe,
+                    result.raw,
+                    mask_token(token),
+                    result.outcome.value,
+                )
+            else:
+                log.info("FCM %s for %s", result.describe, mask_token(token))
+            results.append(result)
         return results
 
     async def close(self) -> None:
         await close_fcm_app(self._app)
 
 
-def _message(item: SendItem, now: datetime) -> messaging.Message:
+def build_message(item: SendItem, now: datetime) -> messaging.Message:
+    """The firebase-admin message for one device; tidings.push.message.fcm_message_dict is
+    the same message as JSON (for the size check), and a test holds the two together."""
     message: PushMessage = item.message
-    data = message.custom_data(item.tracking_id)
+    left = seconds_left(item.expires_at, now)
     notification = None
     android_notification = None
-    if message.push_type == "alert":
+    if not message.is_background:
         notification = messaging.Notification(
             title=message.title, body=message.body, image=message.image_url
         )
-        if message.android_channel_id or message.category:
-            android_notification = messaging.AndroidNotification(
-                channel_id=message.android_channel_id, click_action=message.category
-            )
-    left = seconds_left(item.expires_at, now)
+        options = message.android
+        android_notification = messaging.AndroidNotification(
+            channel_id=options.channel_id,
+            click_action=message.android_click_action,
+            sound=message.android_sound,
+            icon=options.icon,
+            color=options.color,
+            tag=options.tag,
+            notification_count=message.badge,
+        )
+    expiration = int(now.timestamp()) + left if left is not None else None
+    android = messaging.AndroidConfig(
+        collapse_key=item.tracking_id,
+        priority=message.priority,
+        ttl=timedelta(seconds=left) if left is not None else None,
+        notification=android_notification,
+    )
+    aps = fcm_aps_dictionary(message)
+    apns = messaging.APNSConfig(
+        headers=fcm_apns_headers(message, item.tracking_id, expiration),
+        payload=messaging.APNSPayload(aps=_aps(aps)) if aps else None,
+        fcm_options=(
+            messaging.APNSFCMOptions(image=message.image_url)
+            if message.image_url and not message.is_background
+            else None
+        ),
+    )
     # firebase-admin 7.7 deprecates Message.token in favour of Firebase installation ids;
     # mobile backends register FCM registration tokens, which HTTP v1 still takes as "token".
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return _build(item, data, notification, android_notification, left)
+        return messaging.Message(
+            token=item.token,
+            data=message.custom_data(item.tracking_id),
+            notification=notification,
+            android=android,
+            apns=apns,
+        )
 
 
-def _build(
-    item: SendItem,
-    data: dict[str, str],
-    notification: messaging.Notification | None,
-    android_notification: messaging.AndroidNotification | None,
-    left: int | None,
-) -> messaging.Message:
-    message = item.message
-    return messaging.Message(
-        token=item.token,
-        data=data,
-        notification=notification,
-        android=messaging.AndroidConfig(
-            collapse_key=item.tracking_id,
-            priority=message.priority,
-            ttl=timedelta(seconds=left) if left is not None else None,
-            notification=android_notification,
-        ),
+def _aps(aps: dict[str, Any]) -> messaging.Aps:
+    """firebase-admin's Aps for an aps dictionary: its own fields where it has one, the rest
+    (interruption-level, relevance-score) as custom data."""
+    own = APS_FIELDS
+    alert = aps.get("alert")
+    return messaging.Aps(
+        alert=messaging.ApsAlert(**alert) if isinstance(alert, dict) else None,
+        badge=aps.get("badge"),
+        sound=aps.get("sound"),
+        category=aps.get("category"),
+        thread_id=aps.get("thread-id"),
+        content_available=True if aps.get("content-available") else None,
+        mutable_content=True if aps.get("mutable-content") else None,
+        custom_data={k: v for k, v in aps.items() if k not in own} or None,
     )
+
+
+def _classify_failure(cause: Exception) -> SendResult:
+    """A send that got no HTTP answer: the OAuth2 token endpoint refused the service account
+    (a configuration fault), or the network failed (retry later)."""
+    if isinstance(cause, TokenRefreshFailed):
+        cause = cause.error
+    if isinstance(cause, google_auth_exceptions.RefreshError) and not getattr(
+        cause, "retryable", False
+    ):
+        return SendResult(
+            Outcome.CONFIG_FAULT,
+            reason=f"service account refused by its token endpoint: {_first_line(cause)}",
+        )
+    return SendResult(Outcome.RETRY_LATER, reason=f"transport: {type(cause).__name__}")
 
 
 def _classify_exception(error: Exception | None) -> SendResult:
@@ -131,7 +225,9 @@ def _classify_exception(error: Exception | None) -> SendResult:
     response = getattr(error, "http_response", None)
     if response is None:
         cause = getattr(error, "cause", None) or error
-        return SendResult(Outcome.RETRY_LATER, reason=f"transport: {type(cause).__name__}")
+        if isinstance(cause, Exception):
+            return _classify_failure(cause)
+        return SendResult(Outcome.RETRY_LATER, reason="transport")
     status = int(response.status_code)
     text = response.text
     body: dict[str, Any] = {}
@@ -145,15 +241,17 @@ def _classify_exception(error: Exception | None) -> SendResult:
     status_name = body.get("status") if isinstance(body.get("status"), str) else None
     message = " ".join([str(body.get("message", "")), *fields])
     outcome = classify_fcm(status, error_code, status_name, message)
-    known = bool(body) and (error_code or status_name)
-    if outcome is Outcome.RETRY_LATER and not known:
-        log.warning("FCM answered %s with an unrecognised body: %.300r", status, text)
+    known = bool(body) and fcm_known(status, error_code, status_name)
+    reason = error_code or status_name or f"HTTP {status}"
+    if error_code == "INVALID_ARGUMENT" and fields:
+        reason = f"{reason} ({', '.join(fields)})"
     return SendResult(
         outcome,
         status=status,
-        reason=error_code or status_name or f"HTTP {status}",
+        reason=reason,
         retry_after_s=_retry_after(response.headers.get("retry-after")),
         raw=None if known else text[:500],
+        known=known,
     )
 
 
@@ -175,9 +273,19 @@ def _details(details: object) -> tuple[str | None, list[str]]:
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds, or as an HTTP date."""
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__

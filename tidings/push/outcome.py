@@ -1,7 +1,9 @@
 """Every provider answer lands in exactly one class (DESIGN.md decision 4).
 
-The tables follow ../shared/reference/push-providers.md. Anything not in them gets a safe
-class: it is retried a bounded number of times and never touches a token.
+The tables follow ../shared/reference/push-providers.md; tests/push/test_outcome.py and the
+table-driven tests/delivery/test_provider_tables.py hold every row. Anything not in them gets
+a safe class: it is retried a bounded number of times, never touches a token, and the sender
+logs the raw answer (``SendResult.known`` is False).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class SendResult:
     # APNs 410: the moment Apple learnt the token was gone.
     gone_at: datetime | None = None
     raw: str | None = None
+    # False for an answer outside the reference tables (given a safe class, logged raw)
+    known: bool = True
 
     @property
     def describe(self) -> str:
@@ -47,6 +51,10 @@ APNS_RETRY_LATER = {
     (503, "ServiceUnavailable"),
     (503, "Shutdown"),
     (400, "IdleTimeout"),
+    # Not in the reference table. Apple: the key id differs from the one the connection first
+    # used; a new connection takes it. tidings keeps one key per client (a rotation builds a
+    # new client), so this is transient by construction.
+    (403, "UnrelatedKeyIdInToken"),
 }
 APNS_REFRESH_CREDENTIALS = {(403, "ExpiredProviderToken"), (429, "TooManyProviderTokenUpdates")}
 APNS_TOKEN_GONE = {(410, "Unregistered"), (410, "ExpiredToken")}
@@ -85,9 +93,29 @@ APNS_CONFIG_FAULT = {
 }
 
 
+def apns_known(status: int, reason: str | None, timestamp_ms: int | None) -> bool:
+    """Whether an APNs answer is one the reference table lists (a 410 must carry its
+    timestamp)."""
+    if status == 200:
+        return True
+    key = (status, reason or "")
+    if key in APNS_TOKEN_GONE:
+        return timestamp_ms is not None
+    return any(
+        key in table
+        for table in (
+            APNS_RETRY_LATER,
+            APNS_REFRESH_CREDENTIALS,
+            APNS_TOKEN_SUSPECT,
+            APNS_CONFIG_FAULT,
+        )
+    )
+
+
 def classify_apns(status: int, reason: str | None, timestamp_ms: int | None) -> Outcome:
     """Class of an APNs answer. A 410 without a timestamp cannot be checked against the
-    device's last registration, so it quarantines instead of invalidating."""
+    device's last registration, so it quarantines (kept, not targeted) instead of
+    invalidating; any other unknown answer is retried."""
     if status == 200:
         return Outcome.DELIVERED
     key = (status, reason or "")
@@ -110,17 +138,49 @@ def apns_gone_at(timestamp_ms: int | None) -> datetime | None:
     return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
 
 
-FCM_TOKEN_FIELD_HINTS = ("message.token", "registration token")
+# A bad *token* names the target field (``message.token``, or ``message.fid`` since
+# firebase-admin 7.7) or says "not a valid FCM registration token"; a bad *payload* names
+# another field.
+FCM_TOKEN_FIELD_HINTS = ("message.token", "message.fid", "registration token")
+FCM_QUOTA_REASONS = frozenset({"QUOTA_EXCEEDED", "RESOURCE_EXHAUSTED"})
+FCM_KNOWN_CODES = frozenset(
+    {
+        "UNREGISTERED",
+        "SENDER_ID_MISMATCH",
+        "QUOTA_EXCEEDED",
+        "UNAVAILABLE",
+        "INTERNAL",
+        "THIRD_PARTY_AUTH_ERROR",
+        "APNS_AUTH_ERROR",
+        "INVALID_ARGUMENT",
+    }
+)
+FCM_KNOWN_STATUSES = frozenset({"INVALID_ARGUMENT", "PERMISSION_DENIED", "NOT_FOUND"})
+
+
+def fcm_known(http_status: int, error_code: str | None, status_name: str | None) -> bool:
+    """Whether an FCM answer is one the reference table lists: a success, a listed
+    errorCode, a permission or project error, or an expired access token (401)."""
+    if 200 <= http_status < 300:
+        return True
+    if error_code is not None:
+        return error_code in FCM_KNOWN_CODES
+    return status_name in FCM_KNOWN_STATUSES or (
+        http_status == 401 and status_name == "UNAUTHENTICATED"
+    )
 
 
 def classify_fcm(
     http_status: int, error_code: str | None, status_name: str | None, message: str
 ) -> Outcome:
     """Class of an FCM HTTP v1 answer; branches on details[].errorCode first, as Google
-    advises (a NOT_FOUND status can also mean a wrong project)."""
+    advises (a NOT_FOUND status can also mean a wrong project). An errorCode outside the
+    table is retried (bounded), whatever its HTTP status."""
     if 200 <= http_status < 300:
         return Outcome.DELIVERED
     code = error_code or ""
+    if code and code not in FCM_KNOWN_CODES:
+        return Outcome.RETRY_LATER
     if code == "UNREGISTERED":
         return Outcome.TOKEN_GONE
     if code == "SENDER_ID_MISMATCH":

@@ -67,14 +67,18 @@ class SenderRegistry:
             if current is not None and current.version == version:
                 return current
             credentials = await load_credentials()
-            fresh = self._build(credentials)
+            fresh = await self._build(credentials)
             self._senders[app_id] = fresh
         if current is not None:
             log.info("app %s credentials changed (v%s -> v%s)", app_id, current.version, version)
             await current.close()
         return fresh
 
-    def _build(self, credentials: AppCredentials) -> AppSenders:
+    async def _build(self, credentials: AppCredentials) -> AppSenders:
+        """aioapns binds its pool to the running loop, so the APNs client is built here;
+        firebase-admin's app (key parsing, and HTTP clients it makes and tidings replaces)
+        takes a few hundred milliseconds of CPU, built in a thread so the worker's other
+        activities (and their heartbeats) keep running."""
         apns = (
             ApnsSender(
                 credentials.apns,
@@ -86,7 +90,8 @@ class SenderRegistry:
             else None
         )
         fcm = (
-            FcmSender(
+            await asyncio.to_thread(
+                FcmSender,
                 credentials.fcm,
                 app_name=f"tidings-{credentials.app_id}-v{credentials.version}",
                 routes=self.routes,

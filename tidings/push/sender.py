@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +56,30 @@ class ProviderRoutes:
                 raise ValueError(f"TIDINGS_APNS_ENDPOINT must be host:port, got {apns_endpoint!r}")
             route = (host, int(port))
         return cls(apns_route=route, fcm_endpoint=fcm_endpoint, ca_file=ca_file)
+
+
+class InFlightLimit:
+    """At most ``limit`` requests in flight, taken a batch at a time (a semaphore with
+    weights): concurrent batches of one sender share the bound, and a small batch never waits
+    behind a whole chunk's worth of capacity it does not need."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._used = 0
+        self._changed = asyncio.Condition()
+
+    @asynccontextmanager
+    async def hold(self, count: int) -> AsyncIterator[None]:
+        count = min(count, self.limit)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._used + count <= self.limit)
+            self._used += count
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._used -= count
+                self._changed.notify_all()
 
 
 def seconds_left(expires_at: datetime | None, now: datetime) -> int | None:

@@ -8,6 +8,7 @@ scenario (scripted answers, the percentage mix) and the unregistered tokens.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -366,6 +367,10 @@ class ApnsSimulator(SimulatorBase):
         collapse_id = headers.get("apns-collapse-id")
         tracking = payload.get("trackingId") if payload is not None else None
         tracking_id = tracking if isinstance(tracking, str) else collapse_id
+        authorization = headers.get("authorization")
+        fingerprint = (
+            hashlib.sha256(authorization.encode()).hexdigest()[:16] if authorization else None
+        )
         keep = self.record_payloads
         self._records.add(
             SimRecord(
@@ -381,5 +386,6 @@ class ApnsSimulator(SimulatorBase):
                 validate_only=False,
                 received_at=now,
                 message_id=apns_id,
+                provider_token=fingerprint,
             )
         )

@@ -35,6 +35,9 @@ class SimRecord:
     validate_only: bool
     received_at: float
     message_id: str | None
+    # APNs token auth: a fingerprint of the provider JWT the request carried (never the JWT
+    # itself), so tests can count the JWTs a client minted
+    provider_token: str | None = None
 
     @property
     def accepted(self) -> bool:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import update
-from sqlmodel import col
+from sqlalchemy import delete, update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.push.credentials import (
@@ -16,8 +18,9 @@ from tidings.push.credentials import (
     FcmCredentials,
 )
 from tidings.push.registry import AppCredentials
-from tidings.store.models import App
-from tidings.store.secrets import SecretBox, reference
+from tidings.store.models import ApiKey, App, AppUserMapping, Device, RegistrationRequest
+from tidings.store.pages import Page, keyset
+from tidings.store.secrets import SecretBox, SecretError, reference
 from tidings.store.types import utcnow
 
 _APNS = TypeAdapter[ApnsTokenCredentials | ApnsCertificateCredentials](ApnsCredentials)
@@ -34,25 +37,65 @@ def seal(box: SecretBox, secret: str) -> str:
     return reference(secret) or box.seal(secret)
 
 
+def read_reference(value: str) -> str:
+    """The secret an ``env:NAME`` or ``file:/path`` reference names, read as the workers will
+    read it; SecretError (naming the reference, never a secret) when it cannot be read."""
+    scheme, _, rest = value.partition(":")
+    if scheme == "env":
+        secret = os.environ.get(rest)
+        if secret is None:
+            raise SecretError(f"{value}: the variable is not set in the API's environment")
+        return secret
+    try:
+        return Path(rest).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SecretError(f"{value}: cannot be read ({error.__class__.__name__})") from None
+
+
 def set_credentials(
     app: App,
     box: SecretBox,
     *,
     apns: ApnsTokenCredentials | ApnsCertificateCredentials | None = None,
     fcm: FcmCredentials | None = None,
+    apns_reference: str | None = None,
+    fcm_reference: str | None = None,
 ) -> None:
     """Replace provider credentials; bumping the version makes workers rebuild clients and
-    clears a configuration fault recorded against the old credentials."""
+    clears a configuration fault recorded against the old credentials.
+
+    ``apns_reference``/``fcm_reference`` (``env:NAME``, ``file:/path``) name where the secret
+    of ``apns``/``fcm`` was read from: the reference is stored instead of the secret, so the
+    database holds none."""
     if apns is not None:
         app.apns_config = apns.public_config()
-        app.apns_secret = seal(box, apns_secret_of(apns))
+        app.apns_secret = reference(apns_reference or "") or seal(box, apns_secret_of(apns))
         app.apns_fault = None
     if fcm is not None:
         app.fcm_config = fcm.public_config()
-        app.fcm_secret = seal(box, fcm.service_account.get_secret_value())
+        app.fcm_secret = reference(fcm_reference or "") or seal(
+            box, fcm.service_account.get_secret_value()
+        )
         app.fcm_fault = None
     app.credentials_version += 1
     app.updated_at = utcnow()
+
+
+def clear_credentials(app: App, provider: str) -> None:
+    """Remove one provider's credentials (the app stops sending to that platform)."""
+    if provider == "apns":
+        app.apns_config = app.apns_secret = app.apns_fault = None
+    else:
+        app.fcm_config = app.fcm_secret = app.fcm_fault = None
+    app.credentials_version += 1
+    app.updated_at = utcnow()
+
+
+def secret_storage(sealed: str | None) -> str | None:
+    """How a secret is kept: ``encrypted`` in the store, or a ``reference`` to elsewhere."""
+    if sealed is None:
+        return None
+    return "reference" if reference(sealed) else "encrypted"
 
 
 def open_credentials(app: App, box: SecretBox) -> AppCredentials:
@@ -70,6 +113,22 @@ def open_credentials(app: App, box: SecretBox) -> AppCredentials:
 
 async def get_app(session: AsyncSession, app_id: str) -> App | None:
     return await session.get(App, app_id)
+
+
+async def list_apps(session: AsyncSession, *, after: str | None, limit: int) -> Page[App]:
+    return await keyset(session, select(App), col(App.id), after, limit)
+
+
+async def delete_app(session: AsyncSession, app_id: str) -> bool:
+    """Delete the app with its devices, user mappings, API keys and tracked registrations
+    (explicitly, whatever SQLite's foreign-key pragma). The ledger and interactions stay for
+    reports; journeys still naming the app stop sending to it."""
+    if await session.get(App, app_id) is None:
+        return False
+    for table in (Device, AppUserMapping, ApiKey, RegistrationRequest):
+        await session.exec(delete(table).where(col(table.app_id) == app_id))
+    await session.exec(delete(App).where(col(App.id) == app_id))
+    return True
 
 
 async def stop_sends(session: AsyncSession, app: App, provider: str, reason: str) -> None:

@@ -108,6 +108,32 @@ async def open_sends(
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """Where a ledger row stands, for a batch's summary."""
+
+    status: DeliveryStatus
+    reason: str | None
+    provider: str | None
+
+
+async def read_outcomes(session: AsyncSession, keys: Sequence[str]) -> dict[str, SendOutcome]:
+    """The rows of these send keys as they stand now (every attempt's work included)."""
+    outcomes: dict[str, SendOutcome] = {}
+    for chunk in _chunks(list(keys), 900):
+        result = await session.exec(
+            select(
+                col(Delivery.send_key),
+                col(Delivery.status),
+                col(Delivery.reason),
+                col(Delivery.provider),
+            ).where(col(Delivery.send_key).in_(chunk))
+        )
+        for key, status, reason, provider in result.all():
+            outcomes[key] = SendOutcome(DeliveryStatus(status), reason, provider)
+    return outcomes
+
+
 async def count_attempt(session: AsyncSession, row_ids: Sequence[int]) -> None:
     """Mark an attempt on rows about to be sent (before the provider call)."""
     for chunk in _chunks(list(row_ids), 900):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Integer, String, Text
+from sqlalchemy import Column, Float, Integer, String, Text
 from sqlmodel import Field, SQLModel
 
 from tidings.store.types import UTCDateTime, json_column_type, utcnow
@@ -40,6 +40,9 @@ class App(SQLModel, table=True):
     # that provider stop until the credentials change. Cleared by a credential update.
     apns_fault: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     fcm_fault: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Messages per second this app may send, across every worker process (None: no limit).
+    # Enforced through a token bucket in the store (send_rate_bucket).
+    send_rate_per_s: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )

@@ -1,0 +1,343 @@
+"""Retries, expiry and faults through the delivery activity on the real stack (Temporal's dev
+server, the worker, SQLite and PostgreSQL, the real clients and the simulators)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlmodel import col, select
+from temporalio.testing import ActivityEnvironment
+
+from activities.contracts import ProfileVisit, PushBatch
+from activities.delivery import DeliveryActivities, DeliveryPolicy
+from tests.delivery.conftest import Scene, apns_token, fcm_token
+from tidings.journeys.model import PushContent
+from tidings.sim import Answer, Scenario
+from tidings.store.models import App, DeliveryStatus, DeviceState, JourneyRun
+
+DELIVERED = DeliveryStatus.DELIVERED
+
+
+async def test_a_partly_failing_batch_retries_only_the_failed_devices(scene: Scene) -> None:
+    app = await scene.add_app()
+    profiles = [f"p{n}" for n in range(8)]
+    for n, profile in enumerate(profiles):
+        await scene.add_device(app, profile, "apns", apns_token(n), attributes={"first_name": "A"})
+        await scene.add_device(app, profile, "fcm", fcm_token(n))
+    failing = {apns_token(1), apns_token(4), fcm_token(2), fcm_token(6)}
+    scene.sims.apns.set_scenario(
+        Scenario(scripted={t: [Answer(reason="ServiceUnavailable")] for t in failing})
+    )
+    scene.sims.fcm.set_scenario(
+        Scenario(scripted={t: [Answer(error_code="UNAVAILABLE")] for t in failing})
+    )
+    run_id, result = await scene.run(app, profiles)
+    ledger = await scene.ledger(run_id)
+    assert {r.status for r in ledger} == {DELIVERED}
+    tokens = {apns_token(n): "apns" for n in range(8)} | {fcm_token(n): "fcm" for n in range(8)}
+    for token, provider in tokens.items():
+        simulator = scene.sims.apns if provider == "apns" else scene.sims.fcm
+        # a failed device is sent again, a delivered one never
+        assert len(simulator.records(token=token)) == (2 if token in failing else 1), token
+        assert len(simulator.displayed(token)) == 1
+    assert sorted(r.attempts for r in ledger) == [1] * 12 + [2] * 4
+    assert result.counts["push.delivered"] == 16
+
+
+async def test_retries_are_bounded(scene: Scene) -> None:
+    """A device that keeps failing is given up after the last attempt (4 in these tests),
+    recorded failed with its last answer; the others are delivered at once."""
+    app = await scene.add_app()
+    await scene.add_device(app, "p1", "apns", apns_token(1), attributes={"first_name": "A"})
+    await scene.add_device(app, "p2", "apns", apns_token(2), attributes={"first_name": "B"})
+    scene.sims.apns.set_scenario(
+        Scenario(scripted={apns_token(1): [Answer(reason="InternalServerError")] * 10})
+    )
+    run_id, result = await scene.run(app, ["p1", "p2"])
+    rows = {r.profile_id: r for r in await scene.ledger(run_id)}
+    assert (rows["p1"].status, rows["p1"].attempts) == (DeliveryStatus.FAILED, 4)
+    assert rows["p1"].reason == "gave up after 4 attempts; last answer: 500 InternalServerError"
+    assert (rows["p2"].status, rows["p2"].attempts) == (DELIVERED, 1)
+    assert len(scene.sims.apns.records(token=apns_token(1))) == 4
+    assert result.counts["push.failed"] == 1
+
+
+async def test_credentials_this_worker_cannot_open_are_retried_and_never_stop_the_app(
+    scene: Scene,
+) -> None:
+    """A credential stored as an env: reference this worker's environment lacks: nothing is
+    sent, the rows are retried (another worker may have it) and end failed; the app is not
+    stopped and no token is touched."""
+    app = await scene.add_app()
+    device = await scene.add_device(
+        app, "p1", "apns", apns_token(1), attributes={"first_name": "A"}
+    )
+    async with scene.db.write() as session:
+        stored = await session.get(App, app)
+        assert stored is not None
+        stored.apns_secret = "env:TIDINGS_TEST_VARIABLE_NOBODY_SET"
+        stored.credentials_version += 1
+    run_id, result = await scene.run(app, ["p1"])
+    [row] = await scene.ledger(run_id)
+    assert (row.status, row.attempts) == (DeliveryStatus.FAILED, 4)
+    assert "credentials cannot be opened (SecretError)" in (row.reason or "")
+    assert "TIDINGS_TEST_VARIABLE_NOBODY_SET" not in (row.reason or "")
+    assert scene.sims.apns.records() == []
+    assert (await scene.app(app)).apns_fault is None
+    assert result.stopped is None
+    assert (await scene.device(device)).state == DeviceState.VALID
+
+
+async def test_a_push_that_renders_too_large_is_not_sent(scene: Scene) -> None:
+    """Validation estimates template sizes; the rendered push is measured again before any
+    send: a profile whose attributes make it too large is held back, saying why."""
+    app = await scene.add_app()
+    await scene.add_device(app, "big", "apns", apns_token(1), attributes={"bio": "é" * 2500})
+    await scene.add_device(app, "small", "apns", apns_token(2), attributes={"bio": "hi"})
+    run_id, _ = await scene.run(
+        app, ["big", "small"], content={"title": "About you", "body": "{{ bio }}"}
+    )
+    rows = {r.profile_id: r for r in await scene.ledger(run_id)}
+    assert rows["big"].status == DeliveryStatus.NOT_SENT
+    assert (rows["big"].reason or "").startswith("the payload is")
+    assert "UTF-8" in (rows["big"].reason or "")
+    assert rows["small"].status == DELIVERED
+    assert scene.sims.apns.records(token=apns_token(1)) == []
+
+
+async def test_retry_after_is_honoured(scene: Scene) -> None:
+    """The retry comes no sooner than the provider asked (lower bound only: a loaded machine
+    may be later, never earlier). The configured backoff is 50 ms: only Retry-After explains
+    a 2 s gap."""
+    app = await scene.add_app()
+    await scene.add_device(app, "p1", "apns", apns_token(1), attributes={"first_name": "A"})
+    await scene.add_device(app, "p2", "fcm", fcm_token(2), attributes={"first_name": "B"})
+    scene.sims.apns.set_scenario(
+        Scenario(scripted={apns_token(1): [Answer(reason="ServiceUnavailable", retry_after_s=2)]})
+    )
+    scene.sims.fcm.set_scenario(
+        Scenario(scripted={fcm_token(2): [Answer(error_code="UNAVAILABLE", retry_after_s=2)]})
+    )
+    _, result = await scene.run(app, ["p1", "p2"])
+    assert result.counts["push.delivered"] == 2
+    for simulator, token in ((scene.sims.apns, apns_token(1)), (scene.sims.fcm, fcm_token(2))):
+        first, second = simulator.records(token=token)
+        assert second.received_at - first.received_at >= 2.0
+
+
+async def test_an_expired_provider_token_mints_one_new_jwt_for_the_whole_batch(
+    scene: Scene,
+) -> None:
+    app = await scene.add_app()
+    profiles = [f"p{n}" for n in range(20)]
+    for n, profile in enumerate(profiles):
+        await scene.add_device(app, profile, "apns", apns_token(n), attributes={"first_name": "A"})
+    senders = await scene.senders(app)
+    assert senders.apns is not None
+    auth = senders.apns.auth
+    assert auth is not None
+    scene.sims.apns.set_scenario(
+        Scenario(
+            # the scripted answer comes for a young JWT: let the simulator take the new one
+            token_update_min_interval_s=0,
+            scripted={apns_token(n): [Answer(reason="ExpiredProviderToken")] for n in range(20)},
+        )
+    )
+    before = auth.generation
+    run_id, result = await scene.run(app, profiles)
+    assert result.counts["push.delivered"] == 20
+    assert auth.generation == max(before, 1) + 1  # minted once (after the first one)
+    # two JWTs in all: the first, and the one minted once; every accepted push carried it
+    # (the simulator's scripted answer also rejects requests that already had the new one)
+    records = scene.sims.apns.records()
+    assert len({r.provider_token for r in records}) == 2
+    assert len({r.provider_token for r in records if r.status == 200}) == 1
+    assert {r.attempts for r in await scene.ledger(run_id)} == {2}
+
+
+async def test_an_expiry_passing_during_retries_records_the_push_expired(scene: Scene) -> None:
+    """A push whose TTL would pass before its retry is recorded expired and never sent late;
+    the ones that go out carry the time left to both providers."""
+    app = await scene.add_app()
+    await scene.add_device(app, "late", "apns", apns_token(1), attributes={"first_name": "A"})
+    await scene.add_device(app, "late", "fcm", fcm_token(1))
+    await scene.add_device(app, "fine", "apns", apns_token(2), attributes={"first_name": "B"})
+    await scene.add_device(app, "fine", "fcm", fcm_token(2))
+    scene.sims.apns.set_scenario(
+        Scenario(scripted={apns_token(1): [Answer(reason="ServiceUnavailable", retry_after_s=30)]})
+    )
+    scene.sims.fcm.set_scenario(
+        Scenario(scripted={fcm_token(1): [Answer(error_code="UNAVAILABLE", retry_after_s=30)]})
+    )
+    started_at = time.time()
+    run_id, result = await scene.run(app, ["late", "fine"], ttl="20s")
+    ledger = {r.profile_id + ":" + str(r.provider): r for r in await scene.ledger(run_id)}
+    for provider in ("apns", "fcm"):
+        late = ledger[f"late:{provider}"]
+        assert (late.status, late.attempts) == (DeliveryStatus.EXPIRED, 1)
+        assert "expired while retrying" in (late.reason or "")
+        assert ledger[f"fine:{provider}"].status == DELIVERED
+    assert len(scene.sims.apns.records(token=apns_token(1))) == 1  # never sent late
+    assert len(scene.sims.fcm.records(token=fcm_token(1))) == 1
+    assert result.counts["push.expired"] == 2
+    [apns_sent] = scene.sims.apns.accepted(token=apns_token(2))
+    expiration = int(apns_sent.headers["apns-expiration"])
+    assert started_at + 10 <= expiration <= time.time() + 20
+    [fcm_sent] = scene.sims.fcm.accepted(token=fcm_token(2))
+    assert fcm_sent.payload is not None
+    ttl = int(fcm_sent.payload["android"]["ttl"].removesuffix("s"))
+    assert 10 <= ttl <= 20
+
+
+async def test_a_push_already_expired_when_its_attempt_starts_is_not_sent(
+    scene: Scene,
+) -> None:
+    """The node was reached longer ago than its TTL (quiet hours held it, or Temporal ran the
+    attempt late): recorded expired, nothing reaches the providers."""
+    app = await scene.add_app()
+    await scene.add_device(app, "p1", "apns", apns_token(1), attributes={"first_name": "A"})
+    resources = scene.stack.resources
+    settings = scene.stack.settings
+    delivery = DeliveryActivities(
+        resources.db,
+        resources.senders,
+        resources.secrets,
+        DeliveryPolicy(
+            stale_after_days=settings.stale_after_days,
+            initial_backoff=timedelta(seconds=0.05),
+            max_backoff=timedelta(seconds=1),
+            heartbeat_every=timedelta(seconds=1),
+        ),
+    )
+    batch = PushBatch(
+        run_id="run-late",
+        journey_id="late",
+        workflow_id="run-late/cohort-000001",
+        node_id="push",
+        app_id=app,
+        content=PushContent(title="t"),
+        ttl_s=5,
+        reached_at=datetime.now(UTC) - timedelta(seconds=6),
+        profiles=[ProfileVisit("p1")],
+    )
+    result = await ActivityEnvironment().run(delivery.deliver, batch)
+    assert result.statuses == {"expired": 1}
+    assert scene.sims.apns.records() == []
+
+
+async def test_a_configuration_fault_stops_the_app_until_its_credentials_change(
+    scene: Scene,
+) -> None:
+    """Apple refuses the key: the app's APNs sends stop (FCM goes on), no token is touched,
+    nothing is retried, the run says why; new credentials resume the sends with a new
+    client."""
+    unknown_key = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    credentials = scene.credentials()
+    credentials.body["apns"]["signing_key"] = unknown_key
+    app = await scene.add_app(credentials=credentials)
+    profiles = [f"p{n}" for n in range(4)]
+    for n, profile in enumerate(profiles):
+        await scene.add_device(app, profile, "apns", apns_token(n), attributes={"first_name": "A"})
+        await scene.add_device(app, profile, "fcm", fcm_token(n))
+
+    run_id, result = await scene.run(app, profiles)
+    ledger = await scene.ledger(run_id)
+    apns_rows = [r for r in ledger if r.provider == "apns"]
+    assert {(r.status, r.attempts) for r in apns_rows} == {(DeliveryStatus.CONFIG_FAULT, 1)}
+    assert {r.status for r in ledger if r.provider == "fcm"} == {DELIVERED}
+    assert result.stopped == "apns: 403 InvalidProviderToken"
+    assert (await scene.app(app)).apns_fault == "403 InvalidProviderToken"
+    for device_id in {r.device_id for r in ledger}:
+        assert device_id is not None
+        assert (await scene.device(device_id)).state == DeviceState.VALID
+    assert len(scene.sims.apns.records()) == 4  # once each, never retried
+    async with scene.db.read() as session:
+        stored = (await session.exec(select(JourneyRun).where(col(JourneyRun.id) == run_id))).one()
+    assert stored.error == "apns: 403 InvalidProviderToken"
+
+    # a later run sends nothing to APNs while the app is stopped
+    before = await scene.senders(app)
+    run_id, result = await scene.run(app, profiles)
+    stopped = [r for r in await scene.ledger(run_id) if r.provider == "apns"]
+    assert {r.status for r in stopped} == {DeliveryStatus.NOT_SENT}
+    assert {r.reason for r in stopped} == {"app stopped: 403 InvalidProviderToken"}
+    assert len(scene.sims.apns.records()) == 4
+    assert result.stopped == "apns: 403 InvalidProviderToken"
+
+    # new credentials clear the fault; the worker builds a new client for them
+    fixed = scene.credentials()
+    patch = await scene.stack.http.patch(f"/v1/apps/{app}", json={"apns": fixed.body["apns"]})
+    assert patch.status_code == 200, patch.text
+    assert patch.json()["apns_fault"] is None
+    run_id, result = await scene.run(app, profiles)
+    assert {r.status for r in await scene.ledger(run_id)} == {DELIVERED}
+    assert result.stopped is None
+    assert (await scene.senders(app)) is not before
+
+
+async def test_a_registration_racing_a_410_keeps_the_token(scene: Scene) -> None:
+    """APNs answers 410 with the moment it learnt the token was gone; the app registered the
+    token again after that moment (here: while the request was in flight). The token stays
+    valid. A token nobody registered again is invalidated."""
+    app = await scene.add_app()
+    named = {"first_name": "A"}
+    raced = await scene.add_device(app, "p1", "apns", apns_token(1), attributes=named)
+    gone = await scene.add_device(app, "p2", "apns", apns_token(2), attributes=named)
+    fcm_raced = await scene.add_device(app, "p3", "fcm", fcm_token(3), attributes=named)
+    gone_at_ms = int(time.time() * 1000)
+    scene.sims.apns.set_scenario(
+        Scenario(
+            scripted={
+                token: [Answer(reason="Unregistered", timestamp_ms=gone_at_ms, latency_ms=1500)]
+                for token in (apns_token(1), apns_token(2))
+            }
+        )
+    )
+    scene.sims.fcm.set_scenario(
+        Scenario(scripted={fcm_token(3): [Answer(error_code="UNREGISTERED", latency_ms=1500)]})
+    )
+    started = await scene.start(app, ["p1", "p2", "p3"])
+    # while the provider holds the requests, the app registers two of the tokens again
+    for _ in range(200):
+        if scene.sims.apns.records(token=apns_token(1)) and scene.sims.fcm.records(
+            token=fcm_token(3)
+        ):
+            break
+        await asyncio.sleep(0.02)
+    await scene.add_device(app, "p1", "apns", apns_token(1))
+    await scene.add_device(app, "p3", "fcm", fcm_token(3))
+    result = await started.handle.result()
+    assert result.counts["push.token_gone"] == 3
+    assert (await scene.device(raced)).state == DeviceState.VALID
+    assert (await scene.device(fcm_raced)).state == DeviceState.VALID
+    invalid = await scene.device(gone)
+    assert invalid.state == DeviceState.INVALID
+    assert invalid.state_reason == "410 Unregistered"
+
+
+async def test_a_410_older_than_the_registration_keeps_the_token(scene: Scene) -> None:
+    app = await scene.add_app()
+    device = await scene.add_device(
+        app, "p1", "apns", apns_token(1), attributes={"first_name": "A"}
+    )
+    an_hour_ago_ms = int((time.time() - 3600) * 1000)
+    scene.sims.apns.mark_unregistered([apns_token(1)], at_ms=an_hour_ago_ms)
+    run_id, _ = await scene.run(app, ["p1"])
+    [row] = await scene.ledger(run_id)
+    assert row.status == DeliveryStatus.TOKEN_GONE
+    assert (await scene.device(device)).state == DeviceState.VALID
+    scene.sims.apns.mark_unregistered([apns_token(1)])  # now: after the registration
+    await scene.run(app, ["p1"])
+    assert (await scene.device(device)).state == DeviceState.INVALID

@@ -1,0 +1,165 @@
+"""Classification of provider answers, as pure functions (the table-driven test in
+tests/delivery sends every row through the real clients)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from activities.delivery import QUOTA_MIN_DELAY, _interpret, _Send
+from tidings.push.fcm import _classify_exception, _retry_after
+from tidings.push.outcome import (
+    APNS_CONFIG_FAULT,
+    APNS_REFRESH_CREDENTIALS,
+    APNS_RETRY_LATER,
+    APNS_TOKEN_SUSPECT,
+    Outcome,
+    SendResult,
+    apns_known,
+    classify_apns,
+    classify_fcm,
+)
+from tidings.store.ledger import LedgerRow, PlannedSend
+from tidings.store.models import DeliveryStatus
+
+
+@pytest.mark.parametrize(
+    ("table", "outcome"),
+    [
+        (APNS_RETRY_LATER, Outcome.RETRY_LATER),
+        (APNS_REFRESH_CREDENTIALS, Outcome.REFRESH_CREDENTIALS),
+        (APNS_TOKEN_SUSPECT, Outcome.TOKEN_SUSPECT),
+        (APNS_CONFIG_FAULT, Outcome.CONFIG_FAULT),
+    ],
+)
+def test_apns_tables(table: set[tuple[int, str]], outcome: Outcome) -> None:
+    for status, reason in table:
+        assert classify_apns(status, reason, None) is outcome, reason
+        assert apns_known(status, reason, None)
+
+
+def test_apns_gone_needs_its_timestamp() -> None:
+    for reason in ("Unregistered", "ExpiredToken"):
+        assert classify_apns(410, reason, 1_700_000_000_000) is Outcome.TOKEN_GONE
+        # without a timestamp the registration race cannot be decided: keep the token
+        assert classify_apns(410, reason, None) is Outcome.TOKEN_SUSPECT
+        assert not apns_known(410, reason, None)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(400, "SomethingNew"), (502, "(unreadable body)"), (500, "(empty body)"), (418, None)],
+)
+def test_unknown_apns_answers_are_retried_and_flagged(status: int, reason: str | None) -> None:
+    assert classify_apns(status, reason, None) is Outcome.RETRY_LATER
+    assert not apns_known(status, reason, None)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "status_name", "message", "outcome"),
+    [
+        (200, None, None, "", Outcome.DELIVERED),
+        (503, "UNAVAILABLE", "UNAVAILABLE", "", Outcome.RETRY_LATER),
+        (500, "INTERNAL", "INTERNAL", "", Outcome.RETRY_LATER),
+        (429, "QUOTA_EXCEEDED", "RESOURCE_EXHAUSTED", "", Outcome.RETRY_LATER),
+        (404, "UNREGISTERED", "NOT_FOUND", "", Outcome.TOKEN_GONE),
+        (403, "SENDER_ID_MISMATCH", "PERMISSION_DENIED", "", Outcome.TOKEN_SUSPECT),
+        (401, "THIRD_PARTY_AUTH_ERROR", "UNAUTHENTICATED", "", Outcome.CONFIG_FAULT),
+        (401, "APNS_AUTH_ERROR", "UNAUTHENTICATED", "", Outcome.CONFIG_FAULT),
+        (400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "x message.token", Outcome.TOKEN_GONE),
+        (400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "x message.fid", Outcome.TOKEN_GONE),
+        (
+            400,
+            "INVALID_ARGUMENT",
+            "INVALID_ARGUMENT",
+            "The registration token is not a valid FCM registration token",
+            Outcome.TOKEN_GONE,
+        ),
+        (400, "INVALID_ARGUMENT", None, "message.data[0].value", Outcome.CONFIG_FAULT),
+        (403, None, "PERMISSION_DENIED", "denied", Outcome.CONFIG_FAULT),
+        (404, None, "NOT_FOUND", "Requested entity was not found.", Outcome.CONFIG_FAULT),
+        (401, None, "UNAUTHENTICATED", "expired", Outcome.REFRESH_CREDENTIALS),
+        # outside the table: retried, whatever the HTTP status says
+        (404, "SOMETHING_NEW", "NOT_FOUND", "", Outcome.RETRY_LATER),
+        (502, None, None, "", Outcome.RETRY_LATER),
+    ],
+)
+def test_fcm_table(
+    status: int, code: str | None, status_name: str | None, message: str, outcome: Outcome
+) -> None:
+    assert classify_fcm(status, code, status_name, message) is outcome
+
+
+def _answer(status: int, body: object, headers: dict[str, str] | None = None) -> SimpleNamespace:
+    content = body if isinstance(body, str) else httpx.Response(200, json=body).text
+    response = httpx.Response(status, text=content, headers=headers or {})
+    return SimpleNamespace(http_response=response)
+
+
+def test_a_malformed_fid_is_a_gone_token_like_a_malformed_token() -> None:
+    """firebase-admin 7.7 moves from Message.token to Message.fid; the field violation then
+    names message.fid."""
+    for field in ("message.token", "message.fid"):
+        body = {
+            "error": {
+                "code": 400,
+                "status": "INVALID_ARGUMENT",
+                "message": "Request contains an invalid argument.",
+                "details": [
+                    {
+                        "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                        "errorCode": "INVALID_ARGUMENT",
+                    },
+                    {
+                        "@type": "type.googleapis.com/google.rpc.BadRequest",
+                        "fieldViolations": [{"field": field, "description": "bad"}],
+                    },
+                ],
+            }
+        }
+        result = _classify_exception(_answer(400, body))  # type: ignore[arg-type]
+        assert result.outcome is Outcome.TOKEN_GONE
+        assert field in (result.reason or "")
+
+
+def test_unreadable_fcm_answers_keep_their_raw_text() -> None:
+    html = "<html><body>502 Bad Gateway</body></html>"
+    result = _classify_exception(_answer(502, html))  # type: ignore[arg-type]
+    assert (result.outcome, result.known, result.raw) == (Outcome.RETRY_LATER, False, html)
+    empty = _classify_exception(_answer(500, ""))  # type: ignore[arg-type]
+    assert (empty.outcome, empty.known, empty.reason) == (Outcome.RETRY_LATER, False, "HTTP 500")
+
+
+def test_retry_after_in_seconds_or_as_a_date() -> None:
+    assert _retry_after("30") == 30
+    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # in the past
+    assert _retry_after("soon") is None
+
+
+def _pending(n: int) -> tuple[list[_Send], dict[str, LedgerRow]]:
+    sends = [_Send(PlannedSend(f"k{i}", f"t{i}", "p", i, "fcm", 0)) for i in range(n)]
+    rows = {f"k{i}": LedgerRow(i, f"k{i}", DeliveryStatus.PENDING, 0) for i in range(n)}
+    return sends, rows
+
+
+def test_quota_exceeded_waits_at_least_a_minute_and_retry_after_is_a_floor() -> None:
+    from tidings.store.types import utcnow
+
+    sends, rows = _pending(3)
+    results = [
+        SendResult(Outcome.RETRY_LATER, 429, "QUOTA_EXCEEDED", retry_after_s=1),
+        SendResult(Outcome.RETRY_LATER, 503, "UNAVAILABLE", retry_after_s=12),
+        SendResult(Outcome.DELIVERED, 200),
+    ]
+    attempt = _interpret(sends, rows, results, utcnow())
+    assert attempt.retry_after == QUOTA_MIN_DELAY == timedelta(seconds=60)
+    assert [c.status for c in attempt.completions] == [
+        DeliveryStatus.PENDING,
+        DeliveryStatus.PENDING,
+        DeliveryStatus.DELIVERED,
+    ]
+    attempt = _interpret(sends[1:], rows, results[1:], utcnow())
+    assert attempt.retry_after == timedelta(seconds=12)
