@@ -1,22 +1,49 @@
-"""The FastAPI application: native API under /v1, OpenAPI at /docs."""
+"""The FastAPI application: native API under /v1, the Customer Insights - Journeys compatible
+surface under /compat/ci-journeys/, OpenAPI at /docs."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from fastapi import FastAPI
 
 import tidings
 from tidings.api.deps import ApiState
-from tidings.api.errors import error_response, install_error_handlers
+from tidings.api.errors import install_error_handlers
 from tidings.api.keys import admin_key
-from tidings.api.routers import apps, devices, interactions, profiles
+from tidings.api.recorder import InteractionRecorder
+from tidings.api.routers import (
+    apps,
+    compat,
+    devices,
+    erasures,
+    events,
+    interactions,
+    keys,
+    mappings,
+    profiles,
+)
 from tidings.settings import Settings
 from tidings.store.db import Database
 from tidings.store.secrets import SecretBox
+
+DESCRIPTION = """
+Mobile backends register profiles, user mappings and device tokens, and report interactions;
+operators manage apps, their API keys and journeys.
+
+**Authentication.** `Authorization: Bearer <key>`. The admin key manages apps, API keys and
+profiles, and may do anything. An app's API key (created under `/v1/apps/{app_id}/keys`,
+shown once) may touch only that app's devices, user mappings and interactions: anything else
+answers 403 and changes nothing.
+
+**Errors** share one shape, `{"error": {"code", "message", "details"}}`; `code` is stable and
+machine-readable, `details` lists field problems.
+
+**Lists** are paginated by cursor: each answer has `items` and `next_cursor`; pass it as
+`cursor` for the next page (null on the last). Items come in the order of a unique key, so
+pages neither skip nor repeat items when rows are added meanwhile.
+"""
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
@@ -26,7 +53,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = db or Database(settings.resolved_database_url)
-        app.state.tidings = ApiState(
+        state = ApiState(
             settings=settings,
             db=database,
             secrets=SecretBox.from_settings(
@@ -35,8 +62,12 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             ),
             admin_key=admin_key(settings),
         )
+        app.state.tidings = state
         try:
-            yield
+            writer = state.sqlite_writer if database.is_sqlite else None
+            async with InteractionRecorder(database, writer) as recorder:
+                state.interactions = recorder
+                yield
         finally:
             if owned_db:
                 await database.dispose()
@@ -45,16 +76,14 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         title="tidings",
         version=tidings.__version__,
         summary="Push-notification journeys on Temporal: registry, interactions, journeys.",
+        description=DESCRIPTION,
         lifespan=lifespan,
     )
     install_error_handlers(app)
 
-    @app.exception_handler(IntegrityError)
-    async def _conflict(_request: Request, _error: IntegrityError) -> JSONResponse:
-        return error_response(409, "conflict", "the change conflicts with stored data")
-
-    for module in (apps, profiles, devices, interactions):
+    for module in (apps, keys, profiles, erasures, mappings, devices, interactions, compat):
         app.include_router(module.router)
+    app.include_router(events.router)  # custom events: triggers, goals, wait_for (issue 5)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

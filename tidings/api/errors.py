@@ -6,13 +6,17 @@ problems (``loc`` and ``msg``) for validation errors.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 
 class ErrorBody(BaseModel):
@@ -67,12 +71,17 @@ HTTP_CODES = {
 }
 
 
-def _field_problems(error: RequestValidationError) -> list[dict[str, Any]]:
+def field_problems(error: RequestValidationError) -> list[dict[str, Any]]:
     problems = []
     for item in error.errors():
         # Never echo the input back: it may be a credential.
         problems.append({"loc": [str(part) for part in item.get("loc", ())], "msg": item["msg"]})
     return problems
+
+
+def summarise(problems: list[dict[str, Any]]) -> str:
+    summary = "; ".join(f"{'.'.join(p['loc'])}: {p['msg']}" for p in problems[:5])
+    return summary or "invalid request"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -82,9 +91,24 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = _field_problems(error)
-        summary = "; ".join(f"{'.'.join(p['loc'])}: {p['msg']}" for p in problems[:5])
-        return error_response(422, "invalid_request", summary or "invalid request", problems)
+        problems = field_problems(error)
+        return error_response(422, "invalid_request", summarise(problems), problems)
+
+    @app.exception_handler(DataError)
+    async def _data(_request: Request, _error: DataError) -> JSONResponse:
+        # The last line of defence: the models validate values before the store sees them.
+        return error_response(422, "invalid_value", "a value cannot be stored as given")
+
+    @app.exception_handler(IntegrityError)
+    async def _conflict(_request: Request, _error: IntegrityError) -> JSONResponse:
+        return error_response(409, "conflict", "the change conflicts with stored data")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
+        # Logged with its traceback by the server; the answer keeps the one shape and says
+        # nothing of the cause.
+        log.error("unexpected error answering a request", exc_info=error)
+        return error_response(500, "internal_error", "the request failed; it may be retried")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -94,8 +118,22 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse, "description": "Missing or unknown API key"},
-    403: {"model": ErrorResponse, "description": "The key may not touch this resource"},
-    422: {"model": ErrorResponse, "description": "The request is invalid"},
+DESCRIPTIONS = {
+    400: "The request is malformed",
+    401: "Missing, unknown or revoked API key",
+    403: "The key may not touch this resource",
+    404: "Not found",
+    409: "The change conflicts with stored data",
+    422: "The request is invalid",
 }
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI descriptions of error answers, each in the one error shape."""
+    return {
+        status: {"model": ErrorResponse, "description": DESCRIPTIONS[status]} for status in statuses
+    }
+
+
+# what every authenticated operation may answer
+ERROR_RESPONSES = responses(401, 403, 404, 422)

@@ -1,36 +1,58 @@
-"""Device registration: an idempotent upsert on (app, token)."""
+"""Devices: registration (an idempotent upsert on (app, token)), refresh, cleanup, listing.
+
+A token is unique per app. Registering it for another profile moves it there, so one device
+never receives a push twice through two profiles.
+"""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
 
+from sqlalchemy import and_, delete
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.store.dialect import insert_for
 from tidings.store.models import Device, DeviceState, Profile, Provider
+from tidings.store.pages import Page, keyset
 
 APNS_TOKEN = re.compile(r"^(?:[0-9a-fA-F]{2}){32,100}$")
+APNS_TOKEN_MAX_CHARS = 200
 FCM_TOKEN_MAX_BYTES = 4096
 
 
 class InvalidToken(ValueError):
-    pass
+    """A token that cannot be a provider's token; ``too_long`` tells length apart from form."""
+
+    def __init__(self, message: str, *, too_long: bool = False) -> None:
+        super().__init__(message)
+        self.too_long = too_long
 
 
 def check_token(provider: Provider, token: str) -> str:
     """APNs tokens are even-length hex of 64 to 200 characters (stored lower-case); FCM
     tokens are opaque: non-empty, no whitespace, at most 4 KB."""
     if provider is Provider.APNS:
+        if len(token) > APNS_TOKEN_MAX_CHARS:
+            raise InvalidToken(
+                "an APNs token is even-length hex, 64 to 200 characters", too_long=True
+            )
         if not APNS_TOKEN.match(token):
             raise InvalidToken("an APNs token is even-length hex, 64 to 200 characters")
         return token.lower()
     if not token or any(ch.isspace() for ch in token):
         raise InvalidToken("an FCM token is non-empty and has no whitespace")
-    if len(token.encode()) > FCM_TOKEN_MAX_BYTES:
-        raise InvalidToken("an FCM token is at most 4096 bytes")
+    if len(token.encode("utf-8", "surrogatepass")) > FCM_TOKEN_MAX_BYTES:
+        raise InvalidToken("an FCM token is at most 4096 bytes", too_long=True)
     return token
+
+
+def token_variants(token: str) -> list[str]:
+    """The forms a token may be stored in: APNs tokens are stored lower-case."""
+    return list(dict.fromkeys([token, token.lower()]))
 
 
 async def ensure_profile(session: AsyncSession, profile_id: str, now: datetime) -> None:
@@ -53,7 +75,11 @@ async def register_device(
 ) -> Device:
     """Insert or refresh the device. A token registered to another profile moves to this one
     (one device never gets a push twice); registering revives an invalid or quarantined
-    token and resets its staleness clock."""
+    token and resets its staleness clock.
+
+    One ``INSERT ... ON CONFLICT DO UPDATE``: concurrent registrations of the same token end
+    with one row on both backends (SQLite serialises writers; PostgreSQL's upsert waits for
+    the other transaction instead of failing)."""
     token = check_token(provider, token)
     await ensure_profile(session, profile_id, now)
     statement = insert_for(session, Device).values(
@@ -79,9 +105,161 @@ async def register_device(
         },
     )
     await session.exec(statement)
+    return await _by_token(session, app_id, token)
+
+
+async def _by_token(session: AsyncSession, app_id: str, token: str) -> Device:
     device = (
         await session.exec(
-            select(Device).where(col(Device.app_id) == app_id).where(col(Device.token) == token)
+            select(Device)
+            .where(col(Device.app_id) == app_id)
+            .where(col(Device.token) == token)
+            .execution_options(populate_existing=True)
         )
     ).one()
     return device
+
+
+async def find_device(session: AsyncSession, app_id: str, token: str) -> Device | None:
+    """The app's device with this token, in whatever case the app sends an APNs token."""
+    return (
+        await session.exec(
+            select(Device)
+            .where(col(Device.app_id) == app_id)
+            .where(col(Device.token).in_(token_variants(token)))
+        )
+    ).first()
+
+
+class TokenNotRegistered(LookupError):
+    pass
+
+
+async def refresh_token(
+    session: AsyncSession, *, app_id: str, old_token: str, new_token: str, now: datetime
+) -> Device:
+    """Replace a device's token by the one the provider issued in its place. The device keeps
+    its profile; if the new token was registered already, that row becomes the device."""
+    device = await find_device(session, app_id, old_token)
+    if device is None:
+        raise TokenNotRegistered(old_token)
+    provider = Provider(device.provider)
+    new_token = check_token(provider, new_token)
+    if new_token == device.token:
+        return await register_device(
+            session,
+            app_id=app_id,
+            profile_id=device.profile_id,
+            provider=provider,
+            token=new_token,
+            environment=device.environment,
+            now=now,
+        )
+    existing = await find_device(session, app_id, new_token)
+    if existing is not None:
+        await session.exec(delete(Device).where(col(Device.id) == device.id))
+        return await register_device(
+            session,
+            app_id=app_id,
+            profile_id=device.profile_id,
+            provider=provider,
+            token=new_token,
+            environment=device.environment,
+            now=now,
+        )
+    device.token = new_token
+    device.state = DeviceState.VALID
+    device.state_reason = None
+    device.state_changed_at = None
+    device.registered_at = now
+    session.add(device)
+    await session.flush()
+    return device
+
+
+async def remove_device(session: AsyncSession, app_id: str, device_id: int) -> bool:
+    result = await session.exec(
+        delete(Device).where(col(Device.app_id) == app_id).where(col(Device.id) == device_id)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def clean_up(
+    session: AsyncSession, *, app_id: str, profile_id: str, token: str | None
+) -> int:
+    """Remove one of the profile's devices for the app (by token), or all of them. A token
+    that has moved to another profile is that profile's now and is left alone."""
+    statement = (
+        delete(Device)
+        .where(col(Device.app_id) == app_id)
+        .where(col(Device.profile_id) == profile_id)
+    )
+    if token is not None:
+        statement = statement.where(col(Device.token).in_(token_variants(token)))
+    result = await session.exec(statement)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+class ListedState(StrEnum):
+    """A device's state as the API shows it: stale is a valid token not refreshed for
+    ``stale_after_days`` (not targeted, revived by registering it again)."""
+
+    VALID = "valid"
+    INVALID = "invalid"
+    QUARANTINED = "quarantined"
+    STALE = "stale"
+
+
+@dataclass(frozen=True)
+class DeviceView:
+    device: Device
+    state: ListedState
+    reason: str | None
+    since: datetime | None
+
+
+def view_of(device: Device, stale_after: timedelta, now: datetime) -> DeviceView:
+    state = DeviceState(device.state)
+    if state is DeviceState.VALID and device.registered_at < now - stale_after:
+        return DeviceView(
+            device,
+            ListedState.STALE,
+            f"not refreshed for {stale_after.days} days",
+            device.registered_at + stale_after,
+        )
+    return DeviceView(
+        device, ListedState(state.value), device.state_reason, device.state_changed_at
+    )
+
+
+async def list_devices(
+    session: AsyncSession,
+    *,
+    app_id: str,
+    profile_id: str | None,
+    state: ListedState | None,
+    stale_after: timedelta,
+    now: datetime,
+    after: int | None,
+    limit: int,
+) -> Page[DeviceView]:
+    """The app's devices (of one profile, or all), in id order."""
+    statement = select(Device).where(col(Device.app_id) == app_id)
+    if profile_id is not None:
+        statement = statement.where(col(Device.profile_id) == profile_id)
+    cutoff = now - stale_after
+    if state is ListedState.STALE:
+        statement = statement.where(
+            and_(col(Device.state) == DeviceState.VALID.value, col(Device.registered_at) < cutoff)
+        )
+    elif state is ListedState.VALID:
+        statement = statement.where(
+            and_(col(Device.state) == DeviceState.VALID.value, col(Device.registered_at) >= cutoff)
+        )
+    elif state is not None:
+        statement = statement.where(col(Device.state) == state.value)
+    page = await keyset(session, statement, col(Device.id), after, limit)
+    return Page(
+        [view_of(device, stale_after, now) for device in page.items],
+        page.next_after,
+    )

@@ -1,24 +1,52 @@
-"""Device registration: mobile backends register each push token for a profile."""
+"""Devices: mobile backends register, refresh and clean up each push token of a profile.
+
+Registration is an idempotent upsert on (app, token): registering again refreshes the token
+(and its staleness clock), and a token registered for another profile moves to this one, so
+one device never gets a push twice.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+import logging
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tidings.api.deps import Admin, WriteSession
-from tidings.api.errors import ERROR_RESPONSES, ApiError
-from tidings.api.routers.apps import AppId
-from tidings.store.devices import InvalidToken, register_device
-from tidings.store.models import App, Device, Provider
+from tidings.api.deps import AppAccess, AppId, ReadSession, State, WriteSession
+from tidings.api.errors import ERROR_RESPONSES, ApiError, ErrorBody
+from tidings.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from tidings.api.routers.apps import app_or_404
+from tidings.api.types import IDENTIFIER, ProfileIdText
+from tidings.push.masking import mask_token
+from tidings.store.devices import (
+    DeviceView,
+    InvalidToken,
+    ListedState,
+    TokenNotRegistered,
+    clean_up,
+    list_devices,
+    refresh_token,
+    register_device,
+    remove_device,
+    view_of,
+)
+from tidings.store.models import Device, Provider
 from tidings.store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 100
+DeviceId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the device's id")]
+Token = Annotated[str, Field(min_length=1, max_length=4096)]
 
 router = APIRouter(
     prefix="/v1/apps/{app_id}/devices",
     tags=["devices"],
-    dependencies=[Admin],
+    dependencies=[AppAccess],
     responses=ERROR_RESPONSES,
 )
 
@@ -26,9 +54,11 @@ router = APIRouter(
 class DeviceRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    profile_id: str = Field(min_length=1, max_length=128)
+    profile_id: ProfileIdText
     provider: Provider = Field(description="apns for iOS tokens, fcm for Android tokens")
-    token: str = Field(min_length=1, max_length=4096)
+    token: Token = Field(
+        description="APNs: even-length hex, 64 to 200 characters; FCM: no whitespace, at most 4 KB"
+    )
     environment: Literal["production", "sandbox"] | None = Field(
         default=None, description="APNs only: the gateway the token belongs to"
     )
@@ -41,36 +71,262 @@ class DevicePublic(BaseModel):
     provider: Provider
     token: str
     environment: str | None
-    state: str
+    state: ListedState = Field(
+        description="valid; invalid (the provider said it is gone); quarantined (the provider "
+        "doubted it); stale (not refreshed for the configured number of days). Only valid "
+        "devices are targeted."
+    )
     state_reason: str | None
     state_changed_at: datetime | None
-    registered_at: datetime
+    registered_at: datetime = Field(description="last registration or refresh")
 
     @classmethod
-    def of(cls, device: Device) -> DevicePublic:
-        return cls.model_validate(device, from_attributes=True)
+    def of(cls, view: DeviceView) -> DevicePublic:
+        device = view.device
+        return cls(
+            id=int(device.id or 0),
+            app_id=device.app_id,
+            profile_id=device.profile_id,
+            provider=Provider(device.provider),
+            token=device.token,
+            environment=device.environment,
+            state=view.state,
+            state_reason=view.reason,
+            state_changed_at=view.since,
+            registered_at=device.registered_at,
+        )
 
 
-@router.post("", status_code=status.HTTP_200_OK)
-async def register(app_id: AppId, body: DeviceRegistration, session: WriteSession) -> DevicePublic:
-    """Idempotent on (app, token): registering again refreshes the token, and a token
-    registered for another profile moves to this one."""
-    if await session.get(App, app_id) is None:
-        raise ApiError(404, "app_not_found", f"no app with id {app_id!r}")
+def _stale_after(state: State) -> timedelta:
+    return timedelta(days=state.settings.stale_after_days)
+
+
+def _public(device: Device, state: State) -> DevicePublic:
+    return DevicePublic.of(view_of(device, _stale_after(state), utcnow()))
+
+
+def _invalid_token(error: InvalidToken, loc: list[str]) -> ApiError:
+    return ApiError(422, "invalid_token", str(error), [{"loc": loc, "msg": str(error)}])
+
+
+async def _register(session: AsyncSession, app_id: str, body: DeviceRegistration) -> Device:
+    device = await register_device(
+        session,
+        app_id=app_id,
+        profile_id=body.profile_id,
+        provider=body.provider,
+        token=body.token,
+        environment=body.environment,
+        now=utcnow(),
+    )
+    log.debug("app %s: token %s registered", app_id, mask_token(device.token))
+    return device
+
+
+@router.post("")
+async def register(
+    app_id: AppId, body: DeviceRegistration, session: WriteSession, state: State
+) -> DevicePublic:
+    """Register a device (idempotent on app and token; see above)."""
+    await app_or_404(session, app_id)
     try:
-        device = await register_device(
+        device = await _register(session, app_id, body)
+    except InvalidToken as error:
+        raise _invalid_token(error, ["body", "token"]) from None
+    answer = _public(device, state)
+    await session.commit()
+    return answer
+
+
+class DeviceBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[DeviceRegistration] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchItemAnswer(BaseModel):
+    index: int = Field(description="the item's position in the request")
+    status: Literal["registered", "failed"]
+    device: DevicePublic | None = None
+    error: ErrorBody | None = None
+
+
+class BatchAnswer(BaseModel):
+    registered: int
+    failed: int
+    items: list[BatchItemAnswer] = Field(description="one answer per item, in request order")
+
+
+@router.post("/batch")
+async def register_batch(
+    app_id: AppId, body: DeviceBatch, session: WriteSession, state: State
+) -> BatchAnswer:
+    """Register up to 100 devices, answering per item: an item that fails (a malformed token)
+    leaves the others registered. Items are written in token order, so concurrent batches
+    sharing tokens never deadlock."""
+    await app_or_404(session, app_id)
+    answers: dict[int, BatchItemAnswer] = {}
+    order = sorted(range(len(body.items)), key=lambda i: body.items[i].token)
+    for index in order:
+        item = body.items[index]
+        try:
+            async with session.begin_nested():
+                device = await _register(session, app_id, item)
+            answers[index] = BatchItemAnswer(
+                index=index, status="registered", device=_public(device, state)
+            )
+        except InvalidToken as error:
+            answers[index] = _failed(index, "invalid_token", str(error))
+        except IntegrityError:
+            answers[index] = _failed(index, "conflict", "the device conflicts with stored data")
+    await session.commit()
+    items = [answers[i] for i in range(len(body.items))]
+    registered = sum(1 for a in items if a.status == "registered")
+    return BatchAnswer(registered=registered, failed=len(items) - registered, items=items)
+
+
+def _failed(index: int, code: str, message: str) -> BatchItemAnswer:
+    return BatchItemAnswer(
+        index=index, status="failed", error=ErrorBody(code=code, message=message)
+    )
+
+
+class TokenRefresh(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    old_token: Token
+    new_token: Token
+
+
+@router.post("/refresh")
+async def refresh(
+    app_id: AppId, body: TokenRefresh, session: WriteSession, state: State
+) -> DevicePublic:
+    """Replace a token by the one the provider issued in its place; the device keeps its
+    profile. If the new token was registered already, that device is the one kept."""
+    await app_or_404(session, app_id)
+    try:
+        device = await refresh_token(
             session,
             app_id=app_id,
-            profile_id=body.profile_id,
-            provider=body.provider,
-            token=body.token,
-            environment=body.environment,
+            old_token=body.old_token,
+            new_token=body.new_token,
             now=utcnow(),
         )
-    except InvalidToken as error:
+    except TokenNotRegistered:
         raise ApiError(
-            422, "invalid_token", str(error), [{"loc": ["body", "token"], "msg": str(error)}]
+            404, "token_not_registered", "the old token is not registered for this app"
         ) from None
-    public = DevicePublic.of(device)
+    except InvalidToken as error:
+        raise _invalid_token(error, ["body", "new_token"]) from None
+    answer = _public(device, state)
     await session.commit()
-    return public
+    log.debug("app %s: token refreshed to %s", app_id, mask_token(device.token))
+    return answer
+
+
+@router.get("")
+async def list_all(
+    app_id: AppId,
+    session: ReadSession,
+    state: State,
+    profile_id: Annotated[
+        str | None,
+        Query(min_length=1, max_length=128, pattern=IDENTIFIER, description="one profile's"),
+    ] = None,
+    device_state: Annotated[
+        ListedState | None, Query(alias="state", description="only devices in this state")
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[DevicePublic]:
+    """The app's devices (of one profile, or all) with their state, in id order."""
+    await app_or_404(session, app_id)
+    page = await list_devices(
+        session,
+        app_id=app_id,
+        profile_id=profile_id,
+        state=device_state,
+        stale_after=_stale_after(state),
+        now=utcnow(),
+        after=decode_cursor(cursor, int),
+        limit=limit,
+    )
+    return Page(
+        items=[DevicePublic.of(view) for view in page.items],
+        next_cursor=encode_cursor(page.next_after),
+    )
+
+
+@router.get("/{device_id}")
+async def read(
+    app_id: AppId, device_id: DeviceId, session: ReadSession, state: State
+) -> DevicePublic:
+    device = await session.get(Device, device_id)
+    if device is None or device.app_id != app_id:
+        raise ApiError(404, "device_not_found", f"app {app_id!r} has no device {device_id}")
+    return _public(device, state)
+
+
+@router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove(app_id: AppId, device_id: DeviceId, session: WriteSession) -> Response:
+    """Clean up one device by its id."""
+    if not await remove_device(session, app_id, device_id):
+        raise ApiError(404, "device_not_found", f"app {app_id!r} has no device {device_id}")
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+class Cleanup(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    profile_id: ProfileIdText
+    token: Token | None = Field(
+        default=None, description="one device; without it, all of the profile's devices"
+    )
+
+
+class CleanupAnswer(BaseModel):
+    removed: int = Field(description="devices removed")
+
+
+class CleanupBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[Cleanup] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class CleanupItemAnswer(CleanupAnswer):
+    index: int
+
+
+class CleanupBatchAnswer(CleanupAnswer):
+    items: list[CleanupItemAnswer] = Field(description="one answer per item, in request order")
+
+
+async def _clean_up(session: AsyncSession, app_id: str, item: Cleanup) -> int:
+    return await clean_up(session, app_id=app_id, profile_id=item.profile_id, token=item.token)
+
+
+@router.post("/cleanup")
+async def cleanup(app_id: AppId, body: Cleanup, session: WriteSession) -> CleanupAnswer:
+    """Remove one of the profile's devices for this app (by token), or all of them. A token
+    that has since moved to another profile is left with that profile."""
+    await app_or_404(session, app_id)
+    removed = await _clean_up(session, app_id, body)
+    await session.commit()
+    return CleanupAnswer(removed=removed)
+
+
+@router.post("/cleanup/batch")
+async def cleanup_batch(
+    app_id: AppId, body: CleanupBatch, session: WriteSession
+) -> CleanupBatchAnswer:
+    """Up to 100 cleanups in one transaction, answered per item."""
+    await app_or_404(session, app_id)
+    items = [
+        CleanupItemAnswer(index=index, removed=await _clean_up(session, app_id, item))
+        for index, item in enumerate(body.items)
+    ]
+    await session.commit()
+    return CleanupBatchAnswer(removed=sum(i.removed for i in items), items=items)

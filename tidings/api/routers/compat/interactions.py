@@ -1,0 +1,79 @@
+"""The interaction endpoint apps call when a push is opened (1) or clicked (0).
+
+The original takes these without an API key (apps call it from the device); tidings checks
+instead that the ``DeviceToken`` is the one the push was sent to (while that device is still
+registered), so a tracking id alone does not let anyone report for someone else's push.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from tidings.api.deps import WriteSession
+from tidings.api.errors import ApiError
+from tidings.api.routers.compat.models import InteractionEvent
+from tidings.api.routers.compat.route import BAD_REQUEST, CompatRoute, OrgId
+from tidings.push.masking import mask_token
+from tidings.store.devices import token_variants
+from tidings.store.interactions import (
+    InteractionReport,
+    default_event_id,
+    find_delivery,
+    record_interaction,
+)
+from tidings.store.models import Delivery, Device
+from tidings.store.types import utcnow
+
+router = APIRouter(
+    prefix="/pushdatareceiver",
+    tags=["compat: Customer Insights - Journeys"],
+    route_class=CompatRoute,
+    responses=BAD_REQUEST,
+)
+
+
+async def _sent_to_another_device(session: AsyncSession, delivery: Delivery, token: str) -> bool:
+    if delivery.device_id is None:
+        return False
+    device = await session.get(Device, delivery.device_id)
+    return device is not None and device.token not in token_variants(token)
+
+
+@router.post(
+    "/events",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,
+    summary="Report an opened (1) or clicked (0) push",
+)
+async def report(org_id: OrgId, body: InteractionEvent, session: WriteSession) -> Response:
+    """202 once stored; 400 for an unknown tracking id (kept for inspection) or a device
+    token the push was not sent to (nothing stored)."""
+    now = utcnow()
+    delivery = await find_delivery(session, body.TrackingId)
+    if delivery is not None and await _sent_to_another_device(session, delivery, body.DeviceToken):
+        raise ApiError(400, "device_token_mismatch", "the push was not sent to this DeviceToken")
+    kind = body.kind
+    event_id = default_event_id(body.TrackingId, kind, None)
+    await record_interaction(
+        session,
+        InteractionReport(
+            event_id=event_id,
+            tracking_id=body.TrackingId,
+            kind=kind,
+            action_id=None,
+            occurred_at=now,
+            source="compat",
+            device_token_hint=mask_token(body.DeviceToken),
+        ),
+        now,
+        delivery=delivery,
+    )
+    await session.commit()
+    if delivery is None:
+        raise ApiError(
+            400,
+            "unknown_tracking_id",
+            f"no push has tracking id {body.TrackingId!r}; the report was kept for inspection",
+        )
+    return Response(status_code=status.HTTP_202_ACCEPTED)

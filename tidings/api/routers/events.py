@@ -1,0 +1,179 @@
+"""Custom events (``POST /v1/events``): a profile did something the journeys care about.
+
+The event is stored (idempotent on its id) and committed before the answer, then forwarded:
+it starts the journeys whose trigger it is (one cohort per profile, by signal-with-start)
+and reaches the running journeys that wait for it (goal, wait_for). If Temporal cannot be
+reached the answer is still 202: the event is kept, and a sweep in this process forwards it
+once Temporal answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from temporalio.client import Client
+
+from tidings.api.deps import State, authenticate
+from tidings.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
+from tidings.journeys.predicates import EventName
+from tidings.settings import Settings
+from tidings.stack import DevServer, start_dev_server
+from tidings.store.custom_events import EventReport, store_event
+from tidings.store.models import Profile
+from tidings.store.types import utcnow
+from tidings.temporal import configured_address, connect
+from tidings.triggers import EventForwarder
+
+log = logging.getLogger(__name__)
+
+MAX_PROPERTIES_BYTES = 16_384
+SWEEP_EVERY_S = 2.0
+
+
+class TemporalLink:
+    """The API's Temporal client, connected on first use, so the API starts (and stores
+    events) while Temporal is down. Without a configured server it joins the embedded dev
+    server (starting one if no other tidings command has)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: Client | None = None
+        self._server: DevServer | None = None
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> Client:
+        async with self._lock:
+            if self._client is None:
+                address = configured_address()
+                if address is None:
+                    self._server = await asyncio.to_thread(start_dev_server, self._settings.home)
+                    address = self._server.address
+                self._client = await connect(address)
+            return self._client
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await asyncio.to_thread(self._server.stop)
+
+
+@contextlib.asynccontextmanager
+async def forwarding(app: FastAPI) -> AsyncIterator[None]:
+    """The forwarder and its sweep live as long as the app (inside the app's own lifespan,
+    which set up the store)."""
+    state = app.state.tidings
+    link = TemporalLink(state.settings)
+    forwarder = EventForwarder(state.db, state.settings, link.client)
+    app.state.tidings_events = forwarder
+    sweeper = asyncio.create_task(_sweep(forwarder))
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await link.close()
+
+
+async def _sweep(forwarder: EventForwarder) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_EVERY_S)
+        try:
+            await forwarder.sweep()
+        except Exception as error:  # the sweep must outlive a bad moment
+            log.warning("custom event sweep failed: %s", error)
+
+
+router = APIRouter(
+    prefix="/v1/events",
+    tags=["events"],
+    dependencies=[Depends(authenticate)],
+    lifespan=forwarding,
+    responses={
+        **ERROR_RESPONSES,
+        404: {"model": ErrorResponse, "description": "Unknown profile"},
+        409: {"model": ErrorResponse, "description": "The event id was used for another event"},
+    },
+)
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    profile_id: Annotated[str, Field(min_length=1, max_length=128)]
+    name: EventName
+    event_id: Annotated[
+        str, Field(min_length=1, max_length=120, description="idempotency key of the event")
+    ]
+    properties: dict[str, Any] = Field(default_factory=dict)
+    occurred_at: AwareDatetime | None = None
+
+    @field_validator("properties")
+    @classmethod
+    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, default=str).encode())
+        if size > MAX_PROPERTIES_BYTES:
+            raise ValueError(
+                f"properties take {size} bytes as JSON; at most {MAX_PROPERTIES_BYTES}"
+            )
+        return value
+
+
+class EventAccepted(BaseModel):
+    event_id: str
+    duplicate: bool
+    forwarded: bool = Field(description="false: stored, forwarded later (Temporal unreachable)")
+    started: list[str] = Field(description="journeys the event started for the profile")
+    signalled: int = Field(description="running journeys that received the event")
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED)
+async def post_event(body: EventIn, state: State, request: Request) -> EventAccepted:
+    """Stored (and committed) before the answer, then forwarded to the journeys."""
+    now = utcnow()
+    async with state.db.write() as session:
+        if await session.get(Profile, body.profile_id) is None:
+            raise ApiError(404, "unknown_profile", f"no profile {body.profile_id!r}")
+        row, created = await store_event(
+            session,
+            EventReport(
+                event_id=body.event_id,
+                profile_id=body.profile_id,
+                name=body.name,
+                properties=body.properties,
+                occurred_at=body.occurred_at or now,
+            ),
+            now,
+        )
+    if not created and (row.profile_id, row.name) != (body.profile_id, body.name):
+        raise ApiError(
+            409,
+            "conflict",
+            f"event id {body.event_id!r} was stored for another event "
+            f"({row.name!r} of profile {row.profile_id!r})",
+        )
+    if row.forwarded_at is not None:
+        return EventAccepted(
+            event_id=row.event_id, duplicate=True, forwarded=True, started=[], signalled=0
+        )
+    forwarder: EventForwarder = request.app.state.tidings_events
+    try:
+        done = await forwarder.forward(row)
+    except Exception as error:  # stored: the sweep forwards it later
+        log.warning("custom event %s stored, not forwarded yet: %s", row.event_id, error)
+        return EventAccepted(
+            event_id=row.event_id, duplicate=not created, forwarded=False, started=[], signalled=0
+        )
+    return EventAccepted(
+        event_id=row.event_id,
+        duplicate=not created,
+        forwarded=True,
+        started=done.started,
+        signalled=len(done.signalled),
+    )
