@@ -8,22 +8,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from tidings.journeys.model import PushContent
+from tidings.journeys.predicates import AttributePredicate
 
 LIST_AUDIENCE = "tidings.audience.page"
 DELIVER = "tidings.delivery.deliver"
 FINISH_RUN = "tidings.records.finish_run"
+RECORD_JOURNEY_EVENTS = "tidings.records.journey_events"
 
 
 @dataclass(frozen=True)
 class AudienceSpec:
     """Who a run is for: every profile with a device in the app, or an explicit list
-    (stored as the run's members by the starter)."""
+    (stored as the run's members by the starter).
+
+    ``where`` narrows an app audience to the profiles whose attributes match every predicate.
+    """
 
     kind: Literal["app", "members"]
     app_id: str
+    where: list[AttributePredicate] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -32,12 +38,25 @@ class AudiencePageRequest:
     audience: AudienceSpec
     after: str | None
     limit: int
+    # profile attributes the journey's conditions read: returned with each profile
+    attributes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProfileFacts:
+    """What the interpreter knows of a profile from its entry: its time zone (quiet hours,
+    wait_until) and the attributes condition nodes read."""
+
+    timezone: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class AudiencePage:
     profile_ids: list[str]
     next_after: str | None
+    # by profile id; a profile with no time zone and none of the attributes is left out
+    facts: dict[str, ProfileFacts] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,20 @@ class ProfileVisit:
     # How many times this profile reached this node before: part of the send key, so a
     # journey that loops back to a push sends again on a later visit, never twice per visit.
     visit: int = 0
+
+
+@dataclass(frozen=True)
+class FrequencyCap:
+    """At most this many delivered pushes per profile, across all journeys, over rolling
+    windows (None: no limit in that window)."""
+
+    per_24h: int | None = None
+    per_7d: int | None = None
+    per_30d: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return any(n is not None for n in (self.per_24h, self.per_7d, self.per_30d))
 
 
 @dataclass(frozen=True)
@@ -59,6 +92,10 @@ class PushBatch:
     ttl_s: int | None
     reached_at: datetime
     profiles: list[ProfileVisit]
+    # locale variants of ``content`` (tidings.journeys.locales picks one per profile)
+    locales: dict[str, PushContent] = field(default_factory=dict)
+    # None: the batch ignores the frequency cap (none configured, or the journey bypasses it)
+    frequency_cap: FrequencyCap | None = None
 
 
 @dataclass
@@ -75,6 +112,31 @@ class PushBatchResult:
 
 
 @dataclass(frozen=True)
+class JourneyEventRecord:
+    """Something that happened to a profile in a journey, kept for reports: ``postponed``
+    (quiet hours held a send until ``until``), ``goal`` (the goal event made it leave),
+    ``entered`` (it joined a journey that listens for custom events: where to route them),
+    ``cancelled`` (its run was cancelled while it was in the journey)."""
+
+    profile_id: str
+    kind: Literal["postponed", "goal", "entered", "cancelled"]
+    # unique within the workflow: a retried activity writes each event once
+    key: str
+    node_id: str | None = None
+    until: datetime | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordJourneyEvents:
+    run_id: str
+    journey_id: str
+    workflow_id: str
+    occurred_at: datetime
+    events: list[JourneyEventRecord]
+
+
+@dataclass(frozen=True)
 class FinishRun:
     run_id: str
     status: Literal["completed", "cancelled", "failed"]
@@ -83,6 +145,8 @@ class FinishRun:
 
 
 INTERACTIONS_SIGNAL = "interactions"
+# Run and cohort workflows: stop taking steps, let the steps in flight settle, then end.
+CANCEL_SIGNAL = "cancel"
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,14 @@
-"""Run records: what the store keeps about a journey run once it ends."""
+"""Run records: what the store keeps about a journey run, its end and the journey events of
+its cohorts (postponed sends, goal exits, entries)."""
 
 from __future__ import annotations
 
-from sqlalchemy import update
-from sqlmodel import col
 from temporalio import activity
 
-from activities.contracts import FINISH_RUN, FinishRun
+from activities.contracts import FINISH_RUN, RECORD_JOURNEY_EVENTS, FinishRun, RecordJourneyEvents
 from tidings.store.db import Database
-from tidings.store.models import JourneyRun
-from tidings.store.types import utcnow
+from tidings.store.journey_events import write_journey_events
+from tidings.store.journeys import finish_run as record_run_end
 
 
 class RecordActivities:
@@ -19,13 +18,18 @@ class RecordActivities:
     @activity.defn(name=FINISH_RUN)
     async def finish_run(self, request: FinishRun) -> None:
         async with self._db.write() as session:
-            await session.exec(
-                update(JourneyRun)
-                .where(col(JourneyRun.id) == request.run_id)
-                .values(
-                    status=request.status,
-                    summary=request.summary,
-                    error=request.error,
-                    finished_at=utcnow(),
-                )
+            await record_run_end(
+                session, request.run_id, request.status, request.summary, request.error
+            )
+
+    @activity.defn(name=RECORD_JOURNEY_EVENTS)
+    async def journey_events(self, request: RecordJourneyEvents) -> None:
+        async with self._db.write() as session:
+            await write_journey_events(
+                session,
+                run_id=request.run_id,
+                journey_id=request.journey_id,
+                workflow_id=request.workflow_id,
+                occurred_at=request.occurred_at,
+                events=request.events,
             )

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 from sqlalchemy import insert
 from temporalio.client import Client
@@ -37,7 +38,7 @@ from tidings.push.credentials import ApnsTokenCredentials, FcmCredentials  # noq
 from tidings.push.registry import AppCredentials  # noqa: E402
 from tidings.settings import Settings  # noqa: E402
 from tidings.sim import SimulatorClient, read_endpoints  # noqa: E402
-from tidings.stack import start_dev_server  # noqa: E402
+from tidings.stack import free_port, start_dev_server  # noqa: E402
 from tidings.store.apps import set_credentials  # noqa: E402
 from tidings.store.db import Database  # noqa: E402
 from tidings.store.migrate import upgrade  # noqa: E402
@@ -250,6 +251,56 @@ class WorkerProcess:
     @property
     def peak_rss_mb(self) -> float:
         return round(self.peak_rss / 2**20, 1)
+
+
+class ApiProcess:
+    """``tidings api`` (uvicorn) in its own process, as a deployment runs it; its base URL and
+    admin key for the benchmark's requests."""
+
+    ADMIN_KEY = "bench-admin-key"
+
+    def __init__(self, env: dict[str, str], home: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = (home / "api.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from tidings.cli import main; main()", "api"],
+            env=env
+            | {
+                "TIDINGS_API_PORT": str(self.port),
+                "TIDINGS_ADMIN_KEY": self.ADMIN_KEY,
+                "TIDINGS_LOG_LEVEL": "WARNING",
+            },
+            cwd=home,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def __aenter__(self) -> ApiProcess:
+        async with httpx.AsyncClient(base_url=self.url) as client:
+            for _ in range(600):
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"the API exited with code {self.process.returncode}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get("/healthz")).status_code == 200:
+                        return self
+                await asyncio.sleep(0.1)
+        raise RuntimeError("the API did not answer in time")
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(self.process.wait, 30)
+        self._log.close()
+
+
+async def workflow_history_events(client: Client, workflow_ids: list[str]) -> int:
+    """History events of these workflows, counted from their histories (exact, unlike the
+    visibility store's lagging history lengths)."""
+    total = 0
+    for workflow_id in workflow_ids:
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        total += len(history.events)
+    return total
 
 
 async def history_events(client: Client, workflow_id_prefix: str) -> tuple[int, int]:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from tidings import designer_cli
 from tidings.logs import configure_logging
 from tidings.settings import Settings
 
@@ -19,8 +20,17 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
 journeys_app = typer.Typer(help="Journey definitions.", no_args_is_help=True)
+apps_app = typer.Typer(help="Apps and their provider credentials.", no_args_is_help=True)
+runs_app = typer.Typer(help="Journey runs: list, status, cancel, report.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(journeys_app, name="journeys")
+app.add_typer(apps_app, name="apps")
+app.add_typer(runs_app, name="runs")
+app.command()(designer_cli.start)
+runs_app.command("list")(designer_cli.runs)
+runs_app.command("status")(designer_cli.status)
+runs_app.command("cancel")(designer_cli.cancel)
+runs_app.command("report")(designer_cli.report)
 console = Console()
 errors = Console(stderr=True)
 
@@ -41,29 +51,6 @@ def demo(
     settings = _settings()
     configure_logging("WARNING")
     asyncio.run(run_demo(settings, DemoOptions(profiles=profiles), console))
-
-
-@app.command()
-def start(
-    journey: Annotated[Path, typer.Argument(help="journey file (YAML or JSON)", dir_okay=False)],
-    profiles: Annotated[
-        Path | None,
-        typer.Option(help="file of profile ids, one per line; default: the app's audience"),
-    ] = None,
-    wait: Annotated[bool, typer.Option(help="wait for the run and print its funnel")] = True,
-) -> None:
-    """Start a journey (the same as `python starter.py start`)."""
-    from tidings.designer import read_profile_ids, start_and_report
-    from tidings.journeys.validation import JourneyInvalid
-    from tidings.runs import StartError
-
-    settings = _settings()
-    ids = read_profile_ids(profiles) if profiles else None
-    try:
-        asyncio.run(start_and_report(settings, journey, ids, console, wait=wait))
-    except (JourneyInvalid, StartError) as error:
-        errors.print(f"[red]cannot start:[/] {error}")
-        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -138,6 +125,75 @@ def journeys_validate(path: Annotated[Path, typer.Argument(dir_okay=False)]) -> 
             errors.print(f"[red]✗[/] {issue}")
         raise typer.Exit(1) from None
     console.print(f"[green]✓[/] {path}: journey {journey.id!r}, {len(journey.nodes)} nodes")
+
+
+@journeys_app.command("save")
+def journeys_save(path: Annotated[Path, typer.Argument(dir_okay=False, exists=True)]) -> None:
+    """Check a journey file and store it as the journey's newest version (runs keep the
+    version they started with); start it later by its id."""
+    from tidings.designer import store_only
+    from tidings.journeys.validation import JourneyInvalid, load_definition
+    from tidings.runs import save_journey
+
+    settings = _settings()
+    try:
+        journey = load_definition(path)
+    except JourneyInvalid as error:
+        for issue in error.issues:
+            errors.print(f"[red]✗[/] {issue}")
+        raise typer.Exit(1) from None
+
+    async def save() -> int:
+        async with store_only(settings) as database:
+            return await save_journey(database, journey)
+
+    version = asyncio.run(save())
+    console.print(f"[green]✓[/] stored journey {journey.id!r} as version {version}")
+
+
+@journeys_app.command("list")
+def journeys_list() -> None:
+    """The stored journeys and their latest versions."""
+    from rich.table import Table
+
+    from tidings.designer import store_only
+    from tidings.store.journeys import stored_journeys
+
+    settings = _settings()
+
+    async def read() -> list[tuple[str, str, int, str]]:
+        async with store_only(settings) as database, database.read() as session:
+            return [
+                (j.id, j.name, j.latest_version, f"{j.updated_at:%Y-%m-%d %H:%M}")
+                for j in await stored_journeys(session)
+            ]
+
+    table = Table(title="stored journeys", header_style="bold")
+    for column in ("id", "name", "latest version", "updated"):
+        table.add_column(column)
+    for row in asyncio.run(read()):
+        table.add_row(row[0], row[1], str(row[2]), row[3])
+    console.print(table)
+
+
+@apps_app.command("check")
+def apps_check(app_id: Annotated[str, typer.Argument(help="the app's id")]) -> None:
+    """Check the app's APNs and FCM credentials against the providers (or the simulators
+    the settings point at); name each wrong field. Exit code 1 when one is wrong."""
+    from tidings.push.check import check_stored_app
+
+    settings = _settings()
+    try:
+        problems = asyncio.run(check_stored_app(settings, app_id))
+    except LookupError as error:
+        errors.print(f"[red]✗[/] {error}")
+        raise typer.Exit(1) from None
+    for problem in problems:
+        mark = "[yellow]?[/]" if problem.transient else "[red]✗[/]"
+        errors.print(f"{mark} {problem}")
+    if problems:
+        raise typer.Exit(1 if any(not p.transient for p in problems) else 2)
+    console.print(f"[green]✓[/] app {app_id!r}: the providers accept its credentials")
 
 
 def main() -> None:

@@ -1,34 +1,99 @@
-"""The journey designer's operations, shared by starter.py and the `tidings` command."""
+"""The journey designer's operations, shared by starter.py and the `tidings` command: start a
+journey (file or stored id) for an audience, list runs, watch a run live, cancel it, report
+its funnel per node."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 from temporalio.client import Client
 
-from tidings.journeys.validation import load_definition
-from tidings.runs import start_run
+from tidings.journeys.model import JourneyDefinition
+from tidings.journeys.predicates import parse_where
+from tidings.journeys.validation import load_definition, parse_definition
+from tidings.runs import (
+    AudienceChoice,
+    RunNotFound,
+    RunView,
+    StartError,
+    activate_trigger,
+    cancel_run,
+    load_stored,
+    run_view,
+    start_run,
+)
 from tidings.runtime import build_worker, worker_resources
 from tidings.settings import Settings
 from tidings.stack import running, temporal_server
 from tidings.store.db import Database
-from tidings.store.reports import Funnel, run_funnel
+from tidings.store.journeys import recent_runs
+from tidings.store.models import JourneyRun
+from tidings.store.reports import NodeFunnel, journey_event_counts, node_funnels
 from tidings.temporal import configured_address, connect
 from tidings.worker_main import prepare_store
 
+HEADER_CELLS = {"profile_id", "profile", "id", "email"}
+REFRESH_S = 1.0
 
-def read_profile_ids(path: Path) -> list[str]:
-    """One profile id per line (a CSV's first column); blank lines and # comments skipped."""
-    ids = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        value = line.split(",", 1)[0].strip()
-        if value and not value.startswith("#"):
-            ids.append(value)
-    return ids
+
+@dataclass(frozen=True)
+class AudienceFile:
+    profile_ids: list[str]
+    emails: list[str]
+
+
+def read_audience_file(path: Path) -> AudienceFile:
+    """Profile ids and/or emails, one per line (a CSV's first column); blank lines, #
+    comments and a header row are skipped. A value with an @ is an email."""
+    ids: list[str] = []
+    emails: list[str] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        value = line.split(",", 1)[0].strip().strip('"')
+        if not value or value.startswith("#"):
+            continue
+        if number == 0 and value.lower() in HEADER_CELLS:
+            continue
+        (emails if "@" in value else ids).append(value)
+    return AudienceFile(ids, emails)
+
+
+def audience_choice(
+    *,
+    file: Path | None = None,
+    profile_ids: Sequence[str] = (),
+    emails: Sequence[str] = (),
+    where: Sequence[str] = (),
+    app: str | None = None,
+) -> AudienceChoice:
+    """The audience as a command line gives it; a bad filter raises StartError."""
+    ids, mails = list(profile_ids), list(emails)
+    if file is not None:
+        listed = read_audience_file(file)
+        ids += listed.profile_ids
+        mails += listed.emails
+    try:
+        predicates = [parse_where(text) for text in where]
+    except ValueError as error:
+        raise StartError(str(error)) from None
+    return AudienceChoice(ids, mails, predicates, app)
+
+
+async def load_journey(
+    database: Database, source: str, version: int | None = None
+) -> JourneyDefinition:
+    """A journey file, or a stored journey's id (a slug: no dot, no slash)."""
+    path = Path(source)
+    if path.suffix or len(path.parts) > 1:
+        return load_definition(path)
+    return await load_stored(database, source, version)
 
 
 @contextlib.asynccontextmanager
@@ -52,42 +117,222 @@ async def engine(settings: Settings) -> AsyncIterator[tuple[Client, Database]]:
             yield client, resources.db
 
 
-async def start_and_report(
+@contextlib.asynccontextmanager
+async def store_only(settings: Settings) -> AsyncIterator[Database]:
+    prepare_store(settings)
+    database = Database(settings.resolved_database_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+async def start(
     settings: Settings,
-    journey_file: Path,
-    profile_ids: Sequence[str] | None,
+    source: str,
+    audience: AudienceChoice,
     console: Console,
     *,
     wait: bool = True,
-) -> Funnel | None:
-    journey = load_definition(journey_file)
+    version: int | None = None,
+) -> str:
+    """Start a journey; a journey with a trigger is activated instead (its event starts it
+    per profile). With ``wait``, watch the run live and print its report at the end."""
     async with engine(settings) as (client, database):
-        started = await start_run(client, database, settings, journey, profile_ids=profile_ids)
+        journey = await load_journey(database, source, version)
+        if journey.trigger is not None:
+            if audience.listed or audience.where:
+                raise StartError(
+                    f"journey {journey.id!r} starts on the event {journey.trigger.event!r}; "
+                    "it takes no audience"
+                )
+            activation = await activate_trigger(database, journey)
+            console.print(
+                f"activated [bold]{activation.run_id}[/]: the event "
+                f"{activation.event!r} now starts journey {journey.id!r} for its profile"
+            )
+            for old in activation.superseded:
+                console.print(f"  {old} takes no new entries any more")
+            return activation.run_id
+        started = await start_run(client, database, settings, journey, audience=audience)
         console.print(f"started run [bold]{started.run_id}[/] of journey {journey.id!r}")
-        if not wait:
-            return None
-        result = await started.handle.result()
-        if result.stopped:
-            console.print(f"[red]sends stopped:[/] {result.stopped}")
-        async with database.read() as session:
-            funnel = await run_funnel(session, started.run_id)
-    print_funnel(console, f"run {started.run_id}", funnel)
-    return funnel
+        if wait:
+            await watch(client, database, started.run_id, console, journey)
+            await report(database, started.run_id, console)
+        return started.run_id
 
 
-def print_funnel(console: Console, title: str, funnel: Funnel) -> None:
-    table = Table(title=title, header_style="bold")
-    table.add_column("step")
-    table.add_column("count", justify="right")
+async def watch(
+    client: Client,
+    database: Database,
+    run_id: str,
+    console: Console,
+    journey: JourneyDefinition | None = None,
+    *,
+    follow: bool = True,
+) -> RunView:
+    """Show a run's progress, refreshed live until it ends (or once, without ``follow``)."""
+    order = [n.id for n in journey.nodes] if journey else await _node_order(database, run_id)
+    view = await run_view(client, database, run_id)
+    if not follow:
+        console.print(render_view(view, order))
+        return view
+    with Live(render_view(view, order), console=console, refresh_per_second=4) as live:
+        while view.status == "running":
+            await asyncio.sleep(REFRESH_S)
+            view = await run_view(client, database, run_id)
+            live.update(render_view(view, order))
+    return view
+
+
+def render_view(view: RunView, order: list[str]) -> Group:
+    title = Text.assemble(
+        (f"{view.run_id}", "bold"),
+        f" · journey {view.journey_id} · ",
+        (view.status + (" (cancelling)" if view.cancelling else ""), _status_style(view.status)),
+    )
+    counts = view.counts
+    if view.status == "running":
+        nodes = Table(title="profiles per node", header_style="bold", min_width=40)
+        nodes.add_column("node")
+        nodes.add_column("profiles", justify="right")
+        positions = dict(view.positions)
+        for node in order:
+            if node in positions:
+                nodes.add_row(node, str(positions.pop(node)))
+        for node, count in sorted(positions.items()):
+            nodes.add_row(node, str(count))
+    else:
+        nodes = Table(title="where profiles left the journey", header_style="bold", min_width=40)
+        nodes.add_column("")
+        nodes.add_column("profiles", justify="right")
+        for label, key in (
+            ("at the end of a branch", "completed"),
+            ("at an exit node", "exited"),
+            ("at the goal", "goal"),
+            ("stopped by the cancel", "cancelled"),
+        ):
+            nodes.add_row(label, str(counts.get(key, 0)))
+    sends = Table(title="pushes", header_style="bold", min_width=40)
+    sends.add_column("")
+    sends.add_column("count", justify="right")
+    sent = sum(int(v) for k, v in counts.items() if k.startswith("push.") and k != "push.not_sent")
     for label, value in (
-        ("profiles targeted", funnel.profiles_targeted),
-        ("pushes sent", funnel.pushes_sent),
-        ("delivered", funnel.delivered),
-        ("tokens invalidated", funnel.tokens_invalidated),
-        ("opened", funnel.opened),
-        ("clicked", funnel.clicked),
+        ("profiles", counts.get("profiles", 0)),
+        ("sent", counts.get("pushes_sent", sent)),
+        ("delivered", counts.get("push.delivered", 0)),
+        ("failed", counts.get("push.failed", 0)),
+        ("invalidated", counts.get("invalidated", 0)),
+        ("not sent", counts.get("push.not_sent", 0)),
+        ("postponed (quiet hours)", counts.get("postponed", 0)),
     ):
-        table.add_row(label, str(value))
+        sends.add_row(label, str(value))
+    footer = Text(
+        f"cohorts: {view.cohorts_started} started, {view.cohorts_running} running"
+        + ("; audience fully paged" if view.audience_exhausted else "")
+        if view.kind == "audience"
+        else "triggered journey: one cohort per entering profile"
+    )
+    return Group(title, nodes, sends, footer)
+
+
+def _status_style(status: str) -> str:
+    return {"running": "yellow", "completed": "green", "cancelled": "magenta"}.get(status, "red")
+
+
+async def _node_order(database: Database, run_id: str) -> list[str]:
+    async with database.read() as session:
+        run = await session.get(JourneyRun, run_id)
+    if run is None:
+        raise RunNotFound(f"no run {run_id!r}")
+    return [n.id for n in parse_definition(run.definition).nodes]
+
+
+async def status(settings: Settings, run_id: str, console: Console, *, follow: bool) -> RunView:
+    async with engine(settings) as (client, database):
+        return await watch(client, database, run_id, console, follow=follow)
+
+
+async def cancel(settings: Settings, run_id: str, console: Console, *, wait: bool = True) -> None:
+    async with engine(settings) as (client, database):
+        outcome = await cancel_run(client, database, run_id)
+        if outcome.already_finished:
+            console.print(f"run {run_id} had already finished")
+            return
+        console.print(f"cancelling run [bold]{run_id}[/]: no new sends; sends in flight settle")
+        if wait:
+            await watch(client, database, run_id, console)
+            await report(database, run_id, console)
+
+
+async def list_runs(settings: Settings, console: Console, limit: int = 20) -> list[JourneyRun]:
+    async with store_only(settings) as database, database.read() as session:
+        runs = await recent_runs(session, limit)
+    table = Table(title="journey runs", header_style="bold")
+    for column in ("run", "journey", "version", "entry", "status", "started", "finished"):
+        table.add_column(column)
+    for run in runs:
+        entry = run.entry or {}
+        how = (
+            f"trigger {entry['trigger']}" if "trigger" in entry else str(entry.get("audience", ""))
+        )
+        table.add_row(
+            run.id,
+            run.journey_id,
+            str(run.journey_version or ""),
+            how,
+            Text(str(run.status), _status_style(str(run.status))),
+            f"{run.started_at:%Y-%m-%d %H:%M:%S}",
+            f"{run.finished_at:%Y-%m-%d %H:%M:%S}" if run.finished_at else "",
+        )
     console.print(table)
-    for reason, count in sorted(funnel.not_sent_reasons.items()):
-        console.print(f"  not sent, {reason}: {count}")
+    return runs
+
+
+async def report(database: Database, run_id: str, console: Console) -> list[NodeFunnel]:
+    """The funnel per push node: targeted, sent, delivered, opened, clicked, not sent by
+    reason, tokens invalidated (and sends postponed for quiet hours)."""
+    order = await _node_order(database, run_id)
+    async with database.read() as session:
+        funnels = await node_funnels(session, run_id, order)
+        events = await journey_event_counts(session, run_id)
+        run = await session.get(JourneyRun, run_id)
+    table = Table(title=f"run {run_id}: funnel per node", header_style="bold")
+    table.add_column("node")
+    for column in (
+        "targeted",
+        "sent",
+        "delivered",
+        "opened",
+        "clicked",
+        "invalidated",
+        "postponed",
+    ):
+        table.add_column(column, justify="right")
+    table.add_column("not sent (reason: count)")
+    for funnel in funnels:
+        table.add_row(
+            funnel.node_id,
+            str(funnel.targeted),
+            str(funnel.sent),
+            str(funnel.delivered),
+            str(funnel.opened),
+            str(funnel.clicked),
+            str(funnel.tokens_invalidated),
+            str(funnel.postponed),
+            "\n".join(f"{r}: {n}" for r, n in sorted(funnel.not_sent.items())) or "-",
+        )
+    console.print(table)
+    if run is not None:
+        goal = events.get("goal", 0)
+        console.print(
+            f"status {run.status}"
+            + (f"; {goal} profiles left at the goal" if goal else "")
+            + (f"; {run.error}" if run.error else "")
+        )
+    return funnels
+
+
+async def report_run(settings: Settings, run_id: str, console: Console) -> list[NodeFunnel]:
+    async with store_only(settings) as database:
+        return await report(database, run_id, console)

@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.audience import AudienceActivities
+from activities.contracts import FrequencyCap
 from activities.delivery import DeliveryActivities, DeliveryPolicy
 from activities.records import RecordActivities
 from tidings.push import ProviderRoutes, SenderRegistry
@@ -41,6 +42,9 @@ def engine_options(settings: Settings) -> EngineOptions:
         delivery_heartbeat_timeout=settings.delivery_heartbeat_timeout,
         delivery_max_attempts=settings.delivery_max_attempts,
         delivery_max_backoff=timedelta(seconds=settings.delivery_max_backoff_s),
+        frequency_cap=FrequencyCap(
+            settings.frequency_cap_24h, settings.frequency_cap_7d, settings.frequency_cap_30d
+        ),
     )
 
 
@@ -81,6 +85,7 @@ def build_worker(client: Client, settings: Settings, resources: WorkerResources)
             heartbeat_every=settings.delivery_heartbeat_timeout / 3,
         ),
     )
+    records = RecordActivities(resources.db)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -88,7 +93,8 @@ def build_worker(client: Client, settings: Settings, resources: WorkerResources)
         activities=[
             delivery.deliver,
             AudienceActivities(resources.db).page,
-            RecordActivities(resources.db).finish_run,
+            records.finish_run,
+            records.journey_events,
         ],
         max_concurrent_activities=64,
     )

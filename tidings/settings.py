@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     stale_after_days: int = Field(
         default=60, ge=1, description="Tokens not refreshed for this many days are not targeted."
     )
+    # Frequency cap (across all journeys; a journey may bypass it): delivered pushes per
+    # profile over rolling windows. Unset: no limit in that window.
+    frequency_cap_24h: int | None = Field(default=None, ge=0)
+    frequency_cap_7d: int | None = Field(default=None, ge=0)
+    frequency_cap_30d: int | None = Field(default=None, ge=0)
 
     @field_validator("database_url")
     @classmethod

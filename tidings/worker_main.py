@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 
+from tidings.forwarder import forwarding
 from tidings.runtime import build_worker, worker_resources
 from tidings.settings import Settings
 from tidings.stack import temporal_server
@@ -43,6 +44,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
                 address,
                 resources.db.describe(),
             )
-            async with worker:
+            # the interactions outbox forwarder runs beside the worker (DESIGN.md decision 6)
+            async with worker, forwarding(client, resources.db):
                 await stop.wait()
                 log.info("stopping: finishing the tasks in hand")

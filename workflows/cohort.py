@@ -3,81 +3,234 @@
 Profiles standing on the same node advance together through one handler call (for a push
 node: one batch activity), so a push costs a small fraction of a Temporal action. A cohort
 of one profile is the per-profile case used by triggered journeys. Each profile keeps its own
-position and timers; the workflow sleeps until the earliest timer or the next signal.
+position and timers; the workflow sleeps until the earliest timer, a finished step or the
+next signal.
+
+Steps that wait on an activity (a push) run as tasks and their profiles are *busy* until the
+step ends; meanwhile the rest of the cohort moves on. A goal event or a cancel never cuts a
+step short: a busy profile leaves once its step has settled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+import dataclasses
+from collections.abc import Awaitable
+from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
-from workflows.inputs import CohortInput, CohortResult
-from workflows.nodes import HANDLERS
-from workflows.nodes.context import CohortContext
-from workflows.state import CohortState, ProfileState
-
+# The interpreter's modules are deterministic and hold no global state: passed through, they
+# load once per worker instead of once per workflow run (which would also rebuild the data
+# converter's validators for every new input class).
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import INTERACTIONS_SIGNAL, InteractionBatch
+    from activities.contracts import (
+        CANCEL_SIGNAL,
+        INTERACTIONS_SIGNAL,
+        InteractionBatch,
+        JourneyEventRecord,
+    )
+    from workflows.inputs import CohortInput, CohortProgress, CohortResult
+    from workflows.nodes import BLOCKING_TYPES, EVENT_DRIVEN_TYPES, HANDLERS
+    from workflows.nodes.context import CohortContext
+    from workflows.state import CohortState, ProfileState
+
+# Workflow code changes go behind patches (DESIGN.md decision 7): histories recorded before
+# a change replay on the old path.
+PATCH_CONCURRENT_STEPS = "cohort-concurrent-steps"
+PATCH_CONTINUE_AS_NEW = "cohort-continue-as-new"
+# Steps taken without time passing before the interpreter calls it a spin (a journey whose
+# loop waits on something that is already true).
+MAX_STEPS_PER_INSTANT = 10_000
 
 
 @workflow.defn(name="JourneyCohort")
 class CohortWorkflow:
-    def __init__(self) -> None:
-        self._state = CohortState(profiles={})
+    @workflow.init
+    def __init__(self, cohort: CohortInput) -> None:
+        journey = cohort.journey
+        if cohort.snapshot is not None:
+            self._state = CohortState.restore(cohort.snapshot)
+        else:
+            self._state = CohortState(
+                profiles={
+                    pid: ProfileState(node=journey.start_node, visits=dict(cohort.prior_visits))
+                    for pid in cohort.profile_ids
+                }
+            )
+            self._state.counts["profiles"] = len(cohort.profile_ids)
+        self._goal = journey.goal.event if journey.goal is not None else None
+        self._event_nodes = {n.id for n in journey.nodes if n.type in EVENT_DRIVEN_TYPES}
         self._woken = False
+        self._busy: set[str] = set()
+        self._tasks: dict[asyncio.Task[None], list[str]] = {}
 
     @workflow.signal(name=INTERACTIONS_SIGNAL)
     def interactions(self, batch: InteractionBatch) -> None:
         """Apply each event once, whatever the forwarder's retries."""
+        state = self._state
         for event in batch.events:
-            if event.event_id in self._state.seen_events:
+            if event.event_id in state.seen_events:
                 continue
-            self._state.seen_events.add(event.event_id)
-            profile = self._state.profiles.get(event.profile_id)
+            state.seen_events.add(event.event_id)
+            profile = state.profiles.get(event.profile_id)
             if profile is None:
                 continue
-            key = event.node_id or f"event:{event.name}"
-            profile.interactions.setdefault(key, []).append(event.kind)
-            self._state.counts[f"interaction.{event.kind}"] += 1
+            if event.kind == "custom":
+                state.event_seq += 1
+                if event.name:
+                    profile.events[event.name] = state.event_seq
+                    if event.name == self._goal and profile.node is not None:
+                        profile.goal_reached = True
+            elif event.node_id:
+                profile.interactions.setdefault(event.node_id, []).append(event.kind)
+            profile.nudged = True
+            state.counts[f"interaction.{event.kind}"] += 1
+        self._woken = True
+
+    @workflow.signal(name=CANCEL_SIGNAL)
+    def cancel(self) -> None:
+        """Stop taking steps; the steps in flight settle first."""
+        self._state.cancelled = True
         self._woken = True
 
     @workflow.query
     def counts(self) -> dict[str, int]:
         return dict(self._state.counts)
 
+    @workflow.query
+    def progress(self) -> CohortProgress:
+        return CohortProgress(
+            positions=self._state.positions(),
+            counts=dict(self._state.counts),
+            cancelled=self._state.cancelled,
+        )
+
     @workflow.run
     async def run(self, cohort: CohortInput) -> CohortResult:
         journey = cohort.journey
         state = self._state
-        state.profiles = {pid: ProfileState(node=journey.start_node) for pid in cohort.profile_ids}
-        state.counts["profiles"] = len(cohort.profile_ids)
         context = CohortContext(
             run_id=cohort.run_id,
             workflow_id=workflow.info().workflow_id,
             journey=journey,
             state=state,
             options=cohort.options,
+            facts=cohort.facts,
         )
-        while state.active():
-            groups = state.ready_by_node(workflow.now())
-            if groups:
-                await asyncio.gather(
-                    *(
-                        HANDLERS[journey.node(node_id).type](context, journey.node(node_id), ids)
-                        for node_id, ids in groups.items()
-                    )
-                )
+        if cohort.snapshot is None and not cohort.triggered and journey.listened_events():
+            # custom events find a running profile through its "entered" row
+            entered = [
+                JourneyEventRecord(profile_id=pid, kind="entered", key=f"{pid}:entered")
+                for pid in state.profiles
+            ]
+            self._spawn(context.record(entered), [])
+        steps_now = 0
+        while True:
+            self._leave_on_goal(context)
+            groups = (
+                {}
+                if state.cancelled
+                else state.ready_by_node(workflow.now(), self._busy, self._event_nodes)
+            )
+            if groups and self._tasks and not self._steps_may_overlap():
+                await self._settle_all()
                 continue
-            await self._sleep_until_due()
+            if groups:
+                steps_now += 1
+                if steps_now > MAX_STEPS_PER_INSTANT:
+                    raise ApplicationError(
+                        f"journey {journey.id!r} loops without waiting at "
+                        f"{', '.join(sorted(groups))}",
+                        type="JourneySpins",
+                        non_retryable=True,
+                    )
+                for node_id, ids in groups.items():
+                    node = journey.node(node_id)
+                    step = HANDLERS[node.type](context, node, ids)
+                    if node.type in BLOCKING_TYPES:
+                        self._spawn(step, ids)
+                    else:
+                        await step
+                continue
+            if not self._tasks and (state.cancelled or not state.active()):
+                break
+            if not self._tasks and self._history_full(cohort):
+                workflow.continue_as_new(dataclasses.replace(cohort, snapshot=state.snapshot()))
+            steps_now = 0
+            wake = state.next_wake(self._busy)
+            if self._tasks and wake is not None and not self._steps_may_overlap():
+                await self._settle_all()
+                continue
+            await self._sleep_until(wake)
+            self._reap()
+        if state.cancelled:
+            state.counts["cancelled"] += sum(1 for p in state.profiles.values() if p.node)
         return CohortResult(counts=dict(state.counts), stopped=state.stopped)
 
-    async def _sleep_until_due(self) -> None:
-        """Sleep until the earliest profile timer, or until a signal changes something."""
-        wake = self._state.next_wake()
+    def _leave_on_goal(self, context: CohortContext) -> None:
+        """Profiles whose goal event arrived leave now, unless a step of theirs is in flight;
+        the exits of this pass are recorded in one activity."""
+        state = self._state
+        leaving = [
+            pid
+            for pid, p in state.profiles.items()
+            if p.goal_reached and p.node is not None and pid not in self._busy
+        ]
+        if not leaving:
+            return
+        records = []
+        for pid in leaving:
+            profile = state.profiles[pid]
+            records.append(
+                JourneyEventRecord(
+                    profile_id=pid,
+                    kind="goal",
+                    key=f"{pid}:goal:{profile.events.get(self._goal or '', 0)}",
+                    node_id=profile.node,
+                    detail=self._goal,
+                )
+            )
+            profile.goal_reached = False
+            state.move(pid, None, leaving="goal")
+        self._spawn(context.record(records), [])
+
+    def _spawn(self, step: Awaitable[None], profile_ids: list[str]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(step)
+        self._tasks[task] = profile_ids
+        self._busy.update(profile_ids)
+
+    def _reap(self) -> None:
+        """Take finished steps off the books; a failed step fails the cohort."""
+        for task in [t for t in self._tasks if t.done()]:
+            self._busy.difference_update(self._tasks.pop(task))
+            task.result()
+
+    async def _settle_all(self) -> None:
+        await workflow.wait_condition(lambda: all(t.done() for t in self._tasks))
+        self._reap()
+
+    def _history_full(self, cohort: CohortInput) -> bool:
+        info = workflow.info()
+        limit = cohort.options.cohort_history_limit
+        full = info.is_continue_as_new_suggested() or (
+            limit is not None and info.get_current_history_length() >= limit
+        )
+        return full and workflow.patched(PATCH_CONTINUE_AS_NEW)
+
+    def _steps_may_overlap(self) -> bool:
+        """Whether the cohort may take a step (or set a timer) while another step is in
+        flight. Histories recorded before this was so let every step settle first. Asked only
+        where the two differ, so cohorts that never overlap steps carry no patch marker."""
+        return workflow.patched(PATCH_CONCURRENT_STEPS)
+
+    async def _sleep_until(self, wake: datetime | None) -> None:
+        """Sleep until the earliest profile timer, a finished step, or a signal."""
         self._woken = False
         timeout = max(wake - workflow.now(), timedelta(0)) if wake else None
         with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(lambda: self._woken, timeout=timeout)
+            await workflow.wait_condition(
+                lambda: self._woken or any(t.done() for t in self._tasks), timeout=timeout
+            )

@@ -1,4 +1,4 @@
-"""Inputs and results of the journey workflows."""
+"""Inputs, results and query answers of the journey workflows."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from workflows.state import CohortSnapshot
+
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import AudienceSpec
+    from activities.contracts import AudienceSpec, FrequencyCap, ProfileFacts
     from tidings.journeys.model import JourneyDefinition
 
 
@@ -23,6 +25,11 @@ class EngineOptions:
     delivery_timeout: timedelta = timedelta(hours=1)
     delivery_max_attempts: int = 8
     delivery_max_backoff: timedelta = timedelta(minutes=5)
+    # the deployment's frequency cap (None: no cap); a journey may bypass it
+    frequency_cap: FrequencyCap | None = None
+    # continue a cohort as new once its history has this many events (None: when Temporal
+    # suggests it). Small values exercise continue-as-new in tests.
+    cohort_history_limit: int | None = None
 
 
 @dataclass
@@ -34,6 +41,10 @@ class RunProgress:
     exhausted: bool = False
     cohorts_started: int = 0
     totals: dict[str, int] = field(default_factory=dict)
+    # what the audience pages said about the buffered profiles (time zone, attributes)
+    buffered_facts: dict[str, ProfileFacts] = field(default_factory=dict)
+    cohorts_finished: int = 0
+    cancelled: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,14 @@ class CohortInput:
     journey: JourneyDefinition
     profile_ids: list[str]
     options: EngineOptions = field(default_factory=EngineOptions)
+    facts: dict[str, ProfileFacts] = field(default_factory=dict)
+    # set when the cohort continues as new
+    snapshot: CohortSnapshot | None = None
+    # a triggered entry: its membership is already stored (journey_entry), and visits
+    # continue from the profile's earlier entries, so their ledger rows are not taken as
+    # this entry's sends
+    triggered: bool = False
+    prior_visits: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -66,3 +85,26 @@ class RunResult:
     counts: dict[str, int] = field(default_factory=dict)
     cohorts: int = 0
     stopped: str | None = None
+    status: str = "completed"
+
+
+@dataclass
+class CohortProgress:
+    """A cohort's answer to the ``progress`` query."""
+
+    positions: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    cancelled: bool = False
+
+
+@dataclass
+class RunStatusView:
+    """A run's answer to the ``status`` query: totals of finished cohorts and the ids of the
+    running ones (a status display queries those for their live progress)."""
+
+    totals: dict[str, int] = field(default_factory=dict)
+    running_cohorts: list[str] = field(default_factory=list)
+    cohorts_started: int = 0
+    cohorts_finished: int = 0
+    audience_exhausted: bool = False
+    cancelled: bool = False

@@ -1,8 +1,13 @@
-"""Per-profile state inside a cohort: each profile has its own position, timers and facts."""
+"""Per-profile state inside a cohort: each profile has its own position, timers and facts.
+
+The state travels across continue-as-new as a :class:`CohortSnapshot` (plain dicts and
+lists, so the data converter needs no special types).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -11,14 +16,24 @@ from datetime import datetime
 class ProfileState:
     node: str | None  # None once the profile has left the journey
     visits: dict[str, int] = field(default_factory=dict)
-    # set while the profile waits on its current node (a delay, a wait_until, a wait_for)
+    # set while the profile waits on its current node (a delay, a wait_until, a wait_for, a
+    # send held for quiet hours)
     wake_at: datetime | None = None
-    # interactions received, by push node id: the kinds seen (opened, clicked, ...)
+    # interactions with the latest send of each push node: the kinds seen (opened, clicked)
     interactions: dict[str, list[str]] = field(default_factory=dict)
-
-    def enter(self, node_id: str | None) -> None:
-        self.node = node_id
-        self.wake_at = None
+    # the current node has started its wait (its timer is set)
+    armed: bool = False
+    # the cohort's event sequence number when the profile reached its current node
+    entered_seq: int = 0
+    # custom events received, by name: the sequence number of the latest one
+    events: dict[str, int] = field(default_factory=dict)
+    # per push node, at its latest send: valid devices targeted and devices delivered to
+    targeted: dict[str, int] = field(default_factory=dict)
+    delivered: dict[str, int] = field(default_factory=dict)
+    # the goal event arrived: the profile leaves as soon as no step of it is in flight
+    goal_reached: bool = False
+    # an event arrived since its wait_for node last looked
+    nudged: bool = False
 
     def visit_of(self, node_id: str) -> int:
         return self.visits.get(node_id, 0)
@@ -26,8 +41,12 @@ class ProfileState:
     def count_visit(self, node_id: str) -> None:
         self.visits[node_id] = self.visits.get(node_id, 0) + 1
 
-    def ready(self, now: datetime) -> bool:
-        return self.node is not None and (self.wake_at is None or self.wake_at <= now)
+    def ready(self, now: datetime, wakes_on_events: bool) -> bool:
+        if self.node is None:
+            return False
+        if self.wake_at is None or self.wake_at <= now:
+            return True
+        return wakes_on_events and self.nudged
 
 
 @dataclass
@@ -37,19 +56,83 @@ class CohortState:
     stopped: str | None = None
     # event ids already applied: signals may arrive more than once (decision 6)
     seen_events: set[str] = field(default_factory=set)
+    # numbers the custom events a cohort receives, so a wait_for can tell "since I arrived"
+    event_seq: int = 0
+    cancelled: bool = False
 
-    def ready_by_node(self, now: datetime) -> dict[str, list[str]]:
+    def move(self, profile_id: str, node_id: str | None, *, leaving: str = "completed") -> None:
+        """Put a profile on a node. None: it leaves the journey, counted under ``leaving``
+        (completed: it ran off the end of a branch; exited; goal)."""
+        profile = self.profiles[profile_id]
+        profile.node = node_id
+        profile.wake_at = None
+        profile.armed = False
+        profile.nudged = False
+        profile.entered_seq = self.event_seq
+        if node_id is None:
+            self.counts[leaving] += 1
+
+    def ready_by_node(
+        self, now: datetime, busy: Collection[str], event_nodes: Collection[str]
+    ) -> dict[str, list[str]]:
         """Profiles ready on a node, grouped so each node advances them in one step."""
         groups: dict[str, list[str]] = {}
         for profile_id, profile in self.profiles.items():
-            if profile.ready(now):
-                assert profile.node is not None
+            if profile_id in busy or profile.node is None:
+                continue
+            if profile.ready(now, profile.node in event_nodes):
                 groups.setdefault(profile.node, []).append(profile_id)
         return groups
 
-    def next_wake(self) -> datetime | None:
-        times = [p.wake_at for p in self.profiles.values() if p.node and p.wake_at]
+    def next_wake(self, busy: Collection[str]) -> datetime | None:
+        times = [
+            p.wake_at
+            for pid, p in self.profiles.items()
+            if p.node and p.wake_at and pid not in busy
+        ]
         return min(times) if times else None
 
     def active(self) -> bool:
         return any(p.node is not None for p in self.profiles.values())
+
+    def positions(self) -> dict[str, int]:
+        """How many profiles stand on each node."""
+        at: Counter[str] = Counter()
+        for profile in self.profiles.values():
+            if profile.node is not None:
+                at[profile.node] += 1
+        return dict(at)
+
+    def snapshot(self) -> CohortSnapshot:
+        return CohortSnapshot(
+            profiles=self.profiles,
+            counts=dict(self.counts),
+            stopped=self.stopped,
+            seen_events=sorted(self.seen_events),
+            event_seq=self.event_seq,
+            cancelled=self.cancelled,
+        )
+
+    @classmethod
+    def restore(cls, snapshot: CohortSnapshot) -> CohortState:
+        return cls(
+            profiles=snapshot.profiles,
+            counts=Counter(snapshot.counts),
+            stopped=snapshot.stopped,
+            seen_events=set(snapshot.seen_events),
+            event_seq=snapshot.event_seq,
+            cancelled=snapshot.cancelled,
+        )
+
+
+@dataclass
+class CohortSnapshot:
+    """A cohort's state as continue-as-new carries it: positions, timers, facts, counts,
+    and the ids of the events already applied (so no signal is applied twice across it)."""
+
+    profiles: dict[str, ProfileState]
+    counts: dict[str, int] = field(default_factory=dict)
+    stopped: str | None = None
+    seen_events: list[str] = field(default_factory=list)
+    event_seq: int = 0
+    cancelled: bool = False

@@ -1,11 +1,20 @@
-"""Journey definitions: the model, validation and template rendering."""
+"""Journey definitions: the model, validation, template rendering, and the pure helpers the
+interpreter shares with the rest of tidings (predicates, local time, locale variants)."""
 
 from tidings.journeys.model import (
+    ConditionNode,
     DelayNode,
     ExitNode,
+    Goal,
     JourneyDefinition,
     PushContent,
     PushNode,
+    QuietHours,
+    RandomSplitNode,
+    ReEntry,
+    Trigger,
+    WaitForNode,
+    WaitUntilNode,
 )
 from tidings.journeys.validation import (
     JourneyInvalid,
@@ -15,13 +24,21 @@ from tidings.journeys.validation import (
 )
 
 __all__ = [
+    "ConditionNode",
     "DelayNode",
     "ExitNode",
+    "Goal",
     "JourneyDefinition",
     "JourneyInvalid",
     "JourneyIssue",
     "PushContent",
     "PushNode",
+    "QuietHours",
+    "RandomSplitNode",
+    "ReEntry",
+    "Trigger",
+    "WaitForNode",
+    "WaitUntilNode",
     "load_definition",
     "parse_definition",
 ]

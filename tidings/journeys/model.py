@@ -6,37 +6,45 @@ branch), while the engine advances every profile standing on the same node toget
 
 from __future__ import annotations
 
+from datetime import time as time_of_day
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from tidings.journeys.durations import Duration
+from tidings.journeys.predicates import AttributePredicate, EventName, Predicate
+from tidings.push.message import PushFields
 
 NodeId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+LocaleTag = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-class PushContent(BaseModel):
-    """Templates (Jinja2, sandboxed) over the profile: ``{{ profile.attributes.first_name }}``
-    or the shortcut ``{{ first_name }}``."""
+def _known_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{name!r} is not a time zone; use an IANA name such as Europe/Paris"
+        ) from None
+    return name
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    title: str | None = None
-    subtitle: str | None = None
-    body: str | None = None
-    image_url: str | None = None
-    link: str | None = None
-    data: dict[str, str] = Field(default_factory=dict)
-    badge: int | None = Field(default=None, ge=0)
-    sound: str | None = None
-    category: str | None = None
-    thread_id: str | None = None
-    mutable_content: bool = False
-    push_type: Literal["alert", "background"] = "alert"
-    priority: Literal["high", "normal"] = "high"
-    android_channel_id: str | None = None
-    interruption_level: Literal["passive", "active", "time-sensitive", "critical"] | None = None
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
+
+
+class PushContent(PushFields):
+    """A push as designers write it: one content model for APNs and FCM (see
+    tidings.push.message for how each field reaches each provider).
+
+    ``title``, ``subtitle``, ``body``, ``image_url``, ``link`` and the data values are
+    templates (Jinja2, sandboxed) over the profile: ``{{ profile.attributes.first_name }}`` or
+    the shortcut ``{{ first_name }}``. ``apns`` and ``android`` hold per-platform options and
+    overrides (interruption level, Android channel, ...).
+    """
 
 
 class NodeBase(BaseModel):
@@ -47,15 +55,55 @@ class NodeBase(BaseModel):
 
 
 class PushNode(NodeBase):
-    """Send one push to every valid device of the profile for the app."""
+    """Send one push to every valid device of the profile for the app.
+
+    ``locales`` holds variants of ``content`` by locale tag (``fr``, ``pt-BR``): a profile
+    gets the variant of its exact locale, else of its language, else ``content``.
+    """
 
     type: Literal["push"]
     app: Slug | None = Field(default=None, description="defaults to the journey's app")
     content: PushContent
+    locales: dict[LocaleTag, PushContent] = Field(default_factory=dict)
     ttl: Duration | None = Field(
         default=None, description="after this long the push is recorded as expired, not sent"
     )
     next: NodeId | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _upgrade_content(cls, value: Any) -> Any:
+        return upgrade_legacy_content(value)
+
+    @field_validator("locales", mode="before")
+    @classmethod
+    def _upgrade_locales(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {tag: upgrade_legacy_content(content) for tag, content in value.items()}
+        return value
+
+
+# Content keys of the first content model, now per-platform options. Definitions stored (and
+# workflow inputs recorded) before the change still carry them: read them where they went.
+LEGACY_CONTENT_KEYS = {
+    "interruption_level": ("apns", "interruption_level"),
+    "android_channel_id": ("android", "channel_id"),
+}
+
+
+def upgrade_legacy_content(value: Any) -> Any:
+    if not isinstance(value, dict) or not LEGACY_CONTENT_KEYS.keys() & value.keys():
+        return value
+    upgraded = dict(value)
+    for key, (section, field) in LEGACY_CONTENT_KEYS.items():
+        if key not in upgraded:
+            continue
+        legacy = upgraded.pop(key)
+        if legacy is not None:
+            options = dict(upgraded.get(section) or {})
+            options.setdefault(field, legacy)
+            upgraded[section] = options
+    return upgraded
 
 
 class DelayNode(NodeBase):
@@ -66,13 +114,107 @@ class DelayNode(NodeBase):
     next: NodeId | None = None
 
 
+class WaitUntilNode(NodeBase):
+    """Wait for a local time of day on an allowed weekday, in the profile's time zone (the
+    journey's when the profile has none)."""
+
+    type: Literal["wait_until"]
+    time: time_of_day = Field(description="local time of day, e.g. 09:00 or 18:30:00")
+    weekdays: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+    next: NodeId | None = None
+
+
+class WaitForNode(NodeBase):
+    """Wait for an interaction with an earlier push (``interaction`` + ``push``) or for a
+    custom event (``event``), at most ``timeout``. Two exits: ``matched`` and ``timed_out``
+    (a missing exit means the profile leaves the journey there)."""
+
+    type: Literal["wait_for"]
+    interaction: Literal["opened", "clicked"] | None = Field(
+        default=None, description="opened is also satisfied by a click"
+    )
+    push: NodeId | None = Field(default=None, description="the earlier push node")
+    event: EventName | None = Field(default=None, description="a custom event's name")
+    timeout: Duration
+    matched: NodeId | None = None
+    timed_out: NodeId | None = None
+
+
+class ConditionNode(NodeBase):
+    """Branch on predicates over profile attributes and journey facts."""
+
+    type: Literal["condition"]
+    match: Literal["all", "any"] = "all"
+    predicates: list[Predicate] = Field(min_length=1)
+    then: NodeId | None = None
+    otherwise: NodeId | None = None
+
+
+class SplitBranch(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    percent: float = Field(gt=0, le=100)
+    next: NodeId | None = None
+
+
+class RandomSplitNode(NodeBase):
+    """Send each profile down one branch with the given percentages. The draw is a hash of
+    journey, node and profile: the same profile always takes the same branch."""
+
+    type: Literal["random_split"]
+    branches: list[SplitBranch] = Field(min_length=2)
+
+
 class ExitNode(NodeBase):
     """The profile leaves the journey."""
 
     type: Literal["exit"]
 
 
-Node = Annotated[PushNode | DelayNode | ExitNode, Field(discriminator="type")]
+Node = Annotated[
+    PushNode | DelayNode | WaitUntilNode | WaitForNode | ConditionNode | RandomSplitNode | ExitNode,
+    Field(discriminator="type"),
+]
+NODE_TYPES = ("push", "delay", "wait_until", "wait_for", "condition", "random_split", "exit")
+# Nodes where a profile waits: a loop through none of them would spin without end.
+WAITING_TYPES = ("delay", "wait_until", "wait_for")
+
+
+class QuietHours(BaseModel):
+    """Local hours when no push is sent; a send falling inside waits for ``end``. The window
+    may wrap midnight (start 21:00, end 08:00)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: time_of_day
+    end: time_of_day
+
+
+class Goal(BaseModel):
+    """When this custom event arrives for a profile, the profile leaves the journey."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event: EventName
+
+
+class ReEntry(BaseModel):
+    """May a profile enter a triggered journey again? ``never``; ``after_completion`` (once
+    its previous entry has ended); ``after`` (``after`` has passed since its last entry)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: Literal["never", "after_completion", "after"] = "never"
+    after: Duration | None = None
+
+
+class Trigger(BaseModel):
+    """A custom event that starts the journey for the profile it names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event: EventName
+    reentry: ReEntry = Field(default_factory=ReEntry)
 
 
 class JourneyDefinition(BaseModel):
@@ -85,6 +227,17 @@ class JourneyDefinition(BaseModel):
     app: Slug = Field(description="the app whose devices the journey's pushes go to")
     start: NodeId | None = Field(default=None, description="first node; default: the first listed")
     nodes: list[Node] = Field(min_length=1)
+    timezone: TimeZoneName = Field(
+        default="UTC", description="for profiles without a time zone of their own"
+    )
+    quiet_hours: QuietHours | None = None
+    frequency_cap: Literal["apply", "bypass"] = Field(
+        default="apply",
+        description="bypass: this journey's pushes ignore (but still count toward) the "
+        "deployment's frequency cap",
+    )
+    goal: Goal | None = None
+    trigger: Trigger | None = None
 
     @property
     def start_node(self) -> str:
@@ -98,6 +251,22 @@ class JourneyDefinition(BaseModel):
 
     def app_of(self, node: PushNode) -> str:
         return node.app or self.app
+
+    def condition_attributes(self) -> list[str]:
+        """The top-level profile attributes condition nodes read: the only ones a cohort
+        needs to carry."""
+        names: set[str] = set()
+        for node in self.nodes:
+            if isinstance(node, ConditionNode):
+                names.update(p.root for p in node.predicates if isinstance(p, AttributePredicate))
+        return sorted(names)
+
+    def listened_events(self) -> list[str]:
+        """Custom events that change a running profile's course (goal, wait_for)."""
+        names = {node.event for node in self.nodes if isinstance(node, WaitForNode) and node.event}
+        if self.goal is not None:
+            names.add(self.goal.event)
+        return sorted(names)
 
 
 def definition_from_data(data: Any) -> JourneyDefinition:

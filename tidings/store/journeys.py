@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.store.dialect import insert_for
-from tidings.store.models import Journey, JourneyRun, JourneyVersion, RunMember
+from tidings.store.models import Journey, JourneyRun, JourneyVersion, Profile, RunMember
 from tidings.store.types import utcnow
 
 
@@ -70,3 +71,60 @@ async def recent_runs(session: AsyncSession, limit: int = 20) -> list[JourneyRun
         select(JourneyRun).order_by(col(JourneyRun.started_at).desc()).limit(limit)
     )
     return list(result.all())
+
+
+async def stored_definition(
+    session: AsyncSession, journey_id: str, version: int | None = None
+) -> tuple[dict[str, Any], int] | None:
+    """A stored version of a journey (its latest when ``version`` is None)."""
+    journey = await session.get(Journey, journey_id)
+    if journey is None:
+        return None
+    number = version if version is not None else journey.latest_version
+    stored = await session.get(JourneyVersion, (journey_id, number))
+    return (stored.definition, number) if stored is not None else None
+
+
+async def stored_journeys(session: AsyncSession) -> list[Journey]:
+    result = await session.exec(select(Journey).order_by(col(Journey.id)))
+    return list(result.all())
+
+
+async def profiles_by_email(session: AsyncSession, emails: Sequence[str]) -> dict[str, str]:
+    """email -> profile id, for the emails that name a profile."""
+    found: dict[str, str] = {}
+    unique = list(dict.fromkeys(emails))
+    for start in range(0, len(unique), 900):
+        rows = await session.exec(
+            select(col(Profile.email), col(Profile.id)).where(
+                col(Profile.email).in_(unique[start : start + 900])
+            )
+        )
+        found.update({str(email): profile_id for email, profile_id in rows.all()})
+    return found
+
+
+async def unknown_profiles(session: AsyncSession, profile_ids: Sequence[str]) -> list[str]:
+    """The ids that name no profile, in the order given."""
+    unique = list(dict.fromkeys(profile_ids))
+    known: set[str] = set()
+    for start in range(0, len(unique), 900):
+        rows = await session.exec(
+            select(col(Profile.id)).where(col(Profile.id).in_(unique[start : start + 900]))
+        )
+        known.update(rows.all())
+    return [pid for pid in unique if pid not in known]
+
+
+async def finish_run(
+    session: AsyncSession,
+    run_id: str,
+    status: str,
+    summary: dict[str, Any],
+    error: str | None = None,
+) -> None:
+    await session.exec(
+        update(JourneyRun)
+        .where(col(JourneyRun.id) == run_id)
+        .values(status=status, summary=summary, error=error, finished_at=utcnow())
+    )

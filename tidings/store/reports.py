@@ -8,7 +8,13 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tidings.store.models import Delivery, DeliveryStatus, Interaction, InteractionStatus
+from tidings.store.models import (
+    Delivery,
+    DeliveryStatus,
+    Interaction,
+    InteractionStatus,
+    JourneyEvent,
+)
 
 ATTEMPTED = (
     DeliveryStatus.DELIVERED,
@@ -77,3 +83,98 @@ async def run_funnel(session: AsyncSession, run_id: str) -> Funnel:
     funnel.opened = per_kind.get("opened", 0)
     funnel.clicked = per_kind.get("clicked", 0)
     return funnel
+
+
+@dataclass
+class NodeFunnel:
+    """One push node's funnel within a run."""
+
+    node_id: str
+    targeted: int = 0  # profiles that reached the node (a ledger row each, sent or not)
+    sent: int = 0  # pushes handed to a provider, whatever it answered
+    delivered: int = 0
+    opened: int = 0
+    clicked: int = 0
+    tokens_invalidated: int = 0
+    failed: int = 0
+    postponed: int = 0  # sends held for quiet hours (a profile may be held more than once)
+    not_sent: dict[str, int] = field(default_factory=dict)  # reason -> ledger rows
+
+
+async def node_funnels(
+    session: AsyncSession, run_id: str, node_order: list[str] | None = None
+) -> list[NodeFunnel]:
+    """The funnel of every push node of a run, from the ledger, the interactions and the
+    journey events, in ``node_order`` (the journey's) when given."""
+    funnels: dict[str, NodeFunnel] = {}
+
+    def of(node_id: str | None) -> NodeFunnel:
+        key = node_id or "-"
+        return funnels.setdefault(key, NodeFunnel(key))
+
+    by_status = await session.exec(
+        select(col(Delivery.node_id), col(Delivery.status), func.count())
+        .where(col(Delivery.run_id) == run_id)
+        .group_by(col(Delivery.node_id), col(Delivery.status))
+    )
+    for node_id, status, count in by_status.all():
+        funnel = of(node_id)
+        if status in {s.value for s in ATTEMPTED}:
+            funnel.sent += count
+        if status == DeliveryStatus.DELIVERED.value:
+            funnel.delivered += count
+        elif status == DeliveryStatus.TOKEN_GONE.value:
+            funnel.tokens_invalidated += count
+        elif status == DeliveryStatus.FAILED.value:
+            funnel.failed += count
+    targeted = await session.exec(
+        select(col(Delivery.node_id), func.count(func.distinct(col(Delivery.profile_id))))
+        .where(col(Delivery.run_id) == run_id)
+        .group_by(col(Delivery.node_id))
+    )
+    for node_id, count in targeted.all():
+        of(node_id).targeted = int(count)
+    reasons = await session.exec(
+        select(col(Delivery.node_id), col(Delivery.reason), func.count())
+        .where(col(Delivery.run_id) == run_id)
+        .where(col(Delivery.status) == DeliveryStatus.NOT_SENT.value)
+        .group_by(col(Delivery.node_id), col(Delivery.reason))
+    )
+    for node_id, reason, count in reasons.all():
+        of(node_id).not_sent[reason or "unknown"] = int(count)
+    kinds = await session.exec(
+        select(
+            col(Delivery.node_id),
+            col(Interaction.kind),
+            func.count(func.distinct(col(Interaction.delivery_id))),
+        )
+        .join(Delivery, col(Delivery.id) == col(Interaction.delivery_id))
+        .where(col(Delivery.run_id) == run_id)
+        .where(col(Interaction.status) == InteractionStatus.MATCHED.value)
+        .group_by(col(Delivery.node_id), col(Interaction.kind))
+    )
+    for node_id, kind, count in kinds.all():
+        if kind == "opened":
+            of(node_id).opened = int(count)
+        elif kind == "clicked":
+            of(node_id).clicked = int(count)
+    postponed = await session.exec(
+        select(col(JourneyEvent.node_id), func.count())
+        .where(col(JourneyEvent.run_id) == run_id)
+        .where(col(JourneyEvent.kind) == "postponed")
+        .group_by(col(JourneyEvent.node_id))
+    )
+    for held_at, count in postponed.all():
+        of(held_at).postponed = int(count)
+    order = {node: index for index, node in enumerate(node_order or [])}
+    return sorted(funnels.values(), key=lambda f: (order.get(f.node_id, len(order)), f.node_id))
+
+
+async def journey_event_counts(session: AsyncSession, run_id: str) -> dict[str, int]:
+    """How many journey events of each kind a run recorded (goal exits, postponements...)."""
+    rows = await session.exec(
+        select(col(JourneyEvent.kind), func.count())
+        .where(col(JourneyEvent.run_id) == run_id)
+        .group_by(col(JourneyEvent.kind))
+    )
+    return {str(kind): int(count) for kind, count in rows.all()}

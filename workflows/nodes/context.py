@@ -1,16 +1,32 @@
-"""What a node handler may use: the journey, the cohort's state, and the engine options."""
+"""What a node handler may use: the journey, the cohort's state, the profiles' facts, the
+engine options, and the batched recording of journey events."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 
 from workflows.inputs import EngineOptions
 from workflows.state import CohortState
 
 with workflow.unsafe.imports_passed_through():
+    from zoneinfo import ZoneInfo
+
+    from activities.contracts import (
+        RECORD_JOURNEY_EVENTS,
+        JourneyEventRecord,
+        ProfileFacts,
+        RecordJourneyEvents,
+    )
+    from tidings.journeys.localtime import zone_for
     from tidings.journeys.model import JourneyDefinition
+
+RECORD_TIMEOUT = timedelta(minutes=2)
+RECORD_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+NO_FACTS = ProfileFacts()
 
 
 @dataclass
@@ -20,3 +36,27 @@ class CohortContext:
     journey: JourneyDefinition
     state: CohortState
     options: EngineOptions
+    facts: dict[str, ProfileFacts] = field(default_factory=dict)
+
+    def facts_of(self, profile_id: str) -> ProfileFacts:
+        return self.facts.get(profile_id, NO_FACTS)
+
+    def zone_of(self, profile_id: str) -> ZoneInfo:
+        return zone_for(self.facts_of(profile_id).timezone, self.journey.timezone)
+
+    async def record(self, events: list[JourneyEventRecord]) -> None:
+        """Write journey events in one activity: one per cohort step, never one per profile."""
+        if not events:
+            return
+        await workflow.execute_activity(
+            RECORD_JOURNEY_EVENTS,
+            RecordJourneyEvents(
+                run_id=self.run_id,
+                journey_id=self.journey.id,
+                workflow_id=self.workflow_id,
+                occurred_at=workflow.now(),
+                events=events,
+            ),
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=RECORD_RETRY,
+        )

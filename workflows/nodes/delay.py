@@ -1,3 +1,5 @@
+"""The delay node: wait a fixed time, then go on."""
+
 from __future__ import annotations
 
 from temporalio import workflow
@@ -13,8 +15,9 @@ async def advance_delay(context: CohortContext, node: DelayNode, profile_ids: li
     now = workflow.now()
     for profile_id in profile_ids:
         profile = context.state.profiles[profile_id]
-        if profile.wake_at is None:
+        if not profile.armed:
+            profile.armed = True
             profile.wake_at = now + node.duration
         else:
             profile.count_visit(node.id)
-            profile.enter(node.next)
+            context.state.move(profile_id, node.next)

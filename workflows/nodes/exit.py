@@ -1,3 +1,5 @@
+"""The exit node: the profile leaves the journey."""
+
 from __future__ import annotations
 
 from temporalio import workflow
@@ -10,5 +12,4 @@ with workflow.unsafe.imports_passed_through():
 
 async def advance_exit(context: CohortContext, node: ExitNode, profile_ids: list[str]) -> None:
     for profile_id in profile_ids:
-        context.state.profiles[profile_id].enter(None)
-    context.state.counts["exited"] += len(profile_ids)
+        context.state.move(profile_id, None, leaving="exited")

@@ -1,6 +1,14 @@
-"""The push node: one batch activity for every profile standing on it."""
+"""The push node: one batch activity for every profile standing on it.
+
+Quiet hours are held here, on the workflow side: a profile whose local time falls inside the
+journey's quiet window gets a timer to the window's end and stays on the node; the holds of
+one step are recorded as ``postponed`` in one activity.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from datetime import datetime
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -8,13 +16,60 @@ from temporalio.common import RetryPolicy
 from workflows.nodes.context import CohortContext
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import DELIVER, ProfileVisit, PushBatch, PushBatchResult
+    from activities.contracts import (
+        DELIVER,
+        JourneyEventRecord,
+        ProfileVisit,
+        PushBatch,
+        PushBatchResult,
+    )
+    from tidings.journeys.localtime import quiet_until
     from tidings.journeys.model import PushNode
 
 
 async def advance_push(context: CohortContext, node: PushNode, profile_ids: list[str]) -> None:
+    held = _hold_for_quiet_hours(context, node, profile_ids)
+    sending = [pid for pid in profile_ids if pid not in held]
+    postponed = [
+        JourneyEventRecord(
+            profile_id=pid,
+            kind="postponed",
+            key=f"{pid}:{node.id}:{context.state.profiles[pid].visit_of(node.id)}:"
+            f"postponed:{until.isoformat()}",
+            node_id=node.id,
+            until=until,
+        )
+        for pid, until in held.items()
+    ]
+    context.state.counts["postponed"] += len(postponed)
+    await asyncio.gather(context.record(postponed), _send(context, node, sending))
+
+
+def _hold_for_quiet_hours(
+    context: CohortContext, node: PushNode, profile_ids: list[str]
+) -> dict[str, datetime]:
+    quiet = context.journey.quiet_hours
+    if quiet is None:
+        return {}
+    now = workflow.now()
+    held: dict[str, datetime] = {}
+    for profile_id in profile_ids:
+        until = quiet_until(now, context.zone_of(profile_id), quiet.start, quiet.end)
+        if until is not None:
+            context.state.profiles[profile_id].wake_at = until
+            held[profile_id] = until
+    return held
+
+
+async def _send(context: CohortContext, node: PushNode, profile_ids: list[str]) -> None:
+    if not profile_ids:
+        return
     state = context.state
     options = context.options
+    for profile_id in profile_ids:
+        # interactions are read per send: an open of an earlier visit is not this one's
+        state.profiles[profile_id].interactions.pop(node.id, None)
+    cap = options.frequency_cap
     batch = PushBatch(
         run_id=context.run_id,
         journey_id=context.journey.id,
@@ -28,6 +83,10 @@ async def advance_push(context: CohortContext, node: PushNode, profile_ids: list
             ProfileVisit(profile_id, state.profiles[profile_id].visit_of(node.id))
             for profile_id in profile_ids
         ],
+        locales=dict(node.locales),
+        frequency_cap=cap
+        if cap is not None and cap.active and context.journey.frequency_cap == "apply"
+        else None,
     )
     result = await workflow.execute_activity(
         DELIVER,
@@ -53,5 +112,8 @@ async def advance_push(context: CohortContext, node: PushNode, profile_ids: list
         state.stopped = result.stopped
     for profile_id in profile_ids:
         profile = state.profiles[profile_id]
+        profile.targeted[node.id] = result.targeted.get(profile_id, 0)
+        profile.delivered[node.id] = result.delivered.get(profile_id, 0)
         profile.count_visit(node.id)
-        profile.enter(node.next)
+        if profile.node == node.id:  # not gone meanwhile (a goal, a cancel)
+            state.move(profile_id, node.next)

@@ -1,0 +1,242 @@
+"""Triggered journeys: custom events posted to the API at a steady rate, each starting a
+one-push journey for its profile, and the time from the POST to the simulator accepting the
+push.
+
+    python bench/triggered.py [--rate 20] [--seconds 30]
+
+The API and the worker run as their own processes (``tidings api``, ``worker.py``), as in a
+deployment; the simulators record when each push reached them (``received_at``), on the same
+clock as the POSTs. A few warm-up triggers (first connections, first provider tokens) are not
+counted. The last line of output is one JSON object:
+  p50_ms, p99_ms            latency from the event POST to the simulator accepting the push
+  triggers_per_s            events posted per second, as achieved
+  triggers, pushes          events counted, and profiles whose push the simulators accepted
+  duplicate_pushes          pushes accepted beyond one per device (collapse ids make a
+                            duplicate show once on the device)
+  post_p99_ms               the POSTs' own answer time (stored, then the journey started)
+  history_events_per_push   Temporal history events of the triggered cohorts per push
+  cpu_ms_per_trigger        CPU each process spent per trigger: what rate the machine carries
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import time
+
+import httpx
+import psutil
+from common import (
+    ApiProcess,
+    BenchStack,
+    WorkerProcess,
+    bench_home,
+    bench_stack,
+    emit,
+    history_events,
+    log,
+    seed,
+)
+
+from tidings.journeys import parse_definition
+from tidings.runs import activate_trigger
+from tidings.store.db import Database
+from tidings.triggers import entry_workflow_id
+
+EVENT = "signed_up"
+JOURNEY = {
+    "id": "welcome-trigger",
+    "name": "Welcome on sign-up",
+    "app": "bench",
+    "trigger": {"event": EVENT},
+    "nodes": [
+        {
+            "id": "welcome",
+            "type": "push",
+            "content": {"title": "Welcome {{ first_name }}", "body": "Glad you joined."},
+        }
+    ],
+}
+WARM_UP = 5
+
+
+async def fire(
+    http: httpx.AsyncClient, profiles: list[str], rate: float
+) -> tuple[dict[str, float], list[float], float]:
+    """POST one event per profile at ``rate`` per second; return when each was posted (wall
+    clock), each POST's answer time, and the firing's duration."""
+    posted: dict[str, float] = {}
+    answers: list[float] = []
+
+    async def post(profile_id: str) -> None:
+        posted[profile_id] = time.time()
+        started = time.perf_counter()
+        answer = await http.post(
+            "/v1/events",
+            json={"profile_id": profile_id, "name": EVENT, "event_id": f"bench-{profile_id}"},
+        )
+        answers.append(time.perf_counter() - started)
+        if answer.status_code != 202 or not answer.json()["started"]:
+            raise RuntimeError(f"event for {profile_id}: {answer.status_code} {answer.text}")
+
+    tasks = []
+    begin = time.perf_counter()
+    for index, profile_id in enumerate(profiles):
+        delay = begin + index / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(post(profile_id)))
+    await asyncio.gather(*tasks)
+    return posted, answers, time.perf_counter() - begin
+
+
+async def accepted_at(
+    stack: BenchStack, tokens: dict[str, str], already: int, deadline_s: float
+) -> tuple[dict[str, float], int]:
+    """When the simulators first accepted a push for each profile (any of its devices), and
+    how many pushes they accepted beyond one per device. Polls the simulators' counters
+    (cheap) and reads the records once they can all be in."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
+    received: dict[str, float] = {}
+    extra = 0
+    while loop.time() < deadline:
+        if await accepted_count(stack) - already >= len(tokens):
+            received.clear()
+            seen: set[str] = set()
+            extra = 0
+            for provider in ("apns", "fcm"):
+                for record in await stack.sims.accepted(provider):
+                    profile_id = tokens.get(record.token)
+                    if profile_id is None:
+                        continue
+                    extra += record.token in seen
+                    seen.add(record.token)
+                    received[profile_id] = min(received.get(profile_id, 1e18), record.received_at)
+            if len(seen) == len(tokens):
+                break
+        await asyncio.sleep(0.5)
+    return received, extra
+
+
+async def accepted_count(stack: BenchStack) -> int:
+    stats = await stack.sims.stats()
+    return int(stats["apns"]["accepted"] + stats["fcm"]["accepted"])
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) so far of this process and each process it started, by role."""
+    found: dict[str, float] = {}
+    me = psutil.Process()
+    for process in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            command = " ".join(process.cmdline())
+            role = (
+                "bench"
+                if process.pid == me.pid
+                else "temporal"
+                if "temporal" in command and "start-dev" in command
+                else "simulators"
+                if "tidings.sim" in command
+                else "worker"
+                if "worker.py" in command
+                else "api"
+                if "main()" in command
+                else None
+            )
+            if role:
+                times = process.cpu_times()
+                found[role] = found.get(role, 0.0) + times.user + times.system
+    return found
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+async def main(args: argparse.Namespace) -> None:
+    count = int(args.rate * args.seconds)
+    with bench_home(args.home) as home:
+        async with bench_stack(home) as stack:
+            devices = await seed(stack, count + WARM_UP)
+            profiles = sorted({device.profile_id for device in devices})
+            db = Database(stack.settings.resolved_database_url)
+            try:
+                await activate_trigger(db, parse_definition(JOURNEY))
+            finally:
+                await db.dispose()
+            log(f"seeded {len(profiles)} profiles; firing {count} events at {args.rate}/s")
+            async with (
+                WorkerProcess(stack.env, home),
+                ApiProcess(stack.env, home) as api,
+                httpx.AsyncClient(
+                    base_url=api.url,
+                    headers={"Authorization": f"Bearer {api.ADMIN_KEY}"},
+                    timeout=300,  # an overloaded machine answers late; the bench waits
+                    limits=httpx.Limits(max_connections=64),
+                ) as http,
+            ):
+                warm, measured = profiles[:WARM_UP], profiles[WARM_UP:]
+                await fire(http, warm, args.rate)
+                warm_set = set(warm)
+                await accepted_at(
+                    stack,
+                    {d.token: d.profile_id for d in devices if d.profile_id in warm_set},
+                    0,
+                    60,
+                )
+                before = await accepted_count(stack)
+                # each profile's push goes to all of its devices: count them all
+                wanted = set(measured)
+                expected = {d.token: d.profile_id for d in devices if d.profile_id in wanted}
+                cpu_before = cpu_seconds()
+                posted, answers, elapsed = await fire(http, measured, args.rate)
+                received, duplicates = await accepted_at(stack, expected, before, 120)
+                cpu_after = cpu_seconds()
+            latencies = [(received[p] - posted[p]) * 1000 for p in measured if p in received]
+            # every entry's cohort of one (warm-up included), once visibility has caught up
+            prefix = entry_workflow_id(str(JOURNEY["id"]), "")
+            counted = (0, 0)
+            for _ in range(100):
+                await asyncio.sleep(0.5)
+                found = await history_events(stack.client, prefix)
+                if found == counted and found[1] >= len(profiles):
+                    break
+                counted = found
+            events, executions = counted
+            if len(latencies) < len(measured):
+                log(f"{len(measured) - len(latencies)} triggers got no push in time")
+            emit(
+                {
+                    "p50_ms": round(statistics.median(latencies), 1),
+                    "p99_ms": round(percentile(latencies, 0.99), 1),
+                    "max_ms": round(max(latencies), 1),
+                    "triggers_per_s": round(len(measured) / elapsed, 2),
+                    "triggers": len(measured),
+                    "pushes": len(latencies),
+                    "duplicate_pushes": duplicates,
+                    "post_p99_ms": round(percentile(answers, 0.99) * 1000, 1),
+                    "history_events_per_push": round(events / max(1, executions), 2),
+                    "cpu_ms_per_trigger": {
+                        role: round(
+                            (cpu_after[role] - cpu_before.get(role, 0)) * 1000 / len(measured), 1
+                        )
+                        for role in sorted(cpu_after)
+                    },
+                    "cpu_count": os.cpu_count(),
+                }
+            )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=20.0, help="events per second")
+    parser.add_argument("--seconds", type=float, default=30.0, help="how long to fire")
+    parser.add_argument("--home", help="directory for the run's state (default: a temporary one)")
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,128 @@
+"""Journey settings end to end: quiet hours postpone a send (recorded as postponed), a
+frequency cap shared by two journeys (a capped push is not sent, the profile goes on; a
+journey may bypass it), a goal event makes a profile leave, and custom events drive a
+wait_for."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from tests.engine.conftest import SceneFactory, journey, push
+from tidings.store.reports import node_funnels
+
+
+async def test_quiet_hours_postpone_a_send_until_the_window_ends(scene: SceneFactory) -> None:
+    async with scene() as s:
+        await s.profile("night", timezone="America/New_York")
+        await s.profile("day", timezone="Asia/Kolkata")
+        now = datetime.now(UTC)
+        new_york = now.astimezone(ZoneInfo("America/New_York"))
+        end = new_york + timedelta(seconds=4)
+        # quiet from an hour ago until 4 s from now in New York: hours away in Kolkata
+        definition = journey(
+            push("hello"),
+            quiet_hours={
+                "start": (new_york - timedelta(hours=1)).strftime("%H:%M:%S"),
+                "end": end.strftime("%H:%M:%S"),
+            },
+        )
+        started = await s.start(definition, ["night", "day"])
+        result = await s.finish(started)
+
+        rows = {r.profile_id: r for r in await s.ledger(started.run_id)}
+        assert rows["night"].status == rows["day"].status == "delivered"
+        window_end = end.replace(microsecond=0).astimezone(UTC)
+        assert rows["night"].created_at >= window_end
+        assert rows["day"].created_at < window_end
+        events = await s.journey_events(started.run_id)
+        assert [(e.profile_id, e.kind, e.node_id) for e in events] == [
+            ("night", "postponed", "hello")
+        ]
+        assert events[0].until == window_end
+        assert result.counts["postponed"] == 1
+        async with s.db.read() as session:
+            (funnel,) = await node_funnels(session, started.run_id)
+        assert (funnel.postponed, funnel.delivered) == (1, 2)
+
+
+async def test_a_frequency_cap_is_shared_by_journeys_and_may_be_bypassed(
+    scene: SceneFactory,
+) -> None:
+    async with scene(frequency_cap_24h=1) as s:
+        for profile in ("p1", "p2", "p3"):
+            await s.profile(profile)
+        first = await s.start(journey(push("a1")), ["p1", "p2"])
+        await s.finish(first)
+        second = await s.start(journey(push("b1", next="b2"), push("b2")), ["p1", "p2", "p3"])
+        result = await s.finish(second)
+        bypassing = await s.start(journey(push("c1"), frequency_cap="bypass"), ["p1"])
+        await s.finish(bypassing)
+
+        rows = {(r.profile_id, r.node_id): r for r in await s.ledger(second.run_id)}
+        capped = "frequency cap: 1 pushes in 24h (limit 1)"
+        assert {
+            k: (r.status, r.reason if r.status == "not_sent" else "") for k, r in rows.items()
+        } == {
+            ("p1", "b1"): ("not_sent", capped),
+            ("p2", "b1"): ("not_sent", capped),
+            ("p3", "b1"): ("delivered", ""),
+            ("p1", "b2"): ("not_sent", capped),
+            ("p2", "b2"): ("not_sent", capped),
+            ("p3", "b2"): ("not_sent", capped),
+        }
+        assert result.counts["completed"] == 3  # capped profiles went on down the journey
+        (bypassed,) = await s.ledger(bypassing.run_id)
+        assert bypassed.status == "delivered"
+
+
+async def test_goal_events_make_profiles_leave_and_events_drive_wait_for(
+    scene: SceneFactory,
+) -> None:
+    async with scene() as s:
+        for profile in ("buyer", "browser", "returns", "stays-away"):
+            await s.profile(profile)
+        with_goal = journey(
+            push("hello", next="pause"),
+            {"id": "pause", "type": "delay", "duration": "3s", "next": "follow-up"},
+            push("follow-up"),
+            goal={"event": "purchased"},
+        )
+        waiting = journey(
+            push("hello", next="wait"),
+            {
+                "id": "wait",
+                "type": "wait_for",
+                "event": "opened_app",
+                "timeout": "3s",
+                "matched": "welcome-back",
+                "timed_out": "we-miss-you",
+            },
+            push("welcome-back"),
+            push("we-miss-you"),
+        )
+        goal_run = await s.start(with_goal, ["buyer", "browser"])
+        wait_run = await s.start(waiting, ["returns", "stays-away"])
+        await s.delivered(goal_run.run_id, "hello", "buyer")
+        await s.delivered(wait_run.run_id, "hello", "returns")
+        answer = await s.event("buyer", "purchased")
+        assert answer["signalled"] == 1
+        assert answer["forwarded"]
+        assert (await s.event("returns", "opened_app"))["signalled"] == 1
+        goal_result = await s.finish(goal_run)
+        wait_result = await s.finish(wait_run)
+
+        goal_sent = {(r.profile_id, r.node_id) for r in await s.ledger(goal_run.run_id)}
+        assert goal_sent == {("buyer", "hello"), ("browser", "hello"), ("browser", "follow-up")}
+        assert goal_result.counts["goal"] == 1
+        events = await s.journey_events(goal_run.run_id)
+        assert [(e.profile_id, e.kind, e.node_id) for e in events if e.kind == "goal"] == [
+            ("buyer", "goal", "pause")
+        ]
+        wait_sent = {(r.profile_id, r.node_id) for r in await s.ledger(wait_run.run_id)}
+        assert ("returns", "welcome-back") in wait_sent
+        assert ("stays-away", "we-miss-you") in wait_sent
+        assert (wait_result.counts["wait.matched"], wait_result.counts["wait.timed_out"]) == (
+            1,
+            1,
+        )

@@ -1,0 +1,116 @@
+"""Triggered journeys: a custom event posted to the API starts the journey for its profile
+(a cohort of one, by signal-with-start), under each re-entry policy."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from sqlmodel import col, select
+
+from tests.engine.conftest import Scene, SceneFactory, journey, push
+from tidings.runs import activate_trigger
+from tidings.store.models import JourneyEntry
+from tidings.triggers import entry_workflow_id
+
+
+def unique(name: str) -> str:
+    """Journey ids of their own: entry workflow ids outlive a test on the shared server."""
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+async def finished(s: Scene, journey_id: str, profile_id: str) -> None:
+    handle = s.client.get_workflow_handle(entry_workflow_id(journey_id, profile_id))
+    await asyncio.wait_for(handle.result(), timeout=30)
+
+
+async def test_events_start_journeys_under_each_reentry_policy(scene: SceneFactory) -> None:
+    async with scene() as s:
+        await s.profile("ann")
+        ids = {name: unique(name) for name in ("onboarding", "once", "hourly", "quick")}
+        # onboarding waits until the profile finishes it: its entry runs until we say so
+        onboarding = journey(
+            push("welcome", next="wait"),
+            {"id": "wait", "type": "wait_for", "event": "finished_onboarding", "timeout": "1h"},
+            id=ids["onboarding"],
+            trigger={"event": "signed_up", "reentry": {"policy": "after_completion"}},
+        )
+        once = journey(push("hello"), id=ids["once"], trigger={"event": "signed_up"})
+        hourly = journey(
+            push("hi"),
+            id=ids["hourly"],
+            trigger={"event": "signed_up", "reentry": {"policy": "after", "after": "1h"}},
+        )
+        quick = journey(
+            push("yo"),
+            id=ids["quick"],
+            trigger={"event": "signed_up", "reentry": {"policy": "after", "after": "2s"}},
+        )
+        runs = {
+            name: (await activate_trigger(s.db, d)).run_id
+            for name, d in (("onboarding", onboarding), ("once", once), ("hourly", hourly))
+        }
+
+        first = await s.event("ann", "signed_up")
+        assert sorted(first["started"]) == sorted(ids[n] for n in ("hourly", "onboarding", "once"))
+        await finished(s, ids["once"], "ann")
+        await finished(s, ids["hourly"], "ann")
+        # once: never again; hourly: not within the hour; onboarding: its entry still runs
+        second = await s.event("ann", "signed_up")
+        assert second["started"] == []
+        assert (await s.event("ann", "finished_onboarding"))["signalled"] == 1
+        await finished(s, ids["onboarding"], "ann")
+        third = await s.event("ann", "signed_up")
+        assert third["started"] == [ids["onboarding"]]
+
+        runs["quick"] = (await activate_trigger(s.db, quick)).run_id
+        assert (await s.event("ann", "signed_up"))["started"] == [ids["quick"]]
+        await finished(s, ids["quick"], "ann")
+        await asyncio.sleep(2.5)
+        assert (await s.event("ann", "signed_up"))["started"] == [ids["quick"]]
+        await finished(s, ids["quick"], "ann")
+        await s.event("ann", "finished_onboarding")
+        await finished(s, ids["onboarding"], "ann")
+
+        async def visits(journey_id: str) -> list[int]:
+            rows = await s.ledger(runs[journey_id])
+            return sorted(r.visit for r in rows if r.status == "delivered")
+
+        assert await visits("onboarding") == [0, 1]  # each entry sends once
+        assert await visits("once") == [0]
+        assert await visits("hourly") == [0]
+        assert await visits("quick") == [0, 1]
+        async with s.db.read() as session:
+            entries = {
+                e.journey_id: e.entries
+                for e in (
+                    await session.exec(
+                        select(JourneyEntry).where(col(JourneyEntry.profile_id) == "ann")
+                    )
+                ).all()
+            }
+        assert entries == {ids["onboarding"]: 2, ids["once"]: 1, ids["hourly"]: 1, ids["quick"]: 2}
+
+
+async def test_the_events_api_stores_first_and_says_what_is_wrong(scene: SceneFactory) -> None:
+    async with scene() as s:
+        await s.profile("bea")
+        greet = unique("greet")
+        await activate_trigger(s.db, journey(push("hello"), id=greet, trigger={"event": "joined"}))
+        body = {"profile_id": "bea", "name": "joined", "event_id": "e-1"}
+        first = await s.stack.http.post("/v1/events", json=body)
+        assert first.status_code == 202
+        assert first.json()["started"] == [greet]
+        again = await s.stack.http.post("/v1/events", json=body)
+        assert again.status_code == 202
+        assert again.json()["duplicate"]
+        assert again.json()["started"] == []
+        other = await s.stack.http.post("/v1/events", json=body | {"name": "left"})
+        assert other.status_code == 409
+        assert "e-1" in other.json()["error"]["message"]
+        unknown = await s.stack.http.post("/v1/events", json=body | {"profile_id": "nobody"})
+        assert unknown.status_code == 404
+        assert unknown.json()["error"]["code"] == "unknown_profile"
+        bad = await s.stack.http.post("/v1/events", json=body | {"name": "has spaces"})
+        assert bad.status_code == 422
+        await finished(s, greet, "bea")

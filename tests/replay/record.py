@@ -1,0 +1,249 @@
+"""Record the workflow histories the replay tests replay: one run of each journey shape on a
+real stack (Temporal's dev server, the simulators, SQLite), saved as JSON under histories/.
+
+    python -m tests.replay.record            # from the repository root
+
+Record again only on purpose: the committed histories are what the workflows of today must
+still replay. A change that breaks them goes behind ``workflow.patched`` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import tempfile
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.contracts import INTERACTIONS_SIGNAL, InteractionBatch, InteractionEvent
+from tests.engine.conftest import APP, Scene, journey, push
+from tests.harness import app_credentials, make_settings, real_stack, unique_ids
+from tidings.forwarder import forwarding
+from tidings.runs import StartedRun, activate_trigger, cancel_run
+from tidings.runtime import engine_options
+from tidings.sim import Simulators
+from tidings.stack import temporal_binary
+from tidings.store.migrate import upgrade
+from tidings.triggers import entry_workflow_id
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def save(client: Client, workflow_id: str, name: str) -> None:
+    """Every run of a workflow id (continue-as-new makes several), oldest first."""
+    runs = [w async for w in client.list_workflows(f'WorkflowId = "{workflow_id}"')]
+    runs.sort(key=lambda w: w.start_time)
+    for index, execution in enumerate(runs):
+        history = await client.get_workflow_handle(
+            workflow_id, run_id=execution.run_id
+        ).fetch_history()
+        suffix = f"-{index + 1}" if len(runs) > 1 else ""
+        (HISTORIES / f"{name}{suffix}.json").write_text(history.to_json())
+
+
+async def save_run(s: Scene, started: StartedRun, name: str, cohorts: int = 1) -> None:
+    await s.finish(started)
+    await save(s.client, started.run_id, f"{name}-run")
+    for n in range(1, cohorts + 1):
+        await save(s.client, f"{started.run_id}/cohort-{n:06d}", f"{name}-cohort-{n}")
+
+
+async def broadcast(s: Scene) -> None:
+    await save_run(s, await s.start(journey(push("hello")), ["a", "b"]), "broadcast")
+
+
+async def delay_and_signals(s: Scene) -> None:
+    started = await s.start(
+        journey(
+            push("hello", next="pause"),
+            {"id": "pause", "type": "delay", "duration": "2s", "next": "done"},
+            {"id": "done", "type": "exit"},
+        ),
+        ["a"],
+    )
+    row = await s.delivered(started.run_id, "hello", "a")
+    event = InteractionEvent("e-1", "a", "opened", datetime.now(UTC), "hello", row.tracking_id)
+    for _ in range(2):
+        await s.client.get_workflow_handle(row.workflow_id).signal(
+            INTERACTIONS_SIGNAL, InteractionBatch([event])
+        )
+    await save_run(s, started, "delay-signals")
+
+
+async def wait_for_interaction(s: Scene) -> None:
+    started = await s.start(
+        journey(
+            push("hello", next="wait"),
+            {
+                "id": "wait",
+                "type": "wait_for",
+                "interaction": "opened",
+                "push": "hello",
+                "timeout": "3s",
+                "matched": "thanks",
+                "timed_out": "reminder",
+            },
+            push("thanks"),
+            push("reminder"),
+        ),
+        ["a", "b"],
+    )
+    await s.interact(await s.delivered(started.run_id, "hello", "a"), "opened")
+    await save_run(s, started, "wait-for")
+
+
+async def every_node(s: Scene) -> None:
+    at = (datetime.now(UTC) + timedelta(seconds=2)).astimezone(ZoneInfo("Europe/Paris"))
+    started = await s.start(
+        journey(
+            {"id": "morning", "type": "wait_until", "time": at.strftime("%H:%M:%S"), "next": "hi"},
+            push("hi", next="check", locales={"fr": {"title": "salut", "body": "b"}}),
+            {
+                "id": "check",
+                "type": "condition",
+                "predicates": [
+                    {"attribute": "plan", "value": "pro"},
+                    {"fact": "delivered", "node": "hi"},
+                ],
+                "then": "split",
+                "otherwise": "out",
+            },
+            {
+                "id": "split",
+                "type": "random_split",
+                "branches": [{"percent": 50, "next": "left"}, {"percent": 50, "next": "out"}],
+            },
+            push("left"),
+            {"id": "out", "type": "exit"},
+            timezone="Europe/Paris",
+        ),
+        ["a", "b", "c"],
+    )
+    await save_run(s, started, "every-node")
+
+
+async def quiet_hours(s: Scene) -> None:
+    paris = datetime.now(UTC).astimezone(ZoneInfo("Europe/Paris"))
+    window = {
+        "start": (paris - timedelta(hours=1)).strftime("%H:%M:%S"),
+        "end": (paris + timedelta(seconds=2)).strftime("%H:%M:%S"),
+    }
+    started = await s.start(
+        journey(push("hello"), quiet_hours=window, timezone="Europe/Paris"), ["a", "b"]
+    )
+    await save_run(s, started, "quiet-hours")
+
+
+async def goal_and_event(s: Scene) -> None:
+    started = await s.start(
+        journey(
+            push("hello", next="wait"),
+            {
+                "id": "wait",
+                "type": "wait_for",
+                "event": "opened_app",
+                "timeout": "3s",
+                "matched": "back",
+                "timed_out": "back",
+            },
+            push("back"),
+            goal={"event": "purchased"},
+        ),
+        ["a", "b", "c"],
+    )
+    await s.delivered(started.run_id, "hello", "a")
+    await s.event("a", "purchased")
+    await s.event("b", "opened_app")
+    await save_run(s, started, "goal-event")
+
+
+async def triggered(s: Scene) -> None:
+    definition = journey(push("welcome"), id="rec-trigger", trigger={"event": "joined"})
+    await activate_trigger(s.db, definition)
+    await s.event("a", "joined")
+    workflow_id = entry_workflow_id(definition.id, "a")
+    await s.client.get_workflow_handle(workflow_id).result()
+    await save(s.client, workflow_id, "triggered-cohort")
+
+
+async def continue_as_new(s: Scene) -> None:
+    options = dataclasses.replace(engine_options(s.stack.settings), cohort_history_limit=12)
+    started = await s.start(
+        journey(
+            push("one", next="pause"),
+            {"id": "pause", "type": "delay", "duration": "1s", "next": "again"},
+            {"id": "again", "type": "delay", "duration": "1s", "next": "two"},
+            push("two"),
+        ),
+        ["a", "b"],
+        options=options,
+    )
+    await save_run(s, started, "continue-as-new")
+
+
+async def cancel(s: Scene) -> None:
+    started = await s.start(
+        journey(
+            push("one", next="pause"),
+            {"id": "pause", "type": "delay", "duration": "60s", "next": "two"},
+            push("two"),
+        ),
+        ["a", "b"],
+    )
+    await s.delivered(started.run_id, "one", "a")
+    await s.delivered(started.run_id, "one", "b")
+    await cancel_run(s.client, s.db, started.run_id)
+    await save_run(s, started, "cancel")
+
+
+SHAPES: list[Callable[[Scene], Awaitable[None]]] = [
+    broadcast,
+    delay_and_signals,
+    wait_for_interaction,
+    every_node,
+    quiet_hours,
+    goal_and_event,
+    triggered,
+    continue_as_new,
+    cancel,
+]
+
+
+async def main() -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    os.environ["TEMPORAL_ADDRESS"] = env.client.service_client.config.target_host
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        url = f"sqlite:///{home / 'tidings.db'}"
+        upgrade(url)
+        async with Simulators(home=home / "sim") as sims:
+            settings = make_settings(home, url, sims)
+            team, key, project = unique_ids()
+            async with real_stack(settings, env.client) as stack, forwarding(env.client, stack.db):
+                body = {"id": APP, "name": "Journeys"} | app_credentials(
+                    sims, team_id=team, key_id=key, project_id=project
+                )
+                assert (await stack.http.post("/v1/apps", json=body)).status_code == 201
+                scene = Scene(stack, sims, env.client)
+                for profile, plan in (("a", "pro"), ("b", "free"), ("c", "pro")):
+                    await scene.profile(profile, locale="fr", attributes={"plan": plan})
+                for shape in SHAPES:
+                    await shape(scene)
+                    print(f"recorded {shape.__name__}")
+    await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

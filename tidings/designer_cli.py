@@ -1,0 +1,124 @@
+"""The designer's commands, shared by ``python starter.py ...`` and ``tidings ...``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from tidings.settings import Settings
+
+console = Console()
+errors = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    from tidings.logs import configure_logging
+
+    settings = Settings()
+    configure_logging("WARNING")
+    return settings
+
+
+def _run(step: Coroutine[Any, Any, T]) -> T:
+    """Run a command; the errors a designer can fix are printed, not thrown."""
+    from tidings.journeys.validation import JourneyInvalid
+    from tidings.runs import RunNotFound, StartError
+
+    try:
+        return asyncio.run(step)
+    except JourneyInvalid as error:
+        for issue in error.issues:
+            errors.print(f"[red]✗[/] {issue}")
+        raise typer.Exit(1) from None
+    except (StartError, RunNotFound) as error:
+        errors.print(f"[red]cannot do that:[/] {error}")
+        raise typer.Exit(1) from None
+
+
+def start(
+    journey: Annotated[str, typer.Argument(help="journey file (YAML or JSON), or a stored id")],
+    profiles: Annotated[
+        Path | None,
+        typer.Option(
+            help="file of profile ids and/or emails, one per line (a CSV's first column)",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    profile: Annotated[list[str] | None, typer.Option(help="a profile id (repeatable)")] = None,
+    email: Annotated[list[str] | None, typer.Option(help="a profile's email (repeatable)")] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(help="attribute filter: plan=pro, age>=18, country~FR,BE, vip? (repeatable)"),
+    ] = None,
+    app: Annotated[
+        str | None,
+        typer.Option(help="audience: every profile of this app (default: the journey's)"),
+    ] = None,
+    version: Annotated[int | None, typer.Option(help="stored journeys: this version")] = None,
+    wait: Annotated[bool, typer.Option(help="watch the run live and print its report")] = True,
+) -> None:
+    """Start a journey for an audience (default: every profile with a device in its app).
+    A journey with a trigger is activated instead: its event starts it per profile."""
+    from tidings.designer import audience_choice
+    from tidings.designer import start as start_journey
+
+    settings = _settings()
+
+    async def go() -> str:
+        choice = audience_choice(
+            file=profiles, profile_ids=profile or [], emails=email or [], where=where or [], app=app
+        )
+        return await start_journey(settings, journey, choice, console, wait=wait, version=version)
+
+    _run(go())
+
+
+def runs(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
+    """List the latest journey runs."""
+    from tidings.designer import list_runs
+
+    _run(list_runs(_settings(), console, limit))
+
+
+def status(
+    run_id: Annotated[str, typer.Argument(help="the run's id")],
+    follow: Annotated[bool, typer.Option(help="refresh live until the run ends")] = True,
+) -> None:
+    """A run's progress: profiles per node, pushes sent, failed, invalidated."""
+    from tidings.designer import status as show_status
+
+    _run(show_status(_settings(), run_id, console, follow=follow))
+
+
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="the run's id")],
+    wait: Annotated[bool, typer.Option(help="wait for sends in flight to settle")] = True,
+) -> None:
+    """Cancel a run: no new sends; the sends in flight settle and both are reported."""
+    from tidings.designer import cancel as cancel_run
+
+    _run(cancel_run(_settings(), run_id, console, wait=wait))
+
+
+def report(run_id: Annotated[str, typer.Argument(help="the run's id")]) -> None:
+    """A run's funnel per node: targeted, sent, delivered, opened, clicked, not sent by
+    reason, tokens invalidated."""
+    from tidings.designer import report_run
+
+    _run(report_run(_settings(), run_id, console))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands to a Typer app."""
+    app.command()(start)
+    app.command()(runs)
+    app.command()(status)
+    app.command()(cancel)
+    app.command()(report)
