@@ -16,9 +16,11 @@ from activities.contracts import FrequencyCap
 from activities.delivery import DeliveryActivities, DeliveryPolicy
 from activities.records import RecordActivities
 from tidings.push import ProviderRoutes, SenderRegistry
+from tidings.push.links import LinkSigner, link_tracking
 from tidings.settings import Settings
 from tidings.store.db import Database
 from tidings.store.secrets import SecretBox
+from tidings.worker_converter import with_shared_type_adapters
 from workflows.cohort import CohortWorkflow
 from workflows.inputs import EngineOptions
 from workflows.run import JourneyRunWorkflow
@@ -67,7 +69,9 @@ async def worker_resources(settings: Settings) -> AsyncIterator[WorkerResources]
         settings.secret_key.get_secret_value() if settings.secret_key else None, settings.home
     )
     try:
-        yield WorkerResources(db, senders, secrets)
+        # with a public URL, pushes carry tracked links (tidings.push.links)
+        with link_tracking(LinkSigner.of(settings, secrets) if settings.public_url else None):
+            yield WorkerResources(db, senders, secrets)
     finally:
         await senders.close()
         await db.dispose()
@@ -83,11 +87,16 @@ def build_worker(client: Client, settings: Settings, resources: WorkerResources)
             initial_backoff=timedelta(seconds=settings.delivery_initial_backoff_s),
             max_backoff=timedelta(seconds=settings.delivery_max_backoff_s),
             heartbeat_every=settings.delivery_heartbeat_timeout / 3,
+            token_updates_min_delay=timedelta(seconds=settings.apns_token_updates_retry_s),
         ),
     )
     records = RecordActivities(resources.db)
+    # the same connection, with a converter whose type adapters outlive each workflow run
+    worker_client = Client(
+        **(client.config() | {"data_converter": with_shared_type_adapters(client.data_converter)})
+    )
     return Worker(
-        client,
+        worker_client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         activities=[

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import cached_property
+from ipaddress import ip_network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -60,6 +62,23 @@ class Settings(BaseSettings):
         "into <home>/admin.key.",
     )
 
+    # ingestion
+    public_url: str | None = Field(
+        default=None,
+        description="The API's address as devices reach it (https://push.example.com). Set, "
+        "a push's `link` is a tracked redirect through <public_url>/l/... that records the "
+        "click (`originalLink` keeps the raw link); unset, `link` is the raw link.",
+    )
+    callback_allowed: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts and networks (comma-separated: callbacks.internal,10.1.0.0/16) that "
+        "compat registration callbacks (x-ms-callback-url) may reach although they are "
+        "loopback, link-local or private; every other such address is refused.",
+    )
+    callback_timeout_s: float = Field(
+        default=10.0, gt=0, le=60, description="How long a registration callback may take."
+    )
+
     # --- push providers ----------------------------------------------------------------------
     apns_endpoint: str | None = Field(
         default=None,
@@ -79,6 +98,24 @@ class Settings(BaseSettings):
         default=256, ge=1, le=1000, description="Provider requests in flight per app and worker."
     )
     send_timeout_s: float = Field(default=15.0, gt=0, description="Per-request provider timeout.")
+
+    # credentials and faults
+    check_credentials_on_save: bool = Field(
+        default=True,
+        description="Check new app credentials against the providers (or the simulators the "
+        "endpoints point at) when an app is saved: a definite problem refuses the save naming "
+        "the wrong field, an inconclusive one is a warning. Turn off where the API cannot reach "
+        "the providers (air-gapped setups); POST /v1/apps/{id}/check still runs it on demand.",
+    )
+    credential_check_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="How long a credential check waits per provider."
+    )
+    apns_token_updates_retry_s: float = Field(
+        default=1200.0,
+        ge=0,
+        description="Least delay before a push APNs answered 429 TooManyProviderTokenUpdates is "
+        "retried (Apple refuses a team's token updates more often than every 20 minutes).",
+    )
 
     # --- engine -------------------------------------------------------------------------------
     cohort_size: int = Field(default=500, ge=1, le=5000)
@@ -105,6 +142,36 @@ class Settings(BaseSettings):
         if value is not None and not value.strip():
             raise ValueError("TIDINGS_DATABASE_URL is set but empty")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError("TIDINGS_PUBLIC_URL must be an absolute http(s) URL, no query")
+        return value.strip().rstrip("/")
+
+    @field_validator("callback_allowed", mode="before")
+    @classmethod
+    def _split_allowed(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("callback_allowed")
+    @classmethod
+    def _hosts_or_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if "/" in item:
+                try:
+                    ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"TIDINGS_CALLBACK_ALLOWED: {item!r} is no network") from None
+            elif any(ch.isspace() for ch in item) or "://" in item:
+                raise ValueError(f"TIDINGS_CALLBACK_ALLOWED: {item!r} is no host name")
+        return [item.lower() for item in value]
 
     @cached_property
     def resolved_database_url(self) -> str:

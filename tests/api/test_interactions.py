@@ -123,3 +123,80 @@ async def test_a_batch_of_reports_is_stored_and_answered_by_position(api: Api) -
     )
     too_many = await api.admin.post("/v1/interactions/batch", json={"items": items * 21})
     assert too_many.status_code == 422
+
+
+async def test_event_ids_are_scoped_to_the_app(api: Api) -> None:
+    """App A using an event id first does not turn app B's report into a duplicate."""
+    key_a = await api.create_app("app-a")
+    key_b = await api.create_app("app-b")
+    push_a = await sent_push(api.db, app_id="app-a", profile_id="p", workflow_id="wa")
+    push_b = await sent_push(api.db, app_id="app-b", profile_id="q", workflow_id="wb")
+    async with api.client(key_a) as a, api.client(key_b) as b:
+        first = await a.post(
+            "/v1/interactions", json={"tracking_id": push_a, "kind": "opened", "event_id": "e-1"}
+        )
+        second = await b.post(
+            "/v1/interactions", json={"tracking_id": push_b, "kind": "opened", "event_id": "e-1"}
+        )
+        batch = await b.post(
+            "/v1/interactions/batch",
+            json={"items": [{"tracking_id": push_b, "kind": "clicked", "event_id": "e-2"}]},
+        )
+        # the admin reporting for app A's push shares app A's scope
+        await a.post(
+            "/v1/interactions", json={"tracking_id": push_a, "kind": "clicked", "event_id": "e-2"}
+        )
+    assert [first.status_code, second.status_code] == [202, 202]
+    assert [first.json()["duplicate"], second.json()["duplicate"]] == [False, False]
+    assert batch.json()["items"][0]["outcome"] == "accepted"
+    admin = await api.admin.post(
+        "/v1/interactions", json={"tracking_id": push_a, "kind": "opened", "event_id": "e-1"}
+    )
+    assert admin.json()["duplicate"] is True
+    rows = await stored(api)
+    assert sorted((r.app_id, r.event_id, r.tracking_id) for r in rows) == [
+        ("app-a", "e-1", push_a),
+        ("app-a", "e-2", push_a),
+        ("app-b", "e-1", push_b),
+        ("app-b", "e-2", push_b),
+    ]
+
+
+async def test_an_event_id_reused_for_another_report_is_a_conflict(api: Api) -> None:
+    await api.create_app("io")
+    push = await sent_push(api.db, app_id="io", profile_id="p", workflow_id="w1")
+    other = await sent_push(api.db, app_id="io", profile_id="p", workflow_id="w2")
+    opened = {"tracking_id": push, "kind": "opened", "event_id": "evt"}
+    assert (await api.admin.post("/v1/interactions", json=opened)).status_code == 202
+    # a true repeat is still a duplicate
+    repeat = await api.admin.post("/v1/interactions", json=opened)
+    assert (repeat.status_code, repeat.json()["duplicate"]) == (202, True)
+    for changed in (
+        {"kind": "clicked"},
+        {"tracking_id": other},
+        {"kind": "clicked", "action_id": "buy"},
+    ):
+        answer = await api.admin.post("/v1/interactions", json=opened | changed)
+        assert answer.status_code == 409, changed
+        error = answer.json()["error"]
+        assert error["code"] == "event_id_reused"
+        assert "'evt'" in error["message"]
+    clicked = {"tracking_id": push, "kind": "clicked", "action_id": "buy", "event_id": "evt-2"}
+    answer = await api.admin.post(
+        "/v1/interactions/batch",
+        json={
+            "items": [opened, opened | {"kind": "dismissed"}, clicked, clicked | {"action_id": "x"}]
+        },
+    )
+    assert answer.status_code == 202
+    assert [(i["outcome"], i["message"] is not None) for i in answer.json()["items"]] == [
+        ("duplicate", False),
+        ("event_id_reused", True),
+        ("accepted", False),
+        ("event_id_reused", True),  # reused within the same batch
+    ]
+    rows = await stored(api)
+    assert sorted((r.event_id, r.kind, r.action_id) for r in rows) == [
+        ("evt", "opened", None),
+        ("evt-2", "clicked", "buy"),
+    ]

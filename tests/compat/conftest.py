@@ -1,15 +1,27 @@
-"""A tiny HTTP server that records the callbacks it receives."""
+"""The API for the compatible surface, and a tiny HTTP server that records the callbacks it
+receives (on 127.0.0.1, which the API allows explicitly: callbacks to loopback, link-local and
+private addresses are refused by default)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from tests.api.conftest import BASE_URL, Api
+from tests.harness import ADMIN_KEY, make_settings
+from tidings.api.app import create_app
 from tidings.stack import free_port, serving_api
+from tidings.store.db import Database
+
+CALLBACK_HOST = "127.0.0.1"
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -25,10 +37,13 @@ class Received:
 
 @dataclass
 class CallbackServer:
-    """An ASGI app answering 200 to every POST and keeping what it got."""
+    """An ASGI app answering every POST (200, or what ``answer`` says) and keeping what it
+    got."""
 
     received: list[Received] = field(default_factory=list)
     url: str = ""
+    answer: tuple[int, list[tuple[bytes, bytes]]] = (200, [])
+    delay_s: float = 0.0  # how long it takes to answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -47,13 +62,39 @@ class CallbackServer:
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         self.received.append(Received(scope["path"], headers, json.loads(b"".join(chunks))))
-        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        status, answer_headers = self.answer
+        await send({"type": "http.response.start", "status": status, "headers": answer_headers})
         await send({"type": "http.response.body", "body": b""})
 
 
 @pytest.fixture
 async def callback_server() -> AsyncIterator[CallbackServer]:
     server = CallbackServer()
-    async with serving_api(server, "127.0.0.1", free_port()) as url:
+    async with serving_api(server, CALLBACK_HOST, free_port()) as url:
         server.url = url
         yield server
+
+
+@asynccontextmanager
+async def serving(home: Path, db: Database, **overrides: Any) -> AsyncIterator[Api]:
+    """The API of tests/api, with these settings."""
+    settings = make_settings(home, db.url, None, stale_after_days=30, **overrides)
+    app = create_app(settings, db)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url=BASE_URL,
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        ) as admin,
+    ):
+        yield Api(app, admin, settings, db)
+
+
+@pytest.fixture
+async def api(tmp_path: Path, db: Database) -> AsyncIterator[Api]:
+    """The API, allowing callbacks to the test's receiver on 127.0.0.1."""
+    async with serving(tmp_path, db, callback_allowed=[CALLBACK_HOST]) as served:
+        yield served

@@ -12,15 +12,13 @@ from pathlib import Path
 from sqlmodel import select
 from temporalio.client import Client
 
-from tests.api.conftest import Api, api, sent_push
+from tests.api.conftest import Api, sent_push
 from tests.compat.conftest import CallbackServer
 from tests.harness import app_credentials, make_settings, real_stack, unique_ids
 from tidings.journeys import parse_definition
 from tidings.runs import start_run
 from tidings.sim import Simulators
 from tidings.store.models import Device, Interaction, RegistrationRequest
-
-__all__ = ["api"]  # the API fixture, shared with tests/api
 
 # The original's ids are GUIDs; a tidings app id may be one.
 APP = "00000000-0000-0000-0000-0000000000a1"

@@ -1,8 +1,9 @@
 """The FastAPI application: native API under /v1, the Customer Insights - Journeys compatible
-surface under /compat/ci-journeys/, OpenAPI at /docs."""
+surface under /compat/ci-journeys/, tracked links under /l/, OpenAPI at /docs."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,9 +22,11 @@ from tidings.api.routers import (
     events,
     interactions,
     keys,
+    links,
     mappings,
     profiles,
 )
+from tidings.push.links import LinkSigner, link_tracking
 from tidings.settings import Settings
 from tidings.store.db import Database
 from tidings.store.secrets import SecretBox
@@ -63,11 +66,18 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             admin_key=admin_key(settings),
         )
         app.state.tidings = state
+        # journey validation checks payload sizes with the tracked links the worker writes
+        tracking = (
+            link_tracking(LinkSigner.of(settings, state.secrets))
+            if settings.public_url
+            else contextlib.nullcontext()
+        )
         try:
             writer = state.sqlite_writer if database.is_sqlite else None
-            async with InteractionRecorder(database, writer) as recorder:
-                state.interactions = recorder
-                yield
+            with tracking:
+                async with InteractionRecorder(database, writer) as recorder:
+                    state.interactions = recorder
+                    yield
         finally:
             if owned_db:
                 await database.dispose()
@@ -83,6 +93,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     for module in (apps, keys, profiles, erasures, mappings, devices, interactions, compat):
         app.include_router(module.router)
+    app.include_router(links.router)  # tracked links: /l/{tracking_id}, no key
     app.include_router(events.router)  # custom events: triggers, goals, wait_for (issue 5)
 
     @app.get("/healthz", tags=["health"])

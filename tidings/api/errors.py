@@ -15,6 +15,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tidings.tracebacks import describe, safe_traceback
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +106,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _conflict(_request: Request, _error: IntegrityError) -> JSONResponse:
         return error_response(409, "conflict", "the change conflicts with stored data")
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
-        # Logged with its traceback by the server; the answer keeps the one shape and says
-        # nothing of the cause.
-        log.error("unexpected error answering a request", exc_info=error)
-        return error_response(500, "internal_error", "the request failed; it may be retried")
+    app.add_middleware(UnexpectedErrors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -116,6 +114,49 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             error.status_code, code, str(error.detail), headers=getattr(error, "headers", None)
         )
+
+
+class UnexpectedErrors:
+    """Answers 500 in the one shape for an error no handler took, and logs it safely.
+
+    An ``Exception`` handler would not do: Starlette re-raises after calling it, so the server
+    logs the exception again with its message, which may quote stored values (a token in a
+    PostgreSQL constraint error). Here the error ends: logged with its frames and type only
+    (tidings.tracebacks), and answered without a word on its cause.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as error:
+            # the route's template, not the path: a path may hold a user's id
+            route = getattr(scope.get("route"), "path", "an unknown route")
+            log.error(
+                "unexpected error answering %s %s: %s\n%s",
+                scope.get("method", "?"),
+                route,
+                describe(error),
+                safe_traceback(error),
+            )
+            if not started:
+                answer = error_response(
+                    500, "internal_error", "the request failed; it may be retried"
+                )
+                await answer(scope, receive, send)
 
 
 DESCRIPTIONS = {

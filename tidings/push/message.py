@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tidings.push.links import tracked_link
+
 APNS_MAX_PAYLOAD_BYTES = 4096
 FCM_MAX_MESSAGE_BYTES = 4096
 MAX_TTL_S = 2_419_200
@@ -120,11 +122,14 @@ class PushMessage(PushFields):
     def custom_data(self, tracking_id: str) -> dict[str, str]:
         data = dict(self.data)
         data["trackingId"] = tracking_id
+        # link: the tracked redirect when this process tracks links (tidings.push.links; the
+        # size check counts it too); originalLink: always the raw link
+        link = tracked_link(tracking_id, self.link) if self.link is not None else None
         for key, value in (
             ("title", self.title),
             ("body", self.body),
             ("imageUrl", self.image_url),
-            ("link", self.link),
+            ("link", link),
             ("originalLink", self.link),
         ):
             if value is not None:

@@ -84,7 +84,9 @@ class Database:
         self.url = url
         self.is_sqlite = is_sqlite(url)
         ensure_sqlite_directory(url)
-        options: dict[str, Any] = {"echo": echo}
+        # Bound values (tokens, emails, phone numbers) never reach an exception's text, so a
+        # store error logged anywhere cannot leak them.
+        options: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if not self.is_sqlite:
             options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(async_url(url), **options)

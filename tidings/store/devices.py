@@ -2,21 +2,28 @@
 
 A token is unique per app. Registering it for another profile moves it there, so one device
 never receives a push twice through two profiles.
+
+Writes that touch several rows take their locks in one global order, so concurrent requests
+never deadlock on PostgreSQL: first every profile they create (one statement, in id order),
+then every device (in app and token order).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import and_, delete
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.store.dialect import insert_for
-from tidings.store.models import Device, DeviceState, Profile, Provider
+from tidings.store.models import Device, DeviceState, Profile, Provider, ReplacedToken
 from tidings.store.pages import Page, keyset
 
 APNS_TOKEN = re.compile(r"^(?:[0-9a-fA-F]{2}){32,100}$")
@@ -56,9 +63,19 @@ def token_variants(token: str) -> list[str]:
 
 
 async def ensure_profile(session: AsyncSession, profile_id: str, now: datetime) -> None:
+    await ensure_profiles(session, [profile_id], now)
+
+
+async def ensure_profiles(session: AsyncSession, profile_ids: Iterable[str], now: datetime) -> None:
+    """Create the profiles that do not exist yet, in one statement and in id order: two
+    transactions creating overlapping sets then wait for each other in the same order, where
+    one-by-one inserts in request order deadlock on PostgreSQL."""
+    ids = sorted(set(profile_ids))
+    if not ids:
+        return
     await session.exec(
         insert_for(session, Profile)
-        .values(id=profile_id, attributes={}, created_at=now, updated_at=now)
+        .values([{"id": i, "attributes": {}, "created_at": now, "updated_at": now} for i in ids])
         .on_conflict_do_nothing(index_elements=["id"])
     )
 
@@ -82,12 +99,54 @@ async def register_device(
     the other transaction instead of failing)."""
     token = check_token(provider, token)
     await ensure_profile(session, profile_id, now)
+    return await _upsert(
+        session,
+        Registration(app_id, profile_id, provider, token, environment),
+        now,
+    )
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One device to register; ``token`` already checked (:func:`check_token`)."""
+
+    app_id: str
+    profile_id: str
+    provider: Provider
+    token: str
+    environment: str | None = None
+
+    @property
+    def lock_order(self) -> tuple[str, str]:
+        return self.app_id, self.token
+
+
+async def register_devices(
+    session: AsyncSession, registrations: Sequence[Registration], now: datetime
+) -> list[Device | None]:
+    """Register a batch in the global lock order (profiles first, in one sorted statement,
+    then devices by app and token), each device in a savepoint of its own. Answers per item,
+    in the given order: the device, or None when the store refused that item (the others are
+    kept). A token given twice ends with the later item's profile."""
+    await ensure_profiles(session, [r.profile_id for r in registrations], now)
+    devices: list[Device | None] = [None] * len(registrations)
+    # sorted() is stable: a token given twice is written in request order
+    for index in sorted(range(len(registrations)), key=lambda i: registrations[i].lock_order):
+        try:
+            async with session.begin_nested():
+                devices[index] = await _upsert(session, registrations[index], now)
+        except IntegrityError:
+            devices[index] = None
+    return devices
+
+
+async def _upsert(session: AsyncSession, registration: Registration, now: datetime) -> Device:
     statement = insert_for(session, Device).values(
-        app_id=app_id,
-        profile_id=profile_id,
-        provider=provider.value,
-        token=token,
-        environment=environment,
+        app_id=registration.app_id,
+        profile_id=registration.profile_id,
+        provider=registration.provider.value,
+        token=registration.token,
+        environment=registration.environment,
         state=DeviceState.VALID.value,
         registered_at=now,
         created_at=now,
@@ -105,7 +164,7 @@ async def register_device(
         },
     )
     await session.exec(statement)
-    return await _by_token(session, app_id, token)
+    return await _by_token(session, registration.app_id, registration.token)
 
 
 async def _by_token(session: AsyncSession, app_id: str, token: str) -> Device:
@@ -135,11 +194,38 @@ class TokenNotRegistered(LookupError):
     pass
 
 
+# How long a replaced token is still recognised as the one a push went to: far longer than
+# any push waits to be opened.
+REPLACED_TOKEN_KEPT = timedelta(days=90)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+async def _lock_in_token_order(session: AsyncSession, app_id: str, tokens: list[str]) -> None:
+    """Lock the app's rows of these tokens in token order (PostgreSQL; SQLite has one writer
+    and no row locks), the order batches take them in."""
+    if session.bind is None or session.bind.dialect.name != "postgresql":
+        return
+    await session.exec(
+        select(col(Device.id))
+        .where(col(Device.app_id) == app_id)
+        .where(col(Device.token).in_(tokens))
+        .order_by(col(Device.token))
+        .with_for_update()
+    )
+
+
 async def refresh_token(
     session: AsyncSession, *, app_id: str, old_token: str, new_token: str, now: datetime
 ) -> Device:
     """Replace a device's token by the one the provider issued in its place. The device keeps
-    its profile; if the new token was registered already, that row becomes the device."""
+    its profile; if the new token was registered already, that row becomes the device. The
+    old token is remembered (as a digest) for reports about pushes sent to it."""
+    await _lock_in_token_order(
+        session, app_id, sorted({*token_variants(old_token), *token_variants(new_token)})
+    )
     device = await find_device(session, app_id, old_token)
     if device is None:
         raise TokenNotRegistered(old_token)
@@ -167,6 +253,7 @@ async def refresh_token(
             environment=device.environment,
             now=now,
         )
+    await _remember_replaced(session, int(device.id or 0), device.token, now)
     device.token = new_token
     device.state = DeviceState.VALID
     device.state_reason = None
@@ -175,6 +262,37 @@ async def refresh_token(
     session.add(device)
     await session.flush()
     return device
+
+
+async def _remember_replaced(
+    session: AsyncSession, device_id: int, token: str, now: datetime
+) -> None:
+    await session.exec(
+        delete(ReplacedToken)
+        .where(col(ReplacedToken.device_id) == device_id)
+        .where(col(ReplacedToken.replaced_at) < now - REPLACED_TOKEN_KEPT)
+    )
+    session.add(
+        ReplacedToken(device_id=device_id, token_digest=token_digest(token), replaced_at=now)
+    )
+
+
+async def had_token_after(
+    session: AsyncSession, device: Device, token: str, since: datetime
+) -> bool:
+    """Whether the device held this token (in any case the app sends it) at ``since`` or
+    later: its current token, or one replaced since."""
+    variants = token_variants(token)
+    if device.token in variants:
+        return True
+    replaced = await session.exec(
+        select(col(ReplacedToken.id))
+        .where(col(ReplacedToken.device_id) == device.id)
+        .where(col(ReplacedToken.token_digest).in_([token_digest(v) for v in variants]))
+        .where(col(ReplacedToken.replaced_at) >= since)
+        .limit(1)
+    )
+    return replaced.first() is not None
 
 
 async def remove_device(session: AsyncSession, app_id: str, device_id: int) -> bool:

@@ -1,21 +1,34 @@
 """Interaction reports: stored idempotently on the event id, matched to the ledger, and
-kept as the outbox the forwarder drains (DESIGN.md decision 6)."""
+kept as the outbox the forwarder drains (DESIGN.md decision 6).
+
+An event id is an idempotency key within its scope, the app whose push the report is about
+(or the reporting app, for an unknown tracking id): apps choose their own event ids, so one
+app's ids must not collide with another's. Reporting an event id again with the same tracking
+id, kind and action is a duplicate (nothing changes); with different ones it is a mistake the
+caller must hear about (:class:`EventIdReused`, ``Recorded.conflict``), never a silent
+duplicate.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, and_, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.store.dialect import insert_for
 from tidings.store.models import Delivery, Interaction, InteractionKind, InteractionStatus
+from tidings.store.models.interactions import NO_APP_SCOPE
 from tidings.store.pages import Page, keyset
+from tidings.store.types import utcnow
+
+# SQLite's bound-parameter budget, with room to spare
+IN_CHUNK = 900
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,31 @@ class InteractionReport:
 
 class _Lookup(Enum):
     BY_TRACKING_ID = 0
+
+
+class EventIdReused(ValueError):
+    """The event id was stored before, in the same scope, for another report."""
+
+    def __init__(self, report: InteractionReport, stored: Interaction) -> None:
+        super().__init__(reuse_message(report.event_id, stored.tracking_id, stored.kind))
+        self.event_id = report.event_id
+        self.stored = stored
+
+
+def reuse_message(event_id: str, tracking_id: str, kind: str) -> str:
+    return (
+        f"event id {event_id!r} was already used for another report ({kind} of tracking id "
+        f"{tracking_id!r}); give each report its own event id"
+    )
+
+
+def _what(report: InteractionReport) -> tuple[str, str, str | None]:
+    """What makes a report the same report again."""
+    return report.tracking_id, report.kind.value, report.action_id
+
+
+def _stored_what(row: Interaction) -> tuple[str, str, str | None]:
+    return row.tracking_id, InteractionKind(row.kind).value, row.action_id
 
 
 def default_event_id(tracking_id: str, kind: InteractionKind, action_id: str | None) -> str:
@@ -54,9 +92,10 @@ async def record_interaction(
     delivery: Delivery | _Lookup | None = _Lookup.BY_TRACKING_ID,
     unmatched_app_id: str | None = None,
 ) -> tuple[Interaction, bool]:
-    """Store the report (or find the one stored under its event id). Returns the row and
-    whether this call stored it. Unknown tracking ids are kept as ``unmatched`` (with the
-    reporting app, when known, so that app can inspect them)."""
+    """Store the report (or find the one stored under its event id in its scope). Returns
+    the row and whether this call stored it; raises :class:`EventIdReused` when the event id
+    names another report. Unknown tracking ids are kept as ``unmatched`` (with the reporting
+    app, when known, so that app can inspect them)."""
     if isinstance(delivery, _Lookup):
         delivery = await find_delivery(session, report.tracking_id)
     values = _row_values(report, delivery, unmatched_app_id, now)
@@ -65,13 +104,19 @@ async def record_interaction(
     inserted = await session.exec(
         insert_for(session, Interaction)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=["event_id"])
+        .on_conflict_do_nothing(index_elements=["scope", "event_id"])
         .returning(col(Interaction.id))
     )
     created = inserted.first() is not None
     row = (
-        await session.exec(select(Interaction).where(col(Interaction.event_id) == report.event_id))
+        await session.exec(
+            select(Interaction)
+            .where(col(Interaction.scope) == values["scope"])
+            .where(col(Interaction.event_id) == report.event_id)
+        )
     ).one()
+    if not created and _stored_what(row) != _what(report):
+        raise EventIdReused(report, row)
     return row, created
 
 
@@ -91,87 +136,167 @@ class Recorded:
     status: InteractionStatus | None  # None: refused, nothing stored
     created: bool
     forbidden: bool = False  # its tracking id is another app's push
+    # the event id names another report in its scope (see EventIdReused): nothing stored
+    conflict: str | None = None
 
 
 async def record_many(
     session: AsyncSession, submitted: Sequence[Submitted], now: datetime
 ) -> list[Recorded]:
     """Store many reports in a few statements: one query for their pushes, one multi-row
-    insert (idempotent on the event id), one query for the reports stored before. A report
-    whose tracking id is another app's push than its reporter's is refused and not stored."""
-    tracking_ids = list({item.report.tracking_id for item in submitted})
-    deliveries: dict[str, Delivery] = {}
-    for start in range(0, len(tracking_ids), 900):
-        rows = await session.exec(
-            select(Delivery).where(col(Delivery.tracking_id).in_(tracking_ids[start : start + 900]))
-        )
-        deliveries.update({row.tracking_id: row for row in rows.all()})
+    insert (idempotent on scope and event id), one query for the reports stored before. A
+    report whose tracking id is another app's push than its reporter's is refused and not
+    stored; one that reuses an event id for another report is answered as a conflict."""
+    deliveries = await _deliveries(session, {item.report.tracking_id for item in submitted})
     values: list[dict[str, Any]] = []
-    refused: set[int] = set()
-    for index, item in enumerate(submitted):
+    keys: list[tuple[str, str] | None] = []  # per item; None: refused
+    for item in submitted:
         delivery = deliveries.get(item.report.tracking_id)
         if delivery is not None and item.app_id is not None and delivery.app_id != item.app_id:
-            refused.add(index)
+            keys.append(None)
             continue
-        values.append(_row_values(item.report, delivery, item.app_id, now))
-    created: set[str] = set()
+        row = _row_values(item.report, delivery, item.app_id, now)
+        values.append(row)
+        keys.append((row["scope"], row["event_id"]))
+    created: set[tuple[str, str]] = set()
     if values:
         # one cached statement run over many parameter sets (SQLAlchemy's "insertmanyvalues"):
         # a VALUES list of its own per batch size would be compiled again every time
         inserted = await session.exec(
             insert_for(session, Interaction)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(col(Interaction.event_id)),
+            .on_conflict_do_nothing(index_elements=["scope", "event_id"])
+            .returning(col(Interaction.scope), col(Interaction.event_id)),
             params=values,
         )
-        created = {row[0] for row in inserted.all()}
-    statuses: dict[str, InteractionStatus] = {
-        v["event_id"]: InteractionStatus(v["status"]) for v in values if v["event_id"] in created
-    }
-    earlier = [v["event_id"] for v in values if v["event_id"] not in created]
-    if earlier:
-        stored = await session.exec(
-            select(col(Interaction.event_id), col(Interaction.status)).where(
-                col(Interaction.event_id).in_(earlier)
+        created = {(scope, event_id) for scope, event_id in inserted.all()}
+    # what each key now holds: the first report of it in this batch, if that one stored it
+    holds: dict[tuple[str, str], _Held] = {}
+    for row in values:
+        stored_key: tuple[str, str] = (row["scope"], row["event_id"])
+        if stored_key in created and stored_key not in holds:
+            holds[stored_key] = _Held(
+                (row["tracking_id"], row["kind"], row["action_id"]),
+                InteractionStatus(row["status"]),
             )
-        )
-        statuses.update({event_id: InteractionStatus(status) for event_id, status in stored.all()})
+    holds.update(await _held(session, {k for k in keys if k is not None and k not in created}))
     answers = []
-    first_of: set[str] = set()
-    for index, item in enumerate(submitted):
+    answered: set[tuple[str, str]] = set()
+    for item, key in zip(submitted, keys, strict=True):
         event_id = item.report.event_id
-        if index in refused:
+        if key is None:
             answers.append(Recorded(event_id, None, created=False, forbidden=True))
             continue
-        # the first report of an event id in the batch is the one that may have stored it
-        new = event_id in created and event_id not in first_of
-        first_of.add(event_id)
-        answers.append(Recorded(event_id, statuses[event_id], created=new))
+        held = holds[key]
+        if held.what != _what(item.report):
+            message = reuse_message(event_id, held.what[0], held.what[1])
+            answers.append(Recorded(event_id, None, created=False, conflict=message))
+            continue
+        # the first report of a key in the batch is the one that may have stored it
+        answers.append(
+            Recorded(event_id, held.status, created=key in created and key not in answered)
+        )
+        answered.add(key)
     return answers
+
+
+@dataclass(frozen=True)
+class _Held:
+    what: tuple[str, str, str | None]
+    status: InteractionStatus
+
+
+async def _deliveries(session: AsyncSession, tracking_ids: set[str]) -> dict[str, Delivery]:
+    ids = sorted(tracking_ids)
+    found: dict[str, Delivery] = {}
+    for start in range(0, len(ids), IN_CHUNK):
+        rows = await session.exec(
+            select(Delivery).where(col(Delivery.tracking_id).in_(ids[start : start + IN_CHUNK]))
+        )
+        found.update({row.tracking_id: row for row in rows.all()})
+    return found
+
+
+async def _held(session: AsyncSession, keys: set[tuple[str, str]]) -> dict[tuple[str, str], _Held]:
+    """The stored reports under these (scope, event id) keys."""
+    event_ids = sorted({event_id for _, event_id in keys})
+    held: dict[tuple[str, str], _Held] = {}
+    for start in range(0, len(event_ids), IN_CHUNK):
+        rows = await session.exec(
+            select(Interaction).where(
+                col(Interaction.event_id).in_(event_ids[start : start + IN_CHUNK])
+            )
+        )
+        for row in rows.all():
+            if (row.scope, row.event_id) in keys:
+                held[(row.scope, row.event_id)] = _Held(
+                    _stored_what(row), InteractionStatus(row.status)
+                )
+    return held
 
 
 def _row_values(
     report: InteractionReport, delivery: Delivery | None, reporter: str | None, now: datetime
 ) -> dict[str, Any]:
+    app_id = delivery.app_id if delivery else reporter
     return {
+        "scope": app_id or NO_APP_SCOPE,
         "event_id": report.event_id,
         "tracking_id": report.tracking_id,
         "kind": report.kind.value,
         "action_id": report.action_id,
         "status": (InteractionStatus.MATCHED if delivery else InteractionStatus.UNMATCHED).value,
         "delivery_id": delivery.id if delivery else None,
-        "app_id": delivery.app_id if delivery else reporter,
+        "app_id": app_id,
         "profile_id": delivery.profile_id if delivery else None,
         "workflow_id": delivery.workflow_id if delivery else None,
         "node_id": delivery.node_id if delivery else None,
         "source": report.source,
-        "details": {"device_token": report.device_token_hint} if report.device_token_hint else {},
+        # the ledger row's visit: which send of its node the interaction is about
+        "details": ({"device_token": report.device_token_hint} if report.device_token_hint else {})
+        | ({"visit": delivery.visit} if delivery else {}),
         "occurred_at": report.occurred_at,
         "received_at": now,
         "forward_attempts": 0,
+        "forward_failures": 0,
+        "next_attempt_at": None,
+        "forward_failed_at": None,
         "forwarded_at": None,
         "last_error": None,
     }
+
+
+class ForwardState(StrEnum):
+    """Where a stored interaction stands with its journey."""
+
+    PENDING = "pending"  # waiting for the forwarder (perhaps backing off: next_attempt_at)
+    FORWARDED = "forwarded"  # its journey was signalled (or no longer runs: see the note)
+    FAILED = "failed"  # Temporal kept refusing it: given up, kept for inspection
+    NEVER = "never"  # unmatched: no journey to tell
+
+
+def forward_state(row: Interaction) -> ForwardState:
+    if InteractionStatus(row.status) is InteractionStatus.UNMATCHED:
+        return ForwardState.NEVER
+    if row.forwarded_at is not None:
+        return ForwardState.FORWARDED
+    if row.forward_failed_at is not None:
+        return ForwardState.FAILED
+    return ForwardState.PENDING
+
+
+def _in_state(state: ForwardState) -> ColumnElement[bool]:
+    matched = col(Interaction.status) == InteractionStatus.MATCHED.value
+    if state is ForwardState.NEVER:
+        return col(Interaction.status) == InteractionStatus.UNMATCHED.value
+    if state is ForwardState.FORWARDED:
+        return and_(matched, col(Interaction.forwarded_at).is_not(None))
+    if state is ForwardState.FAILED:
+        return and_(matched, col(Interaction.forward_failed_at).is_not(None))
+    return and_(
+        matched,
+        col(Interaction.forwarded_at).is_(None),
+        col(Interaction.forward_failed_at).is_(None),
+    )
 
 
 async def list_interactions(
@@ -182,6 +307,7 @@ async def list_interactions(
     tracking_id: str | None,
     after: int | None,
     limit: int,
+    forwarding: ForwardState | None = None,
 ) -> Page[Interaction]:
     statement = select(Interaction)
     if app_id is not None:
@@ -190,20 +316,28 @@ async def list_interactions(
         statement = statement.where(col(Interaction.status) == status.value)
     if tracking_id is not None:
         statement = statement.where(col(Interaction.tracking_id) == tracking_id)
+    if forwarding is not None:
+        statement = statement.where(_in_state(forwarding))
     return await keyset(session, statement, col(Interaction.id), after, limit)
 
 
 # --- the outbox --------------------------------------------------------------------------
 
 
-async def unforwarded(session: AsyncSession, limit: int, *, lock: bool) -> list[Interaction]:
-    """The oldest matched interactions not yet forwarded. With ``lock`` (PostgreSQL) the rows
-    are locked ``FOR UPDATE SKIP LOCKED`` until the session ends, so forwarders running side
-    by side take disjoint batches."""
+async def unforwarded(
+    session: AsyncSession, limit: int, *, lock: bool, now: datetime | None = None
+) -> list[Interaction]:
+    """The oldest matched interactions due for forwarding: not forwarded, not given up, and
+    not backing off. With ``lock`` (PostgreSQL) the rows are locked ``FOR UPDATE SKIP
+    LOCKED`` until the session ends, so forwarders running side by side take disjoint
+    batches."""
+    due = now or utcnow()
     statement = (
         select(Interaction)
-        .where(col(Interaction.status) == InteractionStatus.MATCHED.value)
-        .where(col(Interaction.forwarded_at).is_(None))
+        .where(_in_state(ForwardState.PENDING))
+        .where(
+            or_(col(Interaction.next_attempt_at).is_(None), col(Interaction.next_attempt_at) <= due)
+        )
         .order_by(col(Interaction.id))
         .limit(limit)
     )
@@ -212,18 +346,23 @@ async def unforwarded(session: AsyncSession, limit: int, *, lock: bool) -> list[
     return list((await session.exec(statement)).all())
 
 
+def _chunks(ids: Sequence[int]) -> list[list[int]]:
+    return [list(ids[start : start + IN_CHUNK]) for start in range(0, len(ids), IN_CHUNK)]
+
+
 async def mark_forwarded(
     session: AsyncSession, ids: Sequence[int], now: datetime, note: str | None = None
 ) -> None:
     """Done with these rows: signalled, or (with a note) not deliverable at all, such as
     events for a workflow that has completed."""
-    for start in range(0, len(ids), 900):
+    for chunk in _chunks(ids):
         await session.exec(
             update(Interaction)
-            .where(col(Interaction.id).in_(ids[start : start + 900]))
+            .where(col(Interaction.id).in_(chunk))
             .where(col(Interaction.forwarded_at).is_(None))
             .values(
                 forwarded_at=now,
+                next_attempt_at=None,
                 forward_attempts=col(Interaction.forward_attempts) + 1,
                 last_error=note,
             )
@@ -231,13 +370,53 @@ async def mark_forwarded(
 
 
 async def note_forward_failure(session: AsyncSession, ids: Sequence[int], error: str) -> None:
-    """A failed attempt: the rows stay in the outbox, with why."""
-    for start in range(0, len(ids), 900):
+    """A failed attempt while Temporal is unreachable: the rows stay due, with why (the
+    forwarder backs off as a whole; an outage is no fault of the rows)."""
+    for chunk in _chunks(ids):
         await session.exec(
             update(Interaction)
-            .where(col(Interaction.id).in_(ids[start : start + 900]))
+            .where(col(Interaction.id).in_(chunk))
             .values(
                 forward_attempts=col(Interaction.forward_attempts) + 1,
                 last_error=error[:2000],
+            )
+        )
+
+
+async def defer_forwarding(
+    session: AsyncSession, ids: Sequence[int], error: str, retry_at: datetime
+) -> None:
+    """Temporal refused these rows themselves: count it, and leave them until ``retry_at``,
+    so they neither spin nor hold back the rows behind them."""
+    for chunk in _chunks(ids):
+        await session.exec(
+            update(Interaction)
+            .where(col(Interaction.id).in_(chunk))
+            .where(col(Interaction.forwarded_at).is_(None))
+            .values(
+                forward_attempts=col(Interaction.forward_attempts) + 1,
+                forward_failures=col(Interaction.forward_failures) + 1,
+                next_attempt_at=retry_at,
+                last_error=error[:2000],
+            )
+        )
+
+
+async def give_up_forwarding(
+    session: AsyncSession, ids: Sequence[int], error: str, now: datetime
+) -> None:
+    """Refused once too often: no more attempts; the row keeps its reason for inspection
+    (``GET /v1/interactions?forwarding=failed``)."""
+    for chunk in _chunks(ids):
+        await session.exec(
+            update(Interaction)
+            .where(col(Interaction.id).in_(chunk))
+            .where(col(Interaction.forwarded_at).is_(None))
+            .values(
+                forward_attempts=col(Interaction.forward_attempts) + 1,
+                forward_failures=col(Interaction.forward_failures) + 1,
+                next_attempt_at=None,
+                forward_failed_at=now,
+                last_error=f"gave up: {error}"[:2000],
             )
         )

@@ -9,6 +9,8 @@ References let ops keep keys in their own secret store; the database then holds 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -27,6 +29,13 @@ class SecretBox:
             raise SecretError(
                 "TIDINGS_SECRET_KEY is not a valid Fernet key (32 url-safe base64-encoded bytes)"
             ) from error
+        self._key = key
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key of its own for another use (signing tracked links, say), derived from the
+        secret key: every process sharing the secret derives the same one, and the secret
+        itself is never used for two things."""
+        return hmac.new(self._key, f"tidings:{purpose}".encode(), hashlib.sha256).digest()
 
     @classmethod
     def from_settings(cls, secret_key: str | None, home: Path) -> SecretBox:

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import IntegrityError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.api.deps import AppAccess, AppId, ReadSession, State, WriteSession
@@ -26,11 +34,14 @@ from tidings.store.devices import (
     DeviceView,
     InvalidToken,
     ListedState,
+    Registration,
     TokenNotRegistered,
+    check_token,
     clean_up,
     list_devices,
     refresh_token,
     register_device,
+    register_devices,
     remove_device,
     view_of,
 )
@@ -138,17 +149,43 @@ async def register(
     return answer
 
 
+class BatchItem:
+    """A batch item, checked on its own by the route (so one bad item does not refuse the
+    whole batch) and documented as a :class:`DeviceRegistration`."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.any_schema()
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(DeviceRegistration.__pydantic_core_schema__)
+
+
 class DeviceBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    items: list[DeviceRegistration] = Field(min_length=1, max_length=MAX_BATCH)
+    items: list[BatchItem] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="each item is checked on its own: an invalid one is answered in its place",
+    )
 
 
 class BatchItemAnswer(BaseModel):
     index: int = Field(description="the item's position in the request")
     status: Literal["registered", "failed"]
     device: DevicePublic | None = None
-    error: ErrorBody | None = None
+    error: ErrorBody | None = Field(
+        default=None,
+        description="why it failed: code invalid_token (the token's form), invalid_item (a "
+        "field of the item; details name each) or conflict (the store refused it)",
+    )
+    field: str | None = Field(
+        default=None, description="the item's field at fault (the first, if several)"
+    )
 
 
 class BatchAnswer(BaseModel):
@@ -157,37 +194,80 @@ class BatchAnswer(BaseModel):
     items: list[BatchItemAnswer] = Field(description="one answer per item, in request order")
 
 
+def _checked(index: int, raw: Any) -> DeviceRegistration | BatchItemAnswer:
+    """The item as a registration with a well-formed token, or its failure."""
+    try:
+        item = DeviceRegistration.model_validate(raw)
+    except ValidationError as error:
+        problems = [
+            {"loc": ["body", "items", index, *(str(p) for p in e["loc"])], "msg": e["msg"]}
+            for e in error.errors(include_input=False, include_url=False)
+        ]
+        field = str(problems[0]["loc"][3]) if len(problems[0]["loc"]) > 3 else None
+        code = "invalid_token" if field == "token" else "invalid_item"
+        message = "; ".join(
+            f"{'.'.join(map(str, p['loc'][3:])) or 'item'}: {p['msg']}" for p in problems
+        )
+        return _failed(index, code, message, field, problems)
+    try:
+        token = check_token(item.provider, item.token)
+    except InvalidToken as error:
+        problem = {"loc": ["body", "items", index, "token"], "msg": str(error)}
+        return _failed(index, "invalid_token", str(error), "token", [problem])
+    return item.model_copy(update={"token": token})
+
+
 @router.post("/batch")
 async def register_batch(
     app_id: AppId, body: DeviceBatch, session: WriteSession, state: State
 ) -> BatchAnswer:
-    """Register up to 100 devices, answering per item: an item that fails (a malformed token)
-    leaves the others registered. Items are written in token order, so concurrent batches
-    sharing tokens never deadlock."""
+    """Register up to 100 devices, answering per item: an item that fails (a malformed token,
+    profile id or provider) is answered in its place and the others are registered. A
+    malformed request (not a list of items, more than 100) is refused as a whole. Concurrent
+    batches never deadlock: their writes take locks in one global order."""
     await app_or_404(session, app_id)
     answers: dict[int, BatchItemAnswer] = {}
-    order = sorted(range(len(body.items)), key=lambda i: body.items[i].token)
-    for index in order:
-        item = body.items[index]
-        try:
-            async with session.begin_nested():
-                device = await _register(session, app_id, item)
-            answers[index] = BatchItemAnswer(
-                index=index, status="registered", device=_public(device, state)
-            )
-        except InvalidToken as error:
-            answers[index] = _failed(index, "invalid_token", str(error))
-        except IntegrityError:
+    good: list[tuple[int, DeviceRegistration]] = []
+    for index, raw in enumerate(body.items):
+        checked = _checked(index, raw)
+        if isinstance(checked, BatchItemAnswer):
+            answers[index] = checked
+        else:
+            good.append((index, checked))
+    devices = await register_devices(
+        session,
+        [
+            Registration(app_id, item.profile_id, item.provider, item.token, item.environment)
+            for _, item in good
+        ],
+        utcnow(),
+    )
+    for (index, _), device in zip(good, devices, strict=True):
+        if device is None:
             answers[index] = _failed(index, "conflict", "the device conflicts with stored data")
+            continue
+        log.debug("app %s: token %s registered", app_id, mask_token(device.token))
+        answers[index] = BatchItemAnswer(
+            index=index, status="registered", device=_public(device, state)
+        )
     await session.commit()
     items = [answers[i] for i in range(len(body.items))]
     registered = sum(1 for a in items if a.status == "registered")
     return BatchAnswer(registered=registered, failed=len(items) - registered, items=items)
 
 
-def _failed(index: int, code: str, message: str) -> BatchItemAnswer:
+def _failed(
+    index: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    details: list[dict[str, Any]] | None = None,
+) -> BatchItemAnswer:
     return BatchItemAnswer(
-        index=index, status="failed", error=ErrorBody(code=code, message=message)
+        index=index,
+        status="failed",
+        error=ErrorBody(code=code, message=message, details=details or []),
+        field=field,
     )
 
 

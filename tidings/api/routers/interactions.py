@@ -16,10 +16,12 @@ from tidings.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cu
 from tidings.api.types import LABEL, UtcDatetime
 from tidings.push.masking import mask_token
 from tidings.store.interactions import (
+    ForwardState,
     InteractionReport,
     Recorded,
     Submitted,
     default_event_id,
+    forward_state,
     list_interactions,
 )
 from tidings.store.models import Interaction, InteractionKind, InteractionStatus
@@ -41,8 +43,9 @@ class InteractionIn(BaseModel):
         min_length=1,
         max_length=128,
         pattern=LABEL,
-        description="idempotency key; default: tracking id + kind + action id (one report "
-        "of each kind and action per push)",
+        description="idempotency key, unique within the app (another app's ids never "
+        "collide); default: tracking id + kind + action id (one report of each kind and "
+        "action per push). Reusing one for another tracking id, kind or action is a 409.",
     )
     action_id: str | None = Field(
         default=None, max_length=128, pattern=LABEL, description="clicked: the action's id"
@@ -65,13 +68,20 @@ class InteractionAccepted(BaseModel):
     "",
     status_code=status.HTTP_202_ACCEPTED,
     responses={
-        404: {"model": ErrorResponse, "description": "Unknown tracking id (kept for inspection)"}
+        404: {"model": ErrorResponse, "description": "Unknown tracking id (kept for inspection)"},
+        409: {
+            "model": ErrorResponse,
+            "description": "The event id was used before for another report (nothing stored)",
+        },
     },
 )
 async def report(body: InteractionIn, state: State, caller: CallerOf) -> InteractionAccepted:
     """Stored (and committed) before the answer; forwarded to the journey afterwards. An app's
-    key may report only interactions with that app's pushes."""
+    key may report only interactions with that app's pushes. Reporting the same event again
+    is a duplicate (202, nothing changes)."""
     [recorded] = await state.recorder.record_all([_submitted(body, caller)])
+    if recorded.conflict is not None:
+        raise ApiError(409, "event_id_reused", recorded.conflict)
     if recorded.forbidden or recorded.status is None:
         raise ApiError(403, "forbidden", "this tracking id belongs to another app's push")
     if recorded.status is InteractionStatus.UNMATCHED:
@@ -107,14 +117,18 @@ class InteractionBatch(BaseModel):
     items: list[InteractionIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+Outcome = Literal["accepted", "duplicate", "unknown_tracking_id", "forbidden", "event_id_reused"]
+
+
 class BatchItemOutcome(BaseModel):
     index: int = Field(description="the item's position in the request")
     event_id: str
-    outcome: Literal["accepted", "duplicate", "unknown_tracking_id", "forbidden"] = Field(
+    outcome: Outcome = Field(
         description="accepted (stored now); duplicate (stored before, nothing changed); "
         "unknown_tracking_id (no such push: kept for inspection); forbidden (another app's "
-        "push: not stored)"
+        "push: not stored); event_id_reused (the event id names another report: not stored)"
     )
+    message: str | None = Field(default=None, description="why, for event_id_reused")
 
 
 class BatchOutcome(BaseModel):
@@ -122,9 +136,9 @@ class BatchOutcome(BaseModel):
     items: list[BatchItemOutcome] = Field(description="one answer per item, in request order")
 
 
-def _outcome(
-    recorded: Recorded,
-) -> Literal["accepted", "duplicate", "unknown_tracking_id", "forbidden"]:
+def _outcome(recorded: Recorded) -> Outcome:
+    if recorded.conflict is not None:
+        return "event_id_reused"
     if recorded.forbidden or recorded.status is None:
         return "forbidden"
     if recorded.status is InteractionStatus.UNMATCHED:
@@ -138,7 +152,7 @@ async def report_batch(body: InteractionBatch, state: State, caller: CallerOf) -
     one stored before the answer and answered by position."""
     recorded = await state.recorder.record_all([_submitted(item, caller) for item in body.items])
     items = [
-        BatchItemOutcome(index=index, event_id=r.event_id, outcome=_outcome(r))
+        BatchItemOutcome(index=index, event_id=r.event_id, outcome=_outcome(r), message=r.conflict)
         for index, r in enumerate(recorded)
     ]
     return BatchOutcome(accepted=sum(1 for i in items if i.outcome == "accepted"), items=items)
@@ -157,8 +171,17 @@ class InteractionPublic(BaseModel):
     source: str
     occurred_at: datetime
     received_at: datetime
+    forwarding: ForwardState = Field(
+        description="pending (waiting for the forwarder, perhaps until next_attempt_at); "
+        "forwarded; failed (Temporal kept refusing it: given up, see forward_note); never "
+        "(unmatched: no journey to tell)"
+    )
     forwarded_at: datetime | None = Field(description="when its journey was signalled")
     forward_attempts: int
+    next_attempt_at: datetime | None = Field(
+        description="a refused row waits until then before it is tried again"
+    )
+    forward_failed_at: datetime | None = Field(description="when forwarding was given up")
     forward_note: str | None = Field(description="why the last forward failed, or a note")
 
     @classmethod
@@ -174,8 +197,11 @@ class InteractionPublic(BaseModel):
             source=row.source,
             occurred_at=row.occurred_at,
             received_at=row.received_at,
+            forwarding=forward_state(row),
             forwarded_at=row.forwarded_at,
             forward_attempts=row.forward_attempts,
+            next_attempt_at=row.next_attempt_at,
+            forward_failed_at=row.forward_failed_at,
             forward_note=row.last_error,
         )
 
@@ -188,6 +214,10 @@ async def list_all(
         InteractionStatus | None, Query(alias="status", description="only this status")
     ] = None,
     tracking_id: Annotated[str | None, Query(min_length=1, max_length=64, pattern=LABEL)] = None,
+    forwarding: Annotated[
+        ForwardState | None,
+        Query(description="only this forwarding state, e.g. failed: what needs a look"),
+    ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[InteractionPublic]:
@@ -198,6 +228,7 @@ async def list_all(
         app_id=caller.app_id,
         status=interaction_status,
         tracking_id=tracking_id,
+        forwarding=forwarding,
         after=decode_cursor(cursor, int),
         limit=limit,
     )

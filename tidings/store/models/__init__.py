@@ -21,6 +21,7 @@ from tidings.store.models.registrations import (
     RegistrationRequest,
     RegistrationStatus,
 )
+from tidings.store.models.replaced_tokens import ReplacedToken
 from tidings.store.models.send_rates import SendRateBucket
 from tidings.store.models.triggers import JourneyEntry, JourneyTrigger
 
@@ -48,6 +49,7 @@ __all__ = [
     "RegistrationFailure",
     "RegistrationRequest",
     "RegistrationStatus",
+    "ReplacedToken",
     "RunMember",
     "RunStatus",
     "SendRateBucket",

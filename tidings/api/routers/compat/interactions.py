@@ -2,7 +2,9 @@
 
 The original takes these without an API key (apps call it from the device); tidings checks
 instead that the ``DeviceToken`` is the one the push was sent to (while that device is still
-registered), so a tracking id alone does not let anyone report for someone else's push.
+registered), so a tracking id alone does not let anyone report for someone else's push. The
+device's current token is accepted too, and so is a token it had when the push was sent and
+has since been refreshed away: an app reporting an open after a refresh may send either.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from tidings.api.errors import ApiError
 from tidings.api.routers.compat.models import InteractionEvent
 from tidings.api.routers.compat.route import BAD_REQUEST, CompatRoute, OrgId
 from tidings.push.masking import mask_token
-from tidings.store.devices import token_variants
+from tidings.store.devices import had_token_after
 from tidings.store.interactions import (
+    EventIdReused,
     InteractionReport,
     default_event_id,
     find_delivery,
@@ -37,7 +40,9 @@ async def _sent_to_another_device(session: AsyncSession, delivery: Delivery, tok
     if delivery.device_id is None:
         return False
     device = await session.get(Device, delivery.device_id)
-    return device is not None and device.token not in token_variants(token)
+    if device is None:
+        return False
+    return not await had_token_after(session, device, token, delivery.created_at)
 
 
 @router.post(
@@ -55,20 +60,24 @@ async def report(org_id: OrgId, body: InteractionEvent, session: WriteSession) -
         raise ApiError(400, "device_token_mismatch", "the push was not sent to this DeviceToken")
     kind = body.kind
     event_id = default_event_id(body.TrackingId, kind, None)
-    await record_interaction(
-        session,
-        InteractionReport(
-            event_id=event_id,
-            tracking_id=body.TrackingId,
-            kind=kind,
-            action_id=None,
-            occurred_at=now,
-            source="compat",
-            device_token_hint=mask_token(body.DeviceToken),
-        ),
-        now,
-        delivery=delivery,
-    )
+    try:
+        await record_interaction(
+            session,
+            InteractionReport(
+                event_id=event_id,
+                tracking_id=body.TrackingId,
+                kind=kind,
+                action_id=None,
+                occurred_at=now,
+                source="compat",
+                device_token_hint=mask_token(body.DeviceToken),
+            ),
+            now,
+            delivery=delivery,
+        )
+    except EventIdReused as error:
+        # only if a native report chose this push's default event id for another kind
+        raise ApiError(400, "event_id_reused", str(error)) from None
     await session.commit()
     if delivery is None:
         raise ApiError(

@@ -5,6 +5,11 @@ device in the same request (validating the token's form; it sends no "dry run" p
 tracked registration's status is final when the 202 arrives. An invalid ``ApiToken`` (or an
 unknown ``MobileAppId``) stores nothing and leaves the status Pending, as the original does
 on purpose: the answer never tells a caller whether a key exists.
+
+A callback URL must reach a public address unless ops allow-list it (see
+:mod:`tidings.api.routers.compat.callbacks`). A batch writes its devices in the same global
+lock order as the native batch (profiles first, then devices by app and token), so
+concurrent batches never deadlock.
 """
 
 from __future__ import annotations
@@ -14,19 +19,25 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlsplit
 
-import httpx
 from fastapi import APIRouter, BackgroundTasks, Header, Response, status
 from pydantic import Field
-from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tidings.api.deps import WriteSession
+from tidings.api.deps import State, WriteSession
 from tidings.api.errors import ApiError
+from tidings.api.routers.compat.callbacks import (
+    Callback,
+    CallbackPolicy,
+    check_callback_url,
+    post_callback,
+)
 from tidings.api.routers.compat.models import (
     MAX_BATCH,
     CallbackBody,
@@ -38,7 +49,13 @@ from tidings.api.routers.compat.models import (
 )
 from tidings.api.routers.compat.route import BAD_REQUEST, CompatRoute, OrgId
 from tidings.push.masking import mask_token
-from tidings.store.devices import InvalidToken, check_token, clean_up, register_device
+from tidings.store.devices import (
+    InvalidToken,
+    Registration,
+    check_token,
+    clean_up,
+    register_devices,
+)
 from tidings.store.keys import key_valid_for
 from tidings.store.models import RegistrationFailure, RegistrationStatus
 from tidings.store.registrations import outcomes, record_outcome
@@ -46,7 +63,9 @@ from tidings.store.types import utcnow
 
 log = logging.getLogger(__name__)
 
-CALLBACK_TIMEOUT_S = 10.0
+# an HTTP header name (RFC 9110 token); values may not break the header block
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+FORBIDDEN_IN_VALUES = ("\r", "\n", "\x00")
 
 router = APIRouter(
     prefix="/pushdeviceregistration/devices",
@@ -90,14 +109,9 @@ class Outcome:
     reason: RegistrationFailure | None = None
 
 
-@dataclass(frozen=True)
-class Callback:
-    url: str
-    headers: dict[str, str]
-
-
-def _callback(url: str | None, headers: str | None) -> Callback | None:
-    """The callback the headers ask for; 400 when they are malformed."""
+async def _callback(url: str | None, headers: str | None, state: State) -> Callback | None:
+    """The callback the headers ask for; 400 when they are malformed or the URL reaches a
+    place tidings does not call."""
     if url is None:
         return None
     parts = urlsplit(url)
@@ -112,6 +126,16 @@ def _callback(url: str | None, headers: str | None) -> Callback | None:
         if not isinstance(parsed, dict) or not all(isinstance(k, str) for k in parsed):
             raise ApiError(400, "bad_request", "x-ms-callback-url-headers must be a JSON object")
         extra = {key: str(value) for key, value in parsed.items()}
+        if not all(
+            HEADER_NAME.match(key) and not any(c in value for c in FORBIDDEN_IN_VALUES)
+            for key, value in extra.items()
+        ):
+            raise ApiError(
+                400,
+                "bad_request",
+                "x-ms-callback-url-headers must hold HTTP header names and one-line values",
+            )
+    await check_callback_url(url, CallbackPolicy.from_settings(state.settings))
     return Callback(url, extra)
 
 
@@ -122,22 +146,14 @@ def signature(url: str, api_token: str) -> str:
     return base64.b64encode(digest).decode()
 
 
-async def send_callback(callback: Callback, outcome: Outcome) -> None:
-    """POST the outcome once; a failure is logged (host only: the URL may carry secrets)."""
+async def send_callback(callback: Callback, outcome: Outcome, policy: CallbackPolicy) -> None:
+    """POST the outcome once (tidings.api.routers.compat.callbacks bounds and guards it)."""
     body = CallbackBody(
         Status=outcome.status,
         Signature=signature(callback.url, outcome.api_token),
         FailureReason=outcome.reason,
     )
-    host = urlsplit(callback.url).hostname
-    try:
-        async with httpx.AsyncClient(timeout=CALLBACK_TIMEOUT_S) as client:
-            answer = await client.post(
-                callback.url, json=body.model_dump(mode="json"), headers=callback.headers
-            )
-        log.info("registration callback to %s answered %s", host, answer.status_code)
-    except httpx.HTTPError as error:
-        log.warning("registration callback to %s failed: %s", host, type(error).__name__)
+    await post_callback(callback, body.model_dump(mode="json"), policy)
 
 
 def _dedup_key(item: DeviceRegistration) -> tuple[str, str]:
@@ -145,73 +161,97 @@ def _dedup_key(item: DeviceRegistration) -> tuple[str, str]:
     return item.app_id, token
 
 
-async def _register(
-    session: AsyncSession, item: DeviceRegistration, *, tracked: bool, duplicate: bool
-) -> Outcome:
-    request_id = str(uuid.uuid4()) if tracked else None
-    if not await key_valid_for(session, item.ApiToken, item.app_id):
-        log.info("compat registration for app %r refused: invalid ApiToken", item.app_id)
-        return Outcome(request_id, key_valid=False, api_token=item.ApiToken)
+@dataclass
+class _Item:
+    """One registration on its way: its request id, and what became of it so far."""
+
+    body: DeviceRegistration
+    request_id: str | None
+    key_valid: bool = False
     reason: RegistrationFailure | None = None
+    registration: Registration | None = None
+
+
+async def _check(
+    session: AsyncSession, body: DeviceRegistration, *, tracked: bool, duplicate: bool
+) -> _Item:
+    """The key and the token, before anything is written."""
+    item = _Item(body, str(uuid.uuid4()) if tracked else None)
+    if not await key_valid_for(session, body.ApiToken, body.app_id):
+        log.info("compat registration for app %r refused: invalid ApiToken", body.app_id)
+        return item
+    item.key_valid = True
     if duplicate:
-        reason = RegistrationFailure.DUPLICATE_EXISTS
-    else:
-        try:
-            check_token(item.provider, item.token)
-            async with session.begin_nested():
-                await register_device(
-                    session,
-                    app_id=item.app_id,
-                    profile_id=item.UserId,
-                    provider=item.provider,
-                    token=item.token,
-                    environment=None,
-                    now=utcnow(),
-                )
-        except InvalidToken as error:
-            reason = (
-                RegistrationFailure.DEVICE_TOKEN_TOO_LONG
-                if error.too_long
-                else RegistrationFailure.FAILED_TO_STORE_DEVICE
-            )
-        except IntegrityError:
-            reason = RegistrationFailure.FAILED_TO_STORE_DEVICE
-    outcome = Outcome(
-        request_id,
-        key_valid=True,
-        api_token=item.ApiToken,
-        status=RegistrationStatus.FAILED if reason else RegistrationStatus.SUCCESS,
-        reason=reason,
-    )
-    if request_id is not None:
-        await record_outcome(
-            session,
-            request_id=request_id,
-            app_id=item.app_id,
-            status=outcome.status,
-            reason=reason,
-            now=utcnow(),
+        item.reason = RegistrationFailure.DUPLICATE_EXISTS
+        return item
+    try:
+        token = check_token(body.provider, body.token)
+    except InvalidToken as error:
+        item.reason = (
+            RegistrationFailure.DEVICE_TOKEN_TOO_LONG
+            if error.too_long
+            else RegistrationFailure.FAILED_TO_STORE_DEVICE
         )
-    log.debug(
-        "compat registration app %s token %s: %s",
-        item.app_id,
-        mask_token(item.token),
-        outcome.status.value,
+        return item
+    item.registration = Registration(body.app_id, body.UserId, body.provider, token)
+    return item
+
+
+async def _register_all(session: AsyncSession, items: Sequence[_Item]) -> list[Outcome]:
+    """Store the items' devices in the global lock order, then their tracked outcomes."""
+    now = utcnow()
+    storing = [item for item in items if item.registration is not None]
+    devices = await register_devices(
+        session, [item.registration for item in storing if item.registration is not None], now
     )
-    return outcome
+    for item, device in zip(storing, devices, strict=True):
+        if device is None:
+            item.reason = RegistrationFailure.FAILED_TO_STORE_DEVICE
+    outcomes = []
+    for item in items:
+        if not item.key_valid:
+            outcomes.append(Outcome(item.request_id, key_valid=False, api_token=item.body.ApiToken))
+            continue
+        outcome = Outcome(
+            item.request_id,
+            key_valid=True,
+            api_token=item.body.ApiToken,
+            status=RegistrationStatus.FAILED if item.reason else RegistrationStatus.SUCCESS,
+            reason=item.reason,
+        )
+        if item.request_id is not None:
+            await record_outcome(
+                session,
+                request_id=item.request_id,
+                app_id=item.body.app_id,
+                status=outcome.status,
+                reason=item.reason,
+                now=now,
+            )
+        log.debug(
+            "compat registration app %s token %s: %s",
+            item.body.app_id,
+            mask_token(item.body.token),
+            outcome.status.value,
+        )
+        outcomes.append(outcome)
+    return outcomes
 
 
 def _tracked(header: str | None) -> bool:
     return (header or "").strip().lower() == "true"
 
 
-def _schedule(tasks: BackgroundTasks, callback: Callback | None, outcomes: list[Outcome]) -> None:
+def _schedule(
+    tasks: BackgroundTasks, callback: Callback | None, outcomes: list[Outcome], state: State
+) -> None:
     """Callbacks go after the commit and after the answer; none for an invalid key."""
     if callback is None:
         return
+    policy = CallbackPolicy.from_settings(state.settings)
     for outcome in outcomes:
         if outcome.key_valid:
-            tasks.add_task(send_callback, callback, outcome)
+            tasks.add_task(send_callback, callback, outcome, policy)
 
 
 @router.post(
@@ -225,14 +265,16 @@ async def register(
     body: DeviceRegistration,
     session: WriteSession,
     tasks: BackgroundTasks,
+    state: State,
     track: Track = None,
     callback_url: CallbackUrl = None,
     callback_headers: CallbackHeaders = None,
 ) -> RegistrationAccepted:
-    callback = _callback(callback_url, callback_headers)
-    outcome = await _register(session, body, tracked=_tracked(track), duplicate=False)
+    callback = await _callback(callback_url, callback_headers, state)
+    item = await _check(session, body, tracked=_tracked(track), duplicate=False)
+    [outcome] = await _register_all(session, [item])
     await session.commit()
-    _schedule(tasks, callback, [outcome])
+    _schedule(tasks, callback, [outcome], state)
     return RegistrationAccepted(RegistrationRequestId=outcome.request_id)
 
 
@@ -247,23 +289,25 @@ async def register_batch(
     body: Annotated[list[DeviceRegistration], Field(min_length=1, max_length=MAX_BATCH)],
     session: WriteSession,
     tasks: BackgroundTasks,
+    state: State,
     track: Track = None,
     callback_url: CallbackUrl = None,
     callback_headers: CallbackHeaders = None,
 ) -> list[RegistrationAccepted]:
     """Each item is registered on its own (a token repeated within the batch fails as
     DuplicateExists); the ids come back in request order."""
-    callback = _callback(callback_url, callback_headers)
+    callback = await _callback(callback_url, callback_headers, state)
     seen: set[tuple[str, str]] = set()
-    results = []
-    for item in body:
-        key = _dedup_key(item)
-        results.append(
-            await _register(session, item, tracked=_tracked(track), duplicate=key in seen)
+    items = []
+    for registration in body:
+        key = _dedup_key(registration)
+        items.append(
+            await _check(session, registration, tracked=_tracked(track), duplicate=key in seen)
         )
         seen.add(key)
+    results = await _register_all(session, items)
     await session.commit()
-    _schedule(tasks, callback, results)
+    _schedule(tasks, callback, results, state)
     return [RegistrationAccepted(RegistrationRequestId=r.request_id) for r in results]
 
 
