@@ -24,15 +24,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import DELIVER, PushBatch, PushBatchResult
+from activities.expiry import hold_expired, send_deadlines
 from activities.frequency_cap import capped_in_batch, hold_capped
 from tidings.journeys.locales import choose_variant
 from tidings.journeys.render import RenderError, render_message
 from tidings.push import Outcome, PushMessage, SenderRegistry, SendItem, SendResult
 from tidings.push.message import size_problem
-from tidings.push.outcome import FCM_QUOTA_REASONS
+from tidings.push.outcome import APNS_TOKEN_UPDATES, FCM_QUOTA_REASONS, FaultScope, fault_scope
 from tidings.push.ratelimit import SendPacer
 from tidings.push.registry import AppCredentials, AppSenders
-from tidings.store.apps import open_credentials, stop_sends
+from tidings.store.apps import open_credentials, provider_stop, stop_sends
 from tidings.store.db import Database
 from tidings.store.ledger import (
     Completion,
@@ -61,6 +62,9 @@ log = logging.getLogger(__name__)
 
 # Google: a QUOTA_EXCEEDED send waits at least a minute before its first retry.
 QUOTA_MIN_DELAY = timedelta(seconds=60)
+# Apple: a team's provider token may be updated once every 20 minutes at most; a push
+# answered TooManyProviderTokenUpdates waits that long (the JWT is kept, never re-minted).
+TOKEN_UPDATES_MIN_DELAY = timedelta(minutes=20)
 FINAL_BY_OUTCOME = {
     Outcome.DELIVERED: DeliveryStatus.DELIVERED,
     Outcome.TOKEN_GONE: DeliveryStatus.TOKEN_GONE,
@@ -68,6 +72,10 @@ FINAL_BY_OUTCOME = {
     Outcome.CONFIG_FAULT: DeliveryStatus.CONFIG_FAULT,
 }
 APP_STOPPED = "app stopped: "
+# a configuration fault of one push (its payload or headers): the app is not stopped
+PUSH_REFUSED = "push refused: "
+FAILED_WITH_THE_PUSH = "failed with the refused push"
+PROVIDER_NAMES = {Provider.APNS.value: "APNs", Provider.FCM.value: "FCM"}
 EXPIRED_BEFORE_ITS_TURN = "expired while waiting for the app's send rate"
 
 
@@ -77,6 +85,16 @@ class DeliveryPolicy:
     initial_backoff: timedelta
     max_backoff: timedelta
     heartbeat_every: timedelta
+    # least wait after APNs 429 TooManyProviderTokenUpdates (settings: apns_token_updates_retry_s)
+    token_updates_min_delay: timedelta = TOKEN_UPDATES_MIN_DELAY
+
+
+@dataclass(frozen=True)
+class _NotSent:
+    """A pending send this attempt did not make, and the final status that says why."""
+
+    status: DeliveryStatus
+    reason: str
 
 
 @dataclass
@@ -95,7 +113,10 @@ class _Attempt:
     completions: list[Completion] = field(default_factory=list)
     gone: list[tuple[int, datetime, str]] = field(default_factory=list)
     suspect: list[tuple[int, str]] = field(default_factory=list)
+    # by provider: faults of the app's credentials or setup (its sends stop) ...
     faults: dict[str, str] = field(default_factory=dict)
+    # ... and faults of this push (its other sends to that provider in this batch fail too)
+    refused: dict[str, str] = field(default_factory=dict)
     retry_after: timedelta = timedelta(0)
     retry_reasons: Counter[str] = field(default_factory=Counter)
 
@@ -117,9 +138,9 @@ class DeliveryActivities:
     @activity.defn(name=DELIVER)
     async def deliver(self, batch: PushBatch) -> PushBatchResult:
         now = utcnow()
-        expires_at = (
-            batch.reached_at + timedelta(seconds=batch.ttl_s) if batch.ttl_s is not None else None
-        )
+        # per profile, from when it reached the node (activities/expiry.py)
+        deadlines = send_deadlines(batch, now, activity.info().attempt)
+        expires_at = deadlines.expires_at
         async with self._db.read() as session:
             app = await session.get(App, batch.app_id)
             if app is None:
@@ -133,6 +154,7 @@ class DeliveryActivities:
                 fresh_since=stale_cutoff(now, self._policy.stale_after_days),
             )
         sends = self._plan(batch, app, audience)
+        hold_expired(sends, deadlines.expired)
         # -- frequency cap (issue 5, activities/frequency_cap.py): capped profiles not sent --
         hold_capped(sends, await capped_in_batch(self._db, batch, now))
         # -- end of frequency cap --------------------------------------------------------------
@@ -167,8 +189,8 @@ class DeliveryActivities:
         if pending:
             async with self._heartbeating():
                 results = await self._send_pending(app, pending, expires_at)
-            attempt = _interpret(pending, rows, results, now)
-            await self._record(app, attempt)
+            attempt = _interpret(pending, rows, results, now, self._policy.token_updates_min_delay)
+            await self._record(app, batch, attempt)
 
         retry = [c for c in attempt.completions if c.status is DeliveryStatus.PENDING]
         if retry:
@@ -226,7 +248,7 @@ class DeliveryActivities:
 
     async def _send_pending(
         self, app: App, pending: Sequence[_Send], expires_at: datetime | None
-    ) -> list[SendResult | None]:
+    ) -> list[SendResult | _NotSent]:
         try:
             senders = await self._senders.get(
                 app.id, app.credentials_version, lambda: _open(app, self._secrets)
@@ -237,7 +259,7 @@ class DeliveryActivities:
             # message of a validation error could quote the secret
             reason = f"credentials cannot be opened ({type(error).__name__})"
             log.error("app %s: %s", app.id, reason)
-            return [SendResult(Outcome.RETRY_LATER, reason=reason)] * len(pending)
+            return [SendResult(Outcome.RETRY_LATER, reason=reason) for _ in pending]
         return await self._send_all(app, senders, pending, expires_at)
 
     async def _send_all(
@@ -246,17 +268,35 @@ class DeliveryActivities:
         senders: AppSenders,
         pending: Sequence[_Send],
         expires_at: datetime | None,
-    ) -> list[SendResult | None]:
+    ) -> list[SendResult | _NotSent]:
         """Send APNs and FCM concurrently; results come back in ``pending``'s order. Under a
         send rate limit, chunks go out as the app's shared bucket allows; a chunk whose turn
-        comes after the expiry is not sent (None)."""
-        results: list[SendResult | None] = [None] * len(pending)
+        comes after the expiry is not sent, and neither is one to a provider that answered an
+        earlier chunk with a configuration fault (of the app: it is stopped; of this push:
+        every send of it would be refused alike)."""
+        unsent = _NotSent(DeliveryStatus.EXPIRED, EXPIRED_BEFORE_ITS_TURN)
+        results: list[SendResult | _NotSent] = [unsent] * len(pending)
+        faulted: dict[str, _NotSent] = {}
 
-        async def send(indexes: range) -> None:
+        async def send(indexes: Sequence[int]) -> None:
+            go: list[int] = []
+            for index in indexes:
+                skipped = faulted.get(pending[index].plan.provider or "")
+                if skipped is not None:
+                    results[index] = skipped
+                else:
+                    go.append(index)
             for index, result in zip(
-                indexes, await _send_range(senders, pending, indexes, expires_at), strict=True
+                go, await _send_range(senders, pending, go, expires_at), strict=True
             ):
                 results[index] = result
+                provider = pending[index].plan.provider or ""
+                if result.outcome is Outcome.CONFIG_FAULT and provider not in faulted:
+                    faulted[provider] = (
+                        _NotSent(DeliveryStatus.CONFIG_FAULT, _after_refusal(result.describe))
+                        if fault_scope(provider, result) is FaultScope.MESSAGE
+                        else _NotSent(DeliveryStatus.NOT_SENT, f"{APP_STOPPED}{result.describe}")
+                    )
 
         rate = app.send_rate_per_s
         if not rate:
@@ -275,7 +315,7 @@ class DeliveryActivities:
                 chunk.cancel()
         return results
 
-    async def _record(self, app: App, attempt: _Attempt) -> None:
+    async def _record(self, app: App, batch: PushBatch, attempt: _Attempt) -> None:
         now = utcnow()
         async with self._db.write() as session:
             await complete_sends(session, attempt.completions, now)
@@ -284,13 +324,27 @@ class DeliveryActivities:
             for device_id, reason in attempt.suspect:
                 await quarantine(session, device_id, reason, now)
             for provider, reason in attempt.faults.items():
-                await stop_sends(session, app, provider, reason)
+                await stop_sends(session, app, provider, reason, now)
         for provider, reason in attempt.faults.items():
             log.error(
-                "app %s: %s configuration fault (%s); its sends stop until its credentials change",
+                "app %s: %s configuration fault (%s); its %s sends stop until its credentials "
+                "change or an admin resumes them (POST /v1/apps/%s/resume)",
                 app.id,
-                provider,
+                PROVIDER_NAMES.get(provider, provider),
                 reason,
+                PROVIDER_NAMES.get(provider, provider),
+                app.id,
+            )
+        for provider, reason in attempt.refused.items():
+            log.error(
+                "app %s: %s refused push node %r of journey %s (%s): its sends to %s in this "
+                "batch fail, not retried; the app's other pushes go on",
+                app.id,
+                PROVIDER_NAMES.get(provider, provider),
+                batch.node_id,
+                batch.journey_id,
+                reason,
+                PROVIDER_NAMES.get(provider, provider),
             )
 
     async def _retry_or_settle(
@@ -342,9 +396,11 @@ class DeliveryActivities:
             result.targeted[target.profile_id] = result.targeted.get(target.profile_id, 0) + 1
         statuses: Counter[str] = Counter()
         stopped: dict[str, str] = {}
+        refused: dict[str, str] = {}
         for send in sends:
             outcome = outcomes[send.plan.send_key]
             statuses[outcome.status.value] += 1
+            reason = outcome.reason or ""
             if outcome.status is DeliveryStatus.DELIVERED:
                 profile_id = send.plan.profile_id
                 result.delivered[profile_id] = result.delivered.get(profile_id, 0) + 1
@@ -353,7 +409,10 @@ class DeliveryActivities:
             elif outcome.status is DeliveryStatus.TOKEN_SUSPECT:
                 result.quarantined += 1
             elif outcome.status is DeliveryStatus.CONFIG_FAULT and outcome.provider:
-                stopped.setdefault(outcome.provider, outcome.reason or "configuration fault")
+                if reason.startswith(PUSH_REFUSED):
+                    refused.setdefault(outcome.provider, reason)
+                elif not reason.startswith(FAILED_WITH_THE_PUSH):  # the refused one says
+                    stopped.setdefault(outcome.provider, reason or "configuration fault")
             elif (
                 outcome.status is DeliveryStatus.NOT_SENT
                 and outcome.provider
@@ -361,7 +420,10 @@ class DeliveryActivities:
             ):
                 stopped.setdefault(outcome.provider, (outcome.reason or "")[len(APP_STOPPED) :])
         result.statuses = dict(statuses)
-        result.stopped = "; ".join(f"{p}: {r}" for p, r in sorted(stopped.items())) or None
+        # the run reports why sends failed: the app stopped, or this push refused (``stopped``
+        # is the one field the workflows carry to the run's report)
+        reports = stopped | {p: r for p, r in refused.items() if p not in stopped}
+        result.stopped = "; ".join(f"{p}: {r}" for p, r in sorted(reports.items())) or None
         return result
 
     @asynccontextmanager
@@ -395,17 +457,18 @@ def _render(batch: PushBatch, profile: dict[str, Any]) -> tuple[PushMessage | No
 
 
 def _provider_block(app: App, provider: str | None) -> str | None:
-    if provider == Provider.APNS.value:
-        if app.apns_fault:
-            return f"{APP_STOPPED}{app.apns_fault}"
-        if not app.apns_secret:
-            return "app has no APNs credentials"
-    if provider == Provider.FCM.value:
-        if app.fcm_fault:
-            return f"{APP_STOPPED}{app.fcm_fault}"
-        if not app.fcm_secret:
-            return "app has no FCM credentials"
+    if provider not in PROVIDER_NAMES:
+        return None
+    stop = provider_stop(app, provider)
+    if stop is not None:
+        return f"{APP_STOPPED}{stop.reason}"
+    if not (app.apns_secret if provider == Provider.APNS.value else app.fcm_secret):
+        return f"app has no {PROVIDER_NAMES[provider]} credentials"
     return None
+
+
+def _after_refusal(reason: str) -> str:
+    return f"{FAILED_WITH_THE_PUSH} ({PUSH_REFUSED}{reason})"
 
 
 def _hold_back(
@@ -429,35 +492,67 @@ def _hold_back(
 def _interpret(
     pending: Sequence[_Send],
     rows: dict[str, LedgerRow],
-    results: Sequence[SendResult | None],
+    results: Sequence[SendResult | _NotSent],
     now: datetime,
+    token_updates_min_delay: timedelta = TOKEN_UPDATES_MIN_DELAY,
 ) -> _Attempt:
     attempt = _Attempt()
     for send, result in zip(pending, results, strict=True):
         row = rows[send.plan.send_key]
-        if result is None:
-            attempt.completions.append(
-                Completion(row.id, DeliveryStatus.EXPIRED, EXPIRED_BEFORE_ITS_TURN, None)
-            )
+        provider = send.plan.provider
+        if isinstance(result, _NotSent):
+            attempt.completions.append(Completion(row.id, result.status, result.reason, None))
             continue
         device_id = send.plan.device_id
         status = FINAL_BY_OUTCOME.get(result.outcome, DeliveryStatus.PENDING)
-        attempt.completions.append(Completion(row.id, status, result.describe, result.message_id))
+        reason = result.describe
         if result.outcome is Outcome.TOKEN_GONE and device_id is not None:
             # FCM says nothing of when; the attempt's start is earlier than the answer, so a
             # registration during the send still wins
             attempt.gone.append((device_id, result.gone_at or now, result.describe))
         elif result.outcome is Outcome.TOKEN_SUSPECT and device_id is not None:
             attempt.suspect.append((device_id, result.describe))
-        elif result.outcome is Outcome.CONFIG_FAULT and send.plan.provider:
-            attempt.faults.setdefault(send.plan.provider, result.describe)
+        elif result.outcome is Outcome.CONFIG_FAULT and provider:
+            if fault_scope(provider, result) is FaultScope.MESSAGE:
+                attempt.refused.setdefault(provider, result.describe)
+                reason = PUSH_REFUSED + result.describe
+            else:
+                attempt.faults.setdefault(provider, result.describe)
         elif status is DeliveryStatus.PENDING:
             attempt.retry_reasons[result.describe] += 1
             delay = timedelta(seconds=result.retry_after_s or 0)
             if result.reason in FCM_QUOTA_REASONS:
                 delay = max(delay, QUOTA_MIN_DELAY)
+            if result.reason == APNS_TOKEN_UPDATES:
+                delay = max(delay, token_updates_min_delay)
             attempt.retry_after = max(attempt.retry_after, delay)
+        attempt.completions.append(Completion(row.id, status, reason, result.message_id))
+    if attempt.refused:
+        _fail_with_the_refused_push(attempt, pending, rows)
     return attempt
+
+
+def _fail_with_the_refused_push(
+    attempt: _Attempt, pending: Sequence[_Send], rows: dict[str, LedgerRow]
+) -> None:
+    """A provider refused this push itself (its payload, its headers): its sends to that
+    provider that wait for a retry would be refused alike, so they fail now, not retried."""
+    provider_of = {rows[send.plan.send_key].id: send.plan.provider or "" for send in pending}
+    retry_reasons: Counter[str] = Counter()
+    for index, completion in enumerate(attempt.completions):
+        refusal = attempt.refused.get(provider_of.get(completion.row_id, ""))
+        if completion.status is not DeliveryStatus.PENDING:
+            continue
+        if refusal is None:
+            retry_reasons[completion.reason or ""] += 1
+            continue
+        attempt.completions[index] = Completion(
+            completion.row_id,
+            DeliveryStatus.CONFIG_FAULT,
+            f"{_after_refusal(refusal)}; its own answer: {completion.reason}",
+            None,
+        )
+    attempt.retry_reasons = retry_reasons
 
 
 async def _open(app: App, secrets: SecretBox) -> AppCredentials:
@@ -465,7 +560,10 @@ async def _open(app: App, secrets: SecretBox) -> AppCredentials:
 
 
 async def _send_range(
-    senders: AppSenders, pending: Sequence[_Send], indexes: range, expires_at: datetime | None
+    senders: AppSenders,
+    pending: Sequence[_Send],
+    indexes: Sequence[int],
+    expires_at: datetime | None,
 ) -> list[SendResult]:
     """Send ``pending[indexes]``, APNs and FCM concurrently; results in ``indexes`` order."""
     groups: dict[str, list[int]] = {}

@@ -76,31 +76,93 @@ def api() -> None:
 
 @app.command()
 def sim(
-    apns_port: Annotated[int, typer.Option(help="0 picks a free port")] = 0,
-    fcm_port: int = 0,
-    control_port: int = 0,
+    host: Annotated[
+        str, typer.Option(help="address to listen on (0.0.0.0: every interface)")
+    ] = "127.0.0.1",
+    apns_port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 0,
+    fcm_port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 0,
+    control_port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 0,
     scenario: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None,
 ) -> None:
-    """Serve the APNs and FCM simulators; their endpoints go to <home>/sim/endpoints.json."""
+    """Serve the APNs and FCM simulators until Ctrl-C; their endpoints also go to
+    <home>/sim/endpoints.json."""
+    from rich.markup import escape
+
     from tidings.sim import read_endpoints, serve
 
     settings = _settings()
-    ready = asyncio.Event()
+    ports = {"--apns-port": apns_port, "--fcm-port": fcm_port, "--control-port": control_port}
 
     async def serve_and_announce() -> None:
-        task = asyncio.create_task(
-            serve(settings.home, "127.0.0.1", apns_port, fcm_port, control_port, scenario, ready)
+        ready = asyncio.Event()
+        serving = asyncio.create_task(
+            serve(settings.home, host, apns_port, fcm_port, control_port, scenario, ready)
         )
-        await ready.wait()
+        listening = asyncio.create_task(ready.wait())
+        # serve() ends early, with its error, when it cannot listen: never wait for it forever
+        await asyncio.wait({serving, listening}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.is_set():
+            listening.cancel()
+            error = serving.exception() if not serving.cancelled() else None
+            errors.print(f"[red]✗[/] {escape(_sim_failure(error, host, ports))}", soft_wrap=True)
+            raise typer.Exit(1)
         endpoints = read_endpoints(settings.home)
-        console.print("simulators ready; point tidings at them with:")
-        console.print(f"  export TIDINGS_APNS_ENDPOINT={endpoints['apns_endpoint']}")
-        console.print(f"  export TIDINGS_FCM_ENDPOINT={endpoints['fcm_endpoint']}")
-        console.print(f"  export TIDINGS_PROVIDER_CA_FILE={endpoints['ca_file']}")
-        console.print(f"control API: {endpoints['control_url']}/docs")
-        await task
+        _announce_sim(endpoints, settings.home, host)
+        await serving
 
     asyncio.run(serve_and_announce())
+
+
+def _sim_failure(error: BaseException | None, host: str, ports: dict[str, int]) -> str:
+    """Why the simulators could not start, naming the port that is taken when one is."""
+    import errno
+    import socket
+
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+        taken = []
+        for option, port in ports.items():
+            if not port:
+                continue
+            try:
+                with socket.create_server((host, port)):
+                    pass
+            except OSError:
+                taken.append(f"{host}:{port} ({option})")
+        if taken:
+            return (
+                f"cannot serve the simulators: {', '.join(taken)} already in use; "
+                "choose another port, or 0 for a free one"
+            )
+        return (
+            f"cannot serve the simulators: a port is already in use ({error.strerror}); "
+            "give each simulator its own port, or 0 for a free one"
+        )
+    if isinstance(error, OSError):
+        return f"cannot serve the simulators on {host}: {error.strerror or error}"
+    if error is None:
+        return "the simulators stopped before they were ready"
+    return f"cannot serve the simulators: {error}"
+
+
+def _announce_sim(endpoints: dict[str, object], home: Path, host: str) -> None:
+    """What a user needs to point tidings at the simulators, copy-pastable (never wrapped)."""
+    lines = [
+        "simulators ready; point tidings at them with:",
+        f"  export TIDINGS_APNS_ENDPOINT={endpoints['apns_endpoint']}",
+        f"  export TIDINGS_FCM_ENDPOINT={endpoints['fcm_endpoint']}",
+        f"  export TIDINGS_PROVIDER_CA_FILE={Path(str(endpoints['ca_file'])).resolve()}",
+        f"control API: {endpoints['control_url']}",
+        "  GET /healthz, GET /stats, GET /{apns|fcm}/records, PUT /{apns|fcm}/scenario,",
+        "  POST /apns/keys, POST /apns/client-certificates, POST /fcm/service-accounts, "
+        "POST /reset",
+        f"endpoints also in {(home / 'sim' / 'endpoints.json').resolve()}; Ctrl-C stops them",
+    ]
+    if host in ("0.0.0.0", "::", ""):
+        lines.append(
+            f"listening on every interface: from elsewhere, use this machine's address for {host}"
+        )
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @db_app.command("upgrade")
@@ -115,14 +177,17 @@ def db_upgrade() -> None:
 
 @journeys_app.command("validate")
 def journeys_validate(path: Annotated[Path, typer.Argument(dir_okay=False)]) -> None:
-    """Check a journey file; list every problem with its node and field."""
+    """Check a journey file; list every problem with its node and field (exit code 1)."""
+    from rich.markup import escape
+
     from tidings.journeys.validation import JourneyInvalid, load_definition
 
     try:
         journey = load_definition(path)
     except JourneyInvalid as error:
         for issue in error.issues:
-            errors.print(f"[red]✗[/] {issue}")
+            # an issue quotes the file: brackets in it are text, not Rich markup
+            errors.print(f"[red]✗[/] {escape(str(issue))}")
         raise typer.Exit(1) from None
     console.print(f"[green]✓[/] {path}: journey {journey.id!r}, {len(journey.nodes)} nodes")
 

@@ -10,8 +10,13 @@ PostgreSQL) are played concurrently by a module fixture, so the table costs a fe
 store; the parametrized test then holds each row to its expectations.
 
 Rows that are retried answer once with the error and then normally, so they end delivered on
-the second attempt. The QUOTA_EXCEEDED row waits at least 60 s before its retry: the test
-reads that from Temporal's record of the pending activity instead of waiting.
+the second attempt. The QUOTA_EXCEEDED row waits at least 60 s before its retry, and the
+TooManyProviderTokenUpdates row at least 20 minutes (without minting a JWT): the test reads
+that from Temporal's record of the pending activity instead of waiting.
+
+Configuration faults never touch a token and are not retried. A fault of the credentials or
+the app's setup (key, certificate, team, topic, project) stops the app's sends to that
+provider; a fault of the push itself (payload, headers) fails that push and stops nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -28,9 +33,10 @@ import pytest
 from temporalio.client import Client
 
 from tests.delivery.conftest import Scene, apns_token, fcm_token, scene_on
-from tidings.push import Outcome, PushMessage, outcome
+from tidings.push import Outcome, PushMessage, SendResult, outcome
 from tidings.push.sender import SendItem
 from tidings.sim import Answer, Scenario, Simulators
+from tidings.store.apps import provider_stop
 from tidings.store.models import Delivery, DeliveryStatus, Device, DeviceState, Provider
 from workflows.inputs import RunResult
 
@@ -54,6 +60,8 @@ class Row:
     attempts: int
     requests: int
     stops_app: bool = False
+    # a configuration fault of the push itself: it fails, the app goes on
+    refuses_push: bool = False
     # the token belongs to the sandbox / another bundle id / another Firebase project
     environment: str | None = None
     token_topic: str | None = None
@@ -73,6 +81,7 @@ def retried(provider: ProviderName, answer: Answer, **extra: object) -> Row:
 
 
 def config_fault(provider: ProviderName, answer: Answer | None = None, **extra: object) -> Row:
+    """A fault of the credentials or the app's setup: the app's sends to the provider stop."""
     answers = (answer,) if answer else ()
     return Row(
         provider,
@@ -84,6 +93,20 @@ def config_fault(provider: ProviderName, answer: Answer | None = None, **extra: 
         1,
         True,
         **extra,  # type: ignore[arg-type]
+    )
+
+
+def push_fault(provider: ProviderName, answer: Answer) -> Row:
+    """A fault of the push itself: it fails, not retried; the app is not stopped."""
+    return Row(
+        provider,
+        (answer,),
+        Outcome.CONFIG_FAULT,
+        DeliveryStatus.CONFIG_FAULT,
+        VALID,
+        1,
+        1,
+        refuses_push=True,
     )
 
 
@@ -100,17 +123,10 @@ def once(
     return Row(provider, answers, kind, status, device, 1, 1, **extra)  # type: ignore[arg-type]
 
 
-APNS_CONFIG_REASONS = (
-    "BadCollapseId",
-    "BadExpirationDate",
-    "BadMessageId",
-    "BadPriority",
+# faults of the credentials or the app's setup: the app's APNs sends stop
+APNS_APP_FAULTS = (
     "BadTopic",
-    "DuplicateHeaders",
-    "InvalidPushType",
-    "MissingDeviceToken",
     "MissingTopic",
-    "PayloadEmpty",
     "TopicDisallowed",
     "BadCertificate",
     "BadCertificateEnvironment",
@@ -118,6 +134,17 @@ APNS_CONFIG_REASONS = (
     "InvalidProviderToken",
     "MissingProviderToken",
     "BadEnvironmentKeyInToken",
+)
+# faults of one push: it fails, the app goes on
+APNS_PUSH_FAULTS = (
+    "BadCollapseId",
+    "BadExpirationDate",
+    "BadMessageId",
+    "BadPriority",
+    "DuplicateHeaders",
+    "InvalidPushType",
+    "MissingDeviceToken",
+    "PayloadEmpty",
     "BadPath",
     "MethodNotAllowed",
     "PayloadTooLarge",
@@ -141,8 +168,14 @@ APNS_ROWS: dict[str, Row] = {
         outcome=Outcome.REFRESH_CREDENTIALS,
         jwt_mints=1,
     ),
-    "429 TooManyProviderTokenUpdates": retried(
-        "apns", Answer(reason="TooManyProviderTokenUpdates"), outcome=Outcome.REFRESH_CREDENTIALS
+    # Apple allows a team one token update per 20 minutes: wait that long, mint nothing
+    "429 TooManyProviderTokenUpdates": once(
+        "apns",
+        Outcome.REFRESH_CREDENTIALS,
+        DeliveryStatus.PENDING,
+        VALID,
+        answer=Answer(reason="TooManyProviderTokenUpdates"),
+        first_retry_at_least_s=20 * 60,
     ),
     "410 Unregistered": once(
         "apns", *GONE, answer=Answer(reason="Unregistered", timestamp_ms=NOW_MS)
@@ -154,7 +187,8 @@ APNS_ROWS: dict[str, Row] = {
         "apns", *SUSPECT, environment="sandbox"
     ),
     "400 DeviceTokenNotForTopic": once("apns", *SUSPECT, token_topic="com.example.another"),
-    **{reason: config_fault("apns", Answer(reason=reason)) for reason in APNS_CONFIG_REASONS},
+    **{reason: config_fault("apns", Answer(reason=reason)) for reason in APNS_APP_FAULTS},
+    **{reason: push_fault("apns", Answer(reason=reason)) for reason in APNS_PUSH_FAULTS},
     # answers outside the table: a safe class, never a token change
     "unknown reason": retried("apns", Answer(status=400, reason="SomethingAppleAddedLater")),
     "403 UnrelatedKeyIdInToken": retried("apns", Answer(reason="UnrelatedKeyIdInToken")),
@@ -180,9 +214,7 @@ FCM_ROWS: dict[str, Row] = {
     "UNREGISTERED 404": once("fcm", *GONE, answer=Answer(error_code="UNREGISTERED")),
     "INVALID_ARGUMENT naming message.token": once("fcm", *GONE, malformed_token=True),
     "SENDER_ID_MISMATCH 403": once("fcm", *SUSPECT, token_project="someone-elses-project"),
-    "INVALID_ARGUMENT about the payload": config_fault(
-        "fcm", Answer(error_code="INVALID_ARGUMENT")
-    ),
+    "INVALID_ARGUMENT about the payload": push_fault("fcm", Answer(error_code="INVALID_ARGUMENT")),
     "THIRD_PARTY_AUTH_ERROR 401": config_fault("fcm", Answer(error_code="THIRD_PARTY_AUTH_ERROR")),
     "APNS_AUTH_ERROR 401 (former name)": config_fault("fcm", Answer(error_code="APNS_AUTH_ERROR")),
     "PERMISSION_DENIED 403": config_fault("fcm", fcm_project="other"),
@@ -219,6 +251,7 @@ class Played:
     requests: int = 0
     device: Device | None = None
     fault: str | None = None
+    fault_since: datetime | None = None
     run: RunResult | None = None
     jwt_mints: int = 0
     displayed: int = 0
@@ -347,8 +380,9 @@ async def _play(scene: Scene, row: Row, played: Played) -> None:
     played.jwt_mints = _generation(scene, played) - generation
     played.requests = _requests(scene, row, played.token)
     played.device = await scene.device(played.device_id)
-    app = await scene.app(played.app_id)
-    played.fault = app.apns_fault if row.provider == "apns" else app.fcm_fault
+    stop = provider_stop(await scene.app(played.app_id), row.provider)
+    played.fault = stop.reason if stop is not None else None
+    played.fault_since = stop.since if stop is not None else None
     simulator = scene.sims.apns if row.provider == "apns" else scene.sims.fcm
     played.displayed = len(simulator.displayed(played.token))
 
@@ -385,7 +419,11 @@ async def played(
     simulators: Simulators,
 ) -> AsyncIterator[dict[str, Played]]:
     home: Path = tmp_path_factory.mktemp("tables")
-    async with scene_on(home, module_database_url, temporal_client, simulators) as scene:
+    # some rows need an app whose credentials the providers refuse (another project, one
+    # that does not exist): the API's save-time check would rightly refuse to store them
+    async with scene_on(
+        home, module_database_url, temporal_client, simulators, check_credentials_on_save=False
+    ) as scene:
         simulators.reset()
         shared = simulators.fcm.create_service_account(project_id="tables-shared")
         played: dict[str, Played] = {}
@@ -433,13 +471,21 @@ async def test_every_provider_answer_lands_in_its_class(
     assert result.requests == row.requests
     assert device.state == row.device, device.state_reason
     if row.stops_app:
-        # the app's sends stop, the token is untouched, and the run says why
+        # the app's sends stop (since a known time), the token is untouched, the run says why
         assert result.fault
+        assert result.fault_since is not None
         assert ledger.reason
         assert result.fault in ledger.reason
         assert result.run
         assert result.run.stopped
         assert result.fault in result.run.stopped
+    elif row.refuses_push:
+        # the push fails, the app is not stopped, and the run says why
+        assert result.fault is None
+        assert ledger.reason
+        assert ledger.reason.startswith("push refused: ")
+        assert result.run
+        assert result.run.stopped == f"{row.provider}: {ledger.reason}"
     else:
         assert result.fault is None
         assert result.run is None or result.run.stopped is None
@@ -476,3 +522,9 @@ def test_every_answer_tidings_classifies_has_a_row() -> None:
     assert covered == apns
     fcm = {name.split(" ")[0] for name in FCM_ROWS}
     assert fcm >= outcome.FCM_KNOWN_CODES
+    # every APNs configuration fault is either the app's or one push's, and the rows agree
+    config = {reason for _, reason in outcome.APNS_CONFIG_FAULT}
+    assert set(APNS_APP_FAULTS) | set(APNS_PUSH_FAULTS) == config
+    for reason in config:
+        scope = outcome.fault_scope("apns", SendResult(Outcome.CONFIG_FAULT, reason=reason))
+        assert (scope is outcome.FaultScope.MESSAGE) == (reason in APNS_PUSH_FAULTS), reason

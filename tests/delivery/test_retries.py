@@ -7,8 +7,6 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlmodel import col, select
 from temporalio.testing import ActivityEnvironment
 
@@ -16,6 +14,7 @@ from activities.contracts import ProfileVisit, PushBatch
 from activities.delivery import DeliveryActivities, DeliveryPolicy
 from tests.delivery.conftest import Scene, apns_token, fcm_token
 from tidings.journeys.model import PushContent
+from tidings.push.check import CHECK_DEVICE_TOKEN
 from tidings.sim import Answer, Scenario
 from tidings.store.models import App, DeliveryStatus, DeviceState, JourneyRun
 
@@ -86,7 +85,7 @@ async def test_credentials_this_worker_cannot_open_are_retried_and_never_stop_th
     assert (row.status, row.attempts) == (DeliveryStatus.FAILED, 4)
     assert "credentials cannot be opened (SecretError)" in (row.reason or "")
     assert "TIDINGS_TEST_VARIABLE_NOBODY_SET" not in (row.reason or "")
-    assert scene.sims.apns.records() == []
+    assert scene.sims.apns.records(token=apns_token(1)) == []
     assert (await scene.app(app)).apns_fault is None
     assert result.stopped is None
     assert (await scene.device(device)).state == DeviceState.VALID
@@ -153,7 +152,7 @@ async def test_an_expired_provider_token_mints_one_new_jwt_for_the_whole_batch(
     assert auth.generation == max(before, 1) + 1  # minted once (after the first one)
     # two JWTs in all: the first, and the one minted once; every accepted push carried it
     # (the simulator's scripted answer also rejects requests that already had the new one)
-    records = scene.sims.apns.records()
+    records = [r for r in scene.sims.apns.records() if r.token != CHECK_DEVICE_TOKEN]
     assert len({r.provider_token for r in records}) == 2
     assert len({r.provider_token for r in records if r.status == 200}) == 1
     assert {r.attempts for r in await scene.ledger(run_id)} == {2}
@@ -226,31 +225,33 @@ async def test_a_push_already_expired_when_its_attempt_starts_is_not_sent(
     )
     result = await ActivityEnvironment().run(delivery.deliver, batch)
     assert result.statuses == {"expired": 1}
-    assert scene.sims.apns.records() == []
+    assert scene.sims.apns.records(token=apns_token(1)) == []
 
 
-async def test_a_configuration_fault_stops_the_app_until_its_credentials_change(
+def apns_sends(scene: Scene, devices: int) -> int:
+    """Requests the APNs simulator saw for the test's devices (not the credential check's)."""
+    return sum(len(scene.sims.apns.records(token=apns_token(n))) for n in range(devices))
+
+
+def refuse_once(scene: Scene, reason: str, devices: int) -> None:
+    scene.sims.apns.set_scenario(
+        Scenario(scripted={apns_token(n): [Answer(reason=reason)] for n in range(devices)})
+    )
+
+
+async def test_a_configuration_fault_stops_the_app_until_an_admin_resumes_it(
     scene: Scene,
 ) -> None:
-    """Apple refuses the key: the app's APNs sends stop (FCM goes on), no token is touched,
-    nothing is retried, the run says why; new credentials resume the sends with a new
-    client."""
-    unknown_key = (
-        ec.generate_private_key(ec.SECP256R1())
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        .decode()
-    )
-    credentials = scene.credentials()
-    credentials.body["apns"]["signing_key"] = unknown_key
-    app = await scene.add_app(credentials=credentials)
+    """Apple refuses the key (InvalidProviderToken, say after the key was revoked): the app's
+    APNs sends stop (FCM goes on), no token is touched, nothing is retried, the run says why
+    and the app shows since when; an admin resumes them without new credentials (same
+    client), and new credentials clear a stop too (a new client)."""
+    app = await scene.add_app()
     profiles = [f"p{n}" for n in range(4)]
     for n, profile in enumerate(profiles):
         await scene.add_device(app, profile, "apns", apns_token(n), attributes={"first_name": "A"})
         await scene.add_device(app, profile, "fcm", fcm_token(n))
+    refuse_once(scene, "InvalidProviderToken", 4)
 
     run_id, result = await scene.run(app, profiles)
     ledger = await scene.ledger(run_id)
@@ -258,11 +259,15 @@ async def test_a_configuration_fault_stops_the_app_until_its_credentials_change(
     assert {(r.status, r.attempts) for r in apns_rows} == {(DeliveryStatus.CONFIG_FAULT, 1)}
     assert {r.status for r in ledger if r.provider == "fcm"} == {DELIVERED}
     assert result.stopped == "apns: 403 InvalidProviderToken"
-    assert (await scene.app(app)).apns_fault == "403 InvalidProviderToken"
+    shown = (await scene.stack.http.get(f"/v1/apps/{app}")).json()
+    assert shown["apns_fault"] == "403 InvalidProviderToken"
+    assert shown["stops"]["apns"]["reason"] == "403 InvalidProviderToken"
+    assert shown["stops"]["apns"]["since"] is not None
+    assert "fcm" not in shown["stops"]
     for device_id in {r.device_id for r in ledger}:
         assert device_id is not None
         assert (await scene.device(device_id)).state == DeviceState.VALID
-    assert len(scene.sims.apns.records()) == 4  # once each, never retried
+    assert apns_sends(scene, 4) == 4  # once each, never retried
     async with scene.db.read() as session:
         stored = (await session.exec(select(JourneyRun).where(col(JourneyRun.id) == run_id))).one()
     assert stored.error == "apns: 403 InvalidProviderToken"
@@ -273,10 +278,22 @@ async def test_a_configuration_fault_stops_the_app_until_its_credentials_change(
     stopped = [r for r in await scene.ledger(run_id) if r.provider == "apns"]
     assert {r.status for r in stopped} == {DeliveryStatus.NOT_SENT}
     assert {r.reason for r in stopped} == {"app stopped: 403 InvalidProviderToken"}
-    assert len(scene.sims.apns.records()) == 4
+    assert apns_sends(scene, 4) == 4
     assert result.stopped == "apns: 403 InvalidProviderToken"
 
-    # new credentials clear the fault; the worker builds a new client for them
+    # the admin resumes APNs (the key was re-enabled): sends go out on the same client
+    resumed = await scene.stack.http.post(f"/v1/apps/{app}/resume", json={"provider": "apns"})
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["stops"] == {}
+    run_id, result = await scene.run(app, profiles)
+    assert {r.status for r in await scene.ledger(run_id)} == {DELIVERED}
+    assert result.stopped is None
+    assert (await scene.senders(app)) is before
+
+    # stopped again; new credentials clear the stop, and the worker builds a new client
+    refuse_once(scene, "InvalidProviderToken", 4)
+    run_id, result = await scene.run(app, profiles)
+    assert result.stopped == "apns: 403 InvalidProviderToken"
     fixed = scene.credentials()
     patch = await scene.stack.http.patch(f"/v1/apps/{app}", json={"apns": fixed.body["apns"]})
     assert patch.status_code == 200, patch.text
@@ -285,6 +302,79 @@ async def test_a_configuration_fault_stops_the_app_until_its_credentials_change(
     assert {r.status for r in await scene.ledger(run_id)} == {DELIVERED}
     assert result.stopped is None
     assert (await scene.senders(app)) is not before
+
+
+async def test_a_fault_of_one_push_fails_that_push_and_never_stops_the_app(
+    scene: Scene,
+) -> None:
+    """APNs refuses the push itself (PayloadTooLarge): its APNs sends in the batch fail, the
+    one that would have been retried too (it would be refused alike), no token is touched,
+    the run says why, and the app is not stopped: the next journey's pushes go out."""
+    app = await scene.add_app()
+    profiles = [f"p{n}" for n in range(4)]
+    for n, profile in enumerate(profiles):
+        await scene.add_device(app, profile, "apns", apns_token(n), attributes={"first_name": "A"})
+        await scene.add_device(app, profile, "fcm", fcm_token(n))
+    scene.sims.apns.set_scenario(
+        Scenario(
+            scripted={
+                apns_token(0): [Answer(reason="PayloadTooLarge")],
+                apns_token(1): [Answer(reason="ServiceUnavailable")],
+            }
+        )
+    )
+    run_id, result = await scene.run(app, profiles)
+    rows = {(r.profile_id, str(r.provider)): r for r in await scene.ledger(run_id)}
+    refused = rows[("p0", "apns")]
+    assert (refused.status, refused.attempts) == (DeliveryStatus.CONFIG_FAULT, 1)
+    assert refused.reason == "push refused: 413 PayloadTooLarge"
+    not_retried = rows[("p1", "apns")]
+    assert (not_retried.status, not_retried.attempts) == (DeliveryStatus.CONFIG_FAULT, 1)
+    assert (not_retried.reason or "").startswith(
+        "failed with the refused push (push refused: 413 PayloadTooLarge)"
+    )
+    assert "503 ServiceUnavailable" in (not_retried.reason or "")
+    assert len(scene.sims.apns.records(token=apns_token(1))) == 1
+    # answered before the refusal was known: delivered, and FCM is not concerned
+    assert {rows[(p, "apns")].status for p in ("p2", "p3")} == {DELIVERED}
+    assert {rows[(p, "fcm")].status for p in profiles} == {DELIVERED}
+    assert result.stopped == "apns: push refused: 413 PayloadTooLarge"
+    shown = (await scene.stack.http.get(f"/v1/apps/{app}")).json()
+    assert shown["stops"] == {}
+    assert shown["apns_fault"] is None
+    for row in rows.values():
+        assert row.device_id is not None
+        assert (await scene.device(row.device_id)).state == DeviceState.VALID
+
+    run_id, result = await scene.run(app, profiles)
+    assert {r.status for r in await scene.ledger(run_id)} == {DELIVERED}
+    assert result.stopped is None
+
+
+async def test_a_refused_push_is_not_sent_to_the_rest_of_a_paced_batch(scene: Scene) -> None:
+    """Under a send rate, chunks go out one after another: once APNs refused the push, its
+    chunks still to come are not sent to APNs at all."""
+    app = await scene.add_app(send_rate_per_s=1)
+    profiles = [f"p{n}" for n in range(4)]
+    for n, profile in enumerate(profiles):
+        await scene.add_device(app, profile, "apns", apns_token(n), attributes={"first_name": "A"})
+    scene.sims.apns.set_scenario(
+        Scenario(scripted={apns_token(0): [Answer(reason="BadCollapseId")]})
+    )
+    run_id, result = await scene.run(app, profiles)
+    rows = {r.profile_id: r for r in await scene.ledger(run_id)}
+    assert rows["p0"].reason == "push refused: 400 BadCollapseId"
+    skipped = [p for p in profiles[1:] if rows[p].status is not DELIVERED]
+    # the last chunk's turn comes seconds after the refusal: never sent
+    assert "p3" in skipped
+    for profile in skipped:
+        assert rows[profile].status == DeliveryStatus.CONFIG_FAULT
+        assert (
+            rows[profile].reason == "failed with the refused push (push refused: 400 BadCollapseId)"
+        )
+        assert scene.sims.apns.records(token=apns_token(int(profile[1:]))) == []
+    assert result.stopped == "apns: push refused: 400 BadCollapseId"
+    assert (await scene.app(app)).apns_fault is None
 
 
 async def test_a_registration_racing_a_410_keeps_the_token(scene: Scene) -> None:

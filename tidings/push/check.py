@@ -9,16 +9,19 @@
   OAuth2 exchange, the project, the permission to send), nothing delivered, no token needed.
 
 Answers that say nothing about the credentials (a timeout, a 503) come back as problems marked
-``transient``: the check could not tell. Call :func:`check_credentials` when an app is saved,
-or ``tidings apps check APP_ID`` on demand.
+``transient``: the check could not tell. The API runs it when an app's credentials are saved
+(a definite problem refuses the save) and on ``POST /v1/apps/{id}/check``; ``tidings apps
+check APP_ID`` runs it on an app in the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from tidings.push.apns import ApnsSender
 from tidings.push.credentials import (
@@ -45,17 +48,25 @@ CHECK_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True)
 class CredentialProblem:
-    """``field`` is the credential field to fix (``apns.key_id``, ``fcm.service_account``,
-    ...), or the provider alone when no field is to blame."""
+    """``field`` is the credential field to fix (``apns.key_id``, ``fcm.project_id``, ...), or
+    the provider alone when no field is to blame. ``also`` names other fields that may be the
+    wrong one when the provider's answer cannot tell them apart (Apple answers
+    InvalidProviderToken alike for a wrong key, key id or team id)."""
 
     field: str
     message: str
     # True when the check could not tell (the provider did not answer, or answered that it
     # is busy): try again later
     transient: bool = False
+    also: tuple[str, ...] = ()
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Every field that may be the wrong one, the likeliest first."""
+        return (self.field, *self.also)
 
     def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
+        return f"{' or '.join(self.fields)}: {self.message}"
 
 
 # APNs reasons that mean the credentials are fine (the answer is about the made-up token).
@@ -63,9 +74,11 @@ APNS_FINE = {"BadDeviceToken", "Unregistered", "ExpiredToken", "DeviceTokenNotFo
 TOKEN_AUTH_FIELDS = (
     "the .p8 key (apns.signing_key), its key id (apns.key_id) and team id (apns.team_id)"
 )
+# InvalidProviderToken does not say which of these is wrong; only a change can show it
+TOKEN_AUTH_SUSPECTS = ("apns.key_id", "apns.team_id", "apns.signing_key")
 APNS_FIELD_BY_REASON = {
     "InvalidProviderToken": (
-        "apns.signing_key",
+        "apns.key_id",
         f"Apple did not accept a token signed with this key: {TOKEN_AUTH_FIELDS} must belong "
         "together (InvalidProviderToken)",
     ),
@@ -86,27 +99,79 @@ APNS_FIELD_BY_REASON = {
         "these credentials may not push to this bundle id (TopicDisallowed)",
     ),
     "MissingTopic": ("apns.bundle_id", "Apple needs the bundle id as topic (MissingTopic)"),
-    "ExpiredProviderToken": (
-        "apns",
-        "Apple found the token too old: this machine's clock is probably wrong "
-        "(ExpiredProviderToken)",
-    ),
 }
+# Not about the credentials: the check cannot tell whether they are right.
+APNS_INCONCLUSIVE = {
+    "ExpiredProviderToken": "Apple found the token too old: this machine's clock is probably "
+    "wrong (ExpiredProviderToken)",
+    "TooManyProviderTokenUpdates": "Apple refuses token updates this often for this team "
+    "(TooManyProviderTokenUpdates); check again in 20 minutes",
+}
+
+
+def routes_of(settings: Settings) -> ProviderRoutes:
+    """Where the settings send provider traffic (Apple and Google, or the simulators)."""
+    return ProviderRoutes.from_strings(
+        settings.apns_endpoint, settings.fcm_endpoint, settings.provider_ca_file
+    )
 
 
 async def check_credentials(
     credentials: AppCredentials, routes: ProviderRoutes, *, timeout_s: float = CHECK_TIMEOUT_S
 ) -> list[CredentialProblem]:
     """Every problem with the app's APNs and FCM credentials; empty when both work."""
-    checks = []
+    by_provider = await check_providers(credentials, routes, timeout_s=timeout_s)
+    return [problem for found in by_provider.values() for problem in found]
+
+
+async def check_providers(
+    credentials: AppCredentials, routes: ProviderRoutes, *, timeout_s: float = CHECK_TIMEOUT_S
+) -> dict[str, list[CredentialProblem]]:
+    """The problems of each provider the credentials are for (``apns``, ``fcm``), checked
+    concurrently; an empty list: the provider accepts them."""
+    checks: dict[str, Coroutine[Any, Any, list[CredentialProblem]]] = {}
     if credentials.apns is not None:
-        checks.append(check_apns(credentials.apns, routes, timeout_s=timeout_s))
+        checks["apns"] = check_apns(credentials.apns, routes, timeout_s=timeout_s)
     if credentials.fcm is not None:
-        checks.append(check_fcm(credentials.fcm, routes, timeout_s=timeout_s))
-    problems: list[CredentialProblem] = []
-    for found in await asyncio.gather(*checks):
-        problems.extend(found)
-    return problems
+        checks["fcm"] = check_fcm(credentials.fcm, routes, timeout_s=timeout_s)
+    found = await asyncio.gather(*checks.values())
+    return dict(zip(checks, found, strict=True))
+
+
+def narrow_to_changes(
+    problems: list[CredentialProblem],
+    before: ApnsTokenCredentials | ApnsCertificateCredentials | None,
+    after: ApnsTokenCredentials | ApnsCertificateCredentials | None,
+) -> list[CredentialProblem]:
+    """Name the wrong field of an InvalidProviderToken when a change shows it.
+
+    Apple answers alike for a wrong key, key id or team id. When the app's previous token
+    credentials worked (``before``: they were not stopped) and only some of the three
+    changed, the ones that did not change are not to blame."""
+    if not isinstance(before, ApnsTokenCredentials) or not isinstance(after, ApnsTokenCredentials):
+        return problems
+    changed = {
+        name
+        for name, old, new in (
+            ("apns.key_id", before.key_id, after.key_id),
+            ("apns.team_id", before.team_id, after.team_id),
+            (
+                "apns.signing_key",
+                before.signing_key.get_secret_value(),
+                after.signing_key.get_secret_value(),
+            ),
+        )
+        if old != new
+    }
+    narrowed: list[CredentialProblem] = []
+    for problem in problems:
+        suspects = [f for f in problem.fields if f in changed]
+        if problem.fields == TOKEN_AUTH_SUSPECTS and suspects:
+            problem = CredentialProblem(
+                suspects[0], problem.message, problem.transient, tuple(suspects[1:])
+            )
+        narrowed.append(problem)
+    return narrowed
 
 
 async def check_apns(
@@ -137,9 +202,14 @@ def _apns_problems(
 ) -> list[CredentialProblem]:
     if result.outcome is Outcome.DELIVERED or result.reason in APNS_FINE:
         return []
-    known = APNS_FIELD_BY_REASON.get(result.reason or "")
+    reason = result.reason or ""
+    known = APNS_FIELD_BY_REASON.get(reason)
     if known is not None:
-        return [CredentialProblem(*known)]
+        field, message = known
+        also = TOKEN_AUTH_SUSPECTS[1:] if field == TOKEN_AUTH_SUSPECTS[0] else ()
+        return [CredentialProblem(field, message, also=also)]
+    if reason in APNS_INCONCLUSIVE:
+        return [CredentialProblem("apns", APNS_INCONCLUSIVE[reason], transient=True)]
     if result.status is None and isinstance(credentials, ApnsCertificateCredentials):
         return [
             CredentialProblem(
@@ -174,25 +244,47 @@ async def check_fcm(
     return _fcm_problems(credentials, result)
 
 
+# What Google's token endpoint says (its error_description) about a service account it
+# refuses, and the field of the service-account JSON that is wrong.
+TOKEN_ENDPOINT_FIELDS = (
+    ("invalid jwt signature", ("fcm.private_key", "fcm.private_key_id")),
+    ("invalid email", ("fcm.client_email",)),
+    ("account not found", ("fcm.client_email",)),
+)
+
+
 def _fcm_problems(credentials: FcmCredentials, result: SendResult) -> list[CredentialProblem]:
     if result.outcome is Outcome.DELIVERED:
         return []
     project = credentials.project_id
     reason = result.reason or ""
     if reason.startswith("service account refused"):
+        lowered = reason.lower()
+        for hint, (field, *also) in TOKEN_ENDPOINT_FIELDS:
+            if hint in lowered:
+                return [CredentialProblem(field, f"the {reason}", also=tuple(also))]
+        if "reasonable timeframe" in lowered:  # iat/exp: this machine's clock
+            return [
+                CredentialProblem(
+                    "fcm",
+                    f"the {reason}: this machine's clock is probably wrong",
+                    transient=True,
+                )
+            ]
         return [CredentialProblem("fcm.service_account", f"the {reason}")]
     if reason == "PERMISSION_DENIED" or result.status == 403:
         return [
             CredentialProblem(
-                "fcm.service_account",
-                f"this service account may not send messages for project {project!r} "
-                "(PERMISSION_DENIED)",
+                "fcm.project_id",
+                f"this service account may not send messages for project {project!r}: the "
+                "project id is not the account's project, or the account lacks the permission "
+                "to send (PERMISSION_DENIED)",
             )
         ]
     if reason == "NOT_FOUND" or result.status == 404:
         return [
             CredentialProblem(
-                "fcm.service_account",
+                "fcm.project_id",
                 f"project {project!r} was not found, or Cloud Messaging is not enabled for it "
                 "(NOT_FOUND)",
             )
@@ -228,7 +320,6 @@ async def check_stored_app(settings: Settings, app_id: str) -> list[CredentialPr
     credentials = open_credentials(app, box)
     if credentials.apns is None and credentials.fcm is None:
         return [CredentialProblem("app", "the app has no provider credentials")]
-    routes = ProviderRoutes.from_strings(
-        settings.apns_endpoint, settings.fcm_endpoint, settings.provider_ca_file
+    return await check_credentials(
+        credentials, routes_of(settings), timeout_s=settings.credential_check_timeout_s
     )
-    return await check_credentials(credentials, routes)

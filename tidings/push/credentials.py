@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from typing import Annotated, Any, Literal
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from cryptography.x509 import load_pem_x509_certificate
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, field_validator
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+    pkcs12,
+)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    ValidationInfo,
+    field_validator,
+)
 
 TEN_CHARACTER_ID = re.compile(r"^[A-Z0-9]{10}$")
 BUNDLE_ID = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+PEM_PRIVATE_KEY = re.compile(
+    rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.DOTALL
+)
 
 ApnsEnvironment = Literal["production", "sandbox"]
 
@@ -59,15 +80,33 @@ class ApnsTokenCredentials(BaseModel):
 
 
 class ApnsCertificateCredentials(BaseModel):
-    """Certificate auth (legacy): client certificate and its private key, PEM."""
+    """Certificate auth (legacy): a client certificate and its private key.
+
+    Given as PEM (certificate followed by its key) or as the PKCS#12 (.p12) file Keychain
+    exports, base64-encoded, with its password if it has one. Either way it is held, sealed
+    and handed to aioapns as unencrypted PEM: the password opens it once, here, and is never
+    stored.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     auth: Literal["certificate"] = "certificate"
     bundle_id: str
     environment: ApnsEnvironment = "production"
+    # before ``certificate``: its validator reads the password
+    certificate_password: Annotated[
+        SecretStr | None,
+        Field(
+            description="password of the .p12 file (or of an encrypted PEM key); used to "
+            "convert it to PEM, never stored"
+        ),
+    ] = None
     certificate: Annotated[
-        SecretStr, Field(description="PEM client certificate followed by its private key")
+        SecretStr,
+        Field(
+            description="PEM client certificate followed by its private key, or the "
+            "PKCS#12 (.p12) file encoded in base64"
+        ),
     ]
 
     @field_validator("bundle_id")
@@ -79,18 +118,82 @@ class ApnsCertificateCredentials(BaseModel):
 
     @field_validator("certificate")
     @classmethod
-    def _pem_pair(cls, value: SecretStr) -> SecretStr:
-        pem = value.get_secret_value().encode()
-        try:
-            load_pem_x509_certificate(pem)
-        except ValueError as error:
-            raise ValueError("does not contain a PEM certificate") from error
-        if b"PRIVATE KEY-----" not in pem:
-            raise ValueError("does not contain the certificate's PEM private key")
-        return value
+    def _certificate(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        password = info.data.get("certificate_password")
+        secret = password.get_secret_value() if isinstance(password, SecretStr) else None
+        return SecretStr(certificate_pem(value.get_secret_value(), secret))
 
     def public_config(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"certificate"})
+        return self.model_dump(exclude={"certificate", "certificate_password"})
+
+
+def certificate_pem(certificate: str, password: str | None = None) -> str:
+    """The certificate (with any chain it came with) and its unencrypted private key, PEM,
+    from PEM or from a base64-encoded PKCS#12 file; ValueError naming what is wrong (never
+    quoting the secret)."""
+    if "-----BEGIN" in certificate:
+        certificates, key = _from_pem(certificate, password)
+    else:
+        certificates, key = _from_pkcs12(certificate, password)
+    public_key = key.public_key()
+    leaf = [c for c in certificates if c.public_key() == public_key]
+    if not leaf:
+        raise ValueError("the private key does not belong to the certificate")
+    # the client certificate first, then any chain it came with (TLS sends them in order)
+    ordered = leaf[:1] + [c for c in certificates if c is not leaf[0]]
+    pem = b"".join(c.public_bytes(Encoding.PEM) for c in ordered)
+    pem += key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    return pem.decode()
+
+
+def _from_pem(text: str, password: str | None) -> tuple[list[x509.Certificate], PrivateKeyTypes]:
+    pem = text.encode()
+    try:
+        certificates = x509.load_pem_x509_certificates(pem)
+    except ValueError as error:
+        raise ValueError("does not contain a PEM certificate") from error
+    match = PEM_PRIVATE_KEY.search(pem)
+    if match is None:
+        raise ValueError("does not contain the certificate's PEM private key")
+    try:
+        key = load_pem_private_key(match.group(0), password.encode() if password else None)
+    except TypeError as error:  # encrypted without a password, or a password it does not need
+        raise ValueError(
+            "the private key is encrypted: give its password as certificate_password"
+            if password is None
+            else "the private key is not encrypted: leave certificate_password out"
+        ) from error
+    except ValueError as error:
+        raise ValueError(
+            "the private key cannot be read"
+            + (" with this certificate_password" if password else "")
+        ) from error
+    return certificates, key
+
+
+def _from_pkcs12(text: str, password: str | None) -> tuple[list[x509.Certificate], PrivateKeyTypes]:
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except binascii.Error as error:
+        raise ValueError(
+            "is neither PEM (certificate and private key) nor a base64-encoded PKCS#12 (.p12) file"
+        ) from error
+    # a .p12 "without a password" is often encrypted with the empty one
+    attempts = [password.encode()] if password else [None, b""]
+    for secret in attempts:
+        try:
+            key, certificate, chain = pkcs12.load_key_and_certificates(data, secret)
+        except ValueError:
+            continue
+        if certificate is None or key is None:
+            raise ValueError("the .p12 file must hold the certificate and its private key")
+        return [certificate, *chain], key
+    raise ValueError(
+        "is not a PKCS#12 (.p12) file this certificate_password opens"
+        if password
+        else "is not a PKCS#12 (.p12) file that opens without a password: give its password "
+        "as certificate_password"
+    )
 
 
 def _apns_auth(value: Any) -> str:

@@ -56,7 +56,10 @@ APNS_RETRY_LATER = {
     # new client), so this is transient by construction.
     (403, "UnrelatedKeyIdInToken"),
 }
-APNS_REFRESH_CREDENTIALS = {(403, "ExpiredProviderToken"), (429, "TooManyProviderTokenUpdates")}
+# Apple refuses a team's provider-token updates more often than every 20 minutes: a push
+# answered so waits (DESIGN.md decision 5 keeps one JWT per key), and no new JWT is minted.
+APNS_TOKEN_UPDATES = "TooManyProviderTokenUpdates"
+APNS_REFRESH_CREDENTIALS = {(403, "ExpiredProviderToken"), (429, APNS_TOKEN_UPDATES)}
 APNS_TOKEN_GONE = {(410, "Unregistered"), (410, "ExpiredToken")}
 APNS_TOKEN_SUSPECT = {(400, "BadDeviceToken"), (400, "DeviceTokenNotForTopic")}
 APNS_CONFIG_FAULT = {
@@ -91,6 +94,50 @@ APNS_CONFIG_FAULT = {
     (405, "MethodNotAllowed"),
     (413, "PayloadTooLarge"),
 }
+
+
+class FaultScope(StrEnum):
+    """What a configuration fault is about. ``APP``: the credentials or the app's setup
+    (key, certificate, team, topic, project, permission): every send of that provider for the
+    app would fail the same way, so the app's sends to it stop until someone fixes them.
+    ``MESSAGE``: this push (its payload, its headers): other pushes of the app go on."""
+
+    APP = "app"
+    MESSAGE = "message"
+
+
+# APNs configuration faults about one request, not the credentials or the topic.
+APNS_MESSAGE_FAULTS = frozenset(
+    {
+        "PayloadTooLarge",
+        "BadCollapseId",
+        "BadExpirationDate",
+        "BadMessageId",
+        "BadPriority",
+        "InvalidPushType",
+        "PayloadEmpty",
+        "DuplicateHeaders",
+        "MissingDeviceToken",
+        "BadPath",
+        "MethodNotAllowed",
+    }
+)
+# FCM: INVALID_ARGUMENT (a bad *token* is classed gone before it gets here) is about the
+# payload; THIRD_PARTY_AUTH_ERROR, PERMISSION_DENIED, a wrong project or a refused service
+# account are about the app.
+FCM_MESSAGE_FAULT_PREFIX = "INVALID_ARGUMENT"
+
+
+def fault_scope(provider: str, result: SendResult) -> FaultScope:
+    """Whether a configuration fault stops the app's sends to ``provider`` or fails only this
+    push. Anything not known to be about the message stops the app: a fault that is not
+    understood must not be repeated for every push of every journey."""
+    reason = result.reason or ""
+    if provider == "apns" and reason in APNS_MESSAGE_FAULTS:
+        return FaultScope.MESSAGE
+    if provider == "fcm" and reason.startswith(FCM_MESSAGE_FAULT_PREFIX):
+        return FaultScope.MESSAGE
+    return FaultScope.APP
 
 
 def apns_known(status: int, reason: str | None, timestamp_ms: int | None) -> bool:

@@ -97,6 +97,11 @@ STATUS_REASON = {
     503: "ServiceUnavailable",
 }
 
+# Apple answers 400 BadDeviceToken for a well-formed token it never issued. The simulator
+# accepts every well-formed token (tests make tokens up) except this one: the token tidings'
+# credential check sends to (tidings.push.check.CHECK_DEVICE_TOKEN), so a check meets Apple's
+# answer and leaves no accepted push behind.
+NEVER_ISSUED_TOKEN = "c0ffee" + "0" * 58
 _TOKEN = re.compile(r"[0-9a-fA-F]{64,200}")
 _TOPIC = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -312,6 +317,8 @@ class ApnsSimulator(SimulatorBase):
             or (answer.status is not None and answer.status != 200)
         ):
             return self._scripted(answer, apns_id)
+        if token == NEVER_ISSUED_TOKEN:
+            return self._error(400, "BadDeviceToken", apns_id)
         gone_at = self._unregistered.get(token)
         if gone_at is not None:
             body = {"reason": "Unregistered", "timestamp": gone_at}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,16 +102,29 @@ def secret_storage(sealed: str | None) -> str | None:
 
 
 def open_credentials(app: App, box: SecretBox) -> AppCredentials:
-    apns = None
-    if app.apns_config and app.apns_secret:
-        config: dict[str, Any] = dict(app.apns_config)
-        secret = box.open(app.apns_secret)
-        config["signing_key" if config.get("auth", "token") == "token" else "certificate"] = secret
-        apns = _APNS.validate_python(config)
-    fcm = None
-    if app.fcm_secret:
-        fcm = FcmCredentials(service_account=box.open(app.fcm_secret))
-    return AppCredentials(app_id=app.id, version=app.credentials_version, apns=apns, fcm=fcm)
+    return AppCredentials(
+        app_id=app.id,
+        version=app.credentials_version,
+        apns=open_apns(app, box),
+        fcm=open_fcm(app, box),
+    )
+
+
+def open_apns(app: App, box: SecretBox) -> ApnsTokenCredentials | ApnsCertificateCredentials | None:
+    """The app's APNs credentials, or None; SecretError when its secret cannot be opened."""
+    if not (app.apns_config and app.apns_secret):
+        return None
+    config: dict[str, Any] = dict(app.apns_config)
+    secret = box.open(app.apns_secret)
+    config["signing_key" if config.get("auth", "token") == "token" else "certificate"] = secret
+    return _APNS.validate_python(config)
+
+
+def open_fcm(app: App, box: SecretBox) -> FcmCredentials | None:
+    """The app's FCM credentials, or None; SecretError when its secret cannot be opened."""
+    if not app.fcm_secret:
+        return None
+    return FcmCredentials(service_account=box.open(app.fcm_secret))
 
 
 async def get_app(session: AsyncSession, app_id: str) -> App | None:
@@ -131,13 +147,70 @@ async def delete_app(session: AsyncSession, app_id: str) -> bool:
     return True
 
 
-async def stop_sends(session: AsyncSession, app: App, provider: str, reason: str) -> None:
-    """Record a configuration fault against the credentials that caused it; a rotation that
-    happened meanwhile (a newer version) is left alone."""
-    column = "apns_fault" if provider == "apns" else "fcm_fault"
+@dataclass(frozen=True)
+class ProviderStop:
+    """Why an app's sends to one provider stopped, and since when.
+
+    Kept in the app's ``apns_fault``/``fcm_fault`` text column as JSON; a plain text there (as
+    stored before stops had a time) reads as the reason alone."""
+
+    reason: str
+    since: datetime | None = None
+
+    def encode(self) -> str:
+        since = self.since.isoformat() if self.since is not None else None
+        return json.dumps({"reason": self.reason, "since": since})
+
+    @classmethod
+    def decode(cls, text: str | None) -> ProviderStop | None:
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("reason"), str):
+            return cls(reason=text)
+        since = data.get("since")
+        try:
+            at = datetime.fromisoformat(since) if isinstance(since, str) else None
+        except ValueError:
+            at = None
+        return cls(reason=data["reason"], since=at)
+
+
+def provider_stop(app: App, provider: str) -> ProviderStop | None:
+    """The app's recorded stop for ``provider`` (``apns`` or ``fcm``), if any."""
+    return ProviderStop.decode(app.apns_fault if provider == "apns" else app.fcm_fault)
+
+
+def _fault_column(provider: str) -> str:
+    if provider not in ("apns", "fcm"):
+        raise ValueError(f"unknown provider {provider!r}")
+    return f"{provider}_fault"
+
+
+async def stop_sends(
+    session: AsyncSession, app: App, provider: str, reason: str, now: datetime
+) -> None:
+    """Record a configuration fault of the credentials or the app's setup: the app's sends to
+    ``provider`` stop until its credentials change or an admin resumes them. Recorded against
+    the credentials that caused it (a rotation that happened meanwhile is left alone), and
+    only once: a stop already recorded keeps its reason and time."""
+    column = _fault_column(provider)
     await session.exec(
         update(App)
         .where(col(App.id) == app.id)
         .where(col(App.credentials_version) == app.credentials_version)
-        .values({column: reason})
+        .where(col(getattr(App, column)).is_(None))
+        .values({column: ProviderStop(reason, now).encode()})
     )
+
+
+def resume_sends(app: App, provider: str) -> ProviderStop | None:
+    """Clear the app's stop for ``provider`` without new credentials (the fault was fixed
+    elsewhere: the key re-enabled, the topic added); the stop that was cleared, if any."""
+    stop = provider_stop(app, provider)
+    setattr(app, _fault_column(provider), None)
+    app.updated_at = utcnow()
+    return stop

@@ -9,6 +9,8 @@ reference, so the database holds no secret. Changing credentials bumps the app's
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Literal
 
@@ -18,16 +20,42 @@ from pydantic import ValidatorFunctionWrapHandler as Handler
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tidings.api.deps import APP_ID_PATTERN, Admin, AppId, ReadSession, State, WriteSession
+from tidings.api.deps import (
+    APP_ID_PATTERN,
+    Admin,
+    ApiState,
+    AppId,
+    ReadSession,
+    State,
+    WriteSession,
+    write_session,
+)
 from tidings.api.errors import ERROR_RESPONSES, ApiError, responses
 from tidings.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from tidings.api.types import LABEL
-from tidings.push.credentials import ApnsCredentials, FcmCredentials
+from tidings.push.check import (
+    CredentialProblem,
+    check_credentials,
+    check_providers,
+    narrow_to_changes,
+    routes_of,
+)
+from tidings.push.credentials import (
+    ApnsCertificateCredentials,
+    ApnsCredentials,
+    ApnsTokenCredentials,
+    FcmCredentials,
+)
+from tidings.push.registry import AppCredentials
 from tidings.store.apps import (
     clear_credentials,
     delete_app,
     list_apps,
+    open_apns,
+    open_fcm,
+    provider_stop,
     read_reference,
+    resume_sends,
     secret_storage,
     set_credentials,
 )
@@ -43,6 +71,9 @@ router = APIRouter(
 
 # the secret field of each credential kind, where a reference may stand in for the secret
 SECRET_FIELDS = {"apns": ("signing_key", "certificate"), "fcm": ("service_account",)}
+ProviderName = Literal["apns", "fcm"]
+CheckResult = Literal["accepted", "rejected", "inconclusive"]
+PROVIDER_NAMES: dict[str, str] = {"apns": "APNs", "fcm": "FCM"}
 
 
 class CredentialsIn(BaseModel):
@@ -91,6 +122,28 @@ class CredentialsIn(BaseModel):
             if problems:
                 raise ValidationError.from_exception_data(cls.__name__, problems)
         model = handler(data)
+        apns = getattr(model, "apns", None)
+        if (
+            "apns" in references
+            and isinstance(apns, ApnsCertificateCredentials)
+            and apns.certificate_password is not None
+        ):
+            # the workers read the reference again, and the password is never stored
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "credential_reference",
+                            "a password-protected .p12 cannot be kept as a reference (the "
+                            "password is never stored): give the certificate inline, and it "
+                            "is encrypted at rest as PEM, or reference an unencrypted one",
+                        ),
+                        loc=("apns", "certificate_password"),
+                        input="",
+                    )
+                ],
+            )
         model._references = references
         return model
 
@@ -133,6 +186,11 @@ class AppUpdate(CredentialsIn):
     )
 
 
+class ProviderStopPublic(BaseModel):
+    reason: str = Field(description="the provider's answer that stopped the sends")
+    since: datetime | None = Field(description="when (unknown for stops recorded before 0.2)")
+
+
 class AppPublic(AppBase):
     id: str
     platforms: list[Literal["ios", "android"]]
@@ -144,8 +202,13 @@ class AppPublic(AppBase):
     )
     credentials_version: int
     send_rate_per_s: float | None
-    apns_fault: str | None
-    fcm_fault: str | None
+    stops: dict[ProviderName, ProviderStopPublic] = Field(
+        description="providers the app's sends are stopped for, after a configuration fault "
+        "of its credentials or setup; new credentials or POST /v1/apps/{app_id}/resume "
+        "lift a stop"
+    )
+    apns_fault: str | None = Field(description="the reason of the APNs stop, if any")
+    fcm_fault: str | None = Field(description="the reason of the FCM stop, if any")
     created_at: datetime
     updated_at: datetime
 
@@ -164,6 +227,11 @@ class AppPublic(AppBase):
             )
             if kind is not None
         }
+        stops: dict[ProviderName, ProviderStopPublic] = {}
+        for provider in ("apns", "fcm"):
+            stop = provider_stop(app, provider)
+            if stop is not None:
+                stops[provider] = ProviderStopPublic(reason=stop.reason, since=stop.since)
         return cls(
             id=app.id,
             name=app.name,
@@ -174,11 +242,71 @@ class AppPublic(AppBase):
             secret_storage=storage,
             credentials_version=app.credentials_version,
             send_rate_per_s=app.send_rate_per_s,
-            apns_fault=app.apns_fault,
-            fcm_fault=app.fcm_fault,
+            stops=stops,
+            apns_fault=stops["apns"].reason if "apns" in stops else None,
+            fcm_fault=stops["fcm"].reason if "fcm" in stops else None,
             created_at=app.created_at,
             updated_at=app.updated_at,
         )
+
+
+class CredentialProblemPublic(BaseModel):
+    field: str = Field(
+        description="the credential field to fix (apns.key_id, apns.team_id, apns.bundle_id, "
+        "fcm.project_id, fcm.private_key, ...; fields of the FCM service-account JSON are "
+        "named fcm.<field>), or the provider alone when no field is to blame"
+    )
+    fields: list[str] = Field(
+        description="every field that may be the wrong one, the likeliest first: some "
+        "answers (APNs InvalidProviderToken) cannot tell a wrong key from a wrong key id or "
+        "team id"
+    )
+    message: str
+    transient: bool = Field(
+        description="the check could not tell (the provider did not answer, or was busy): "
+        "check again later"
+    )
+
+    @classmethod
+    def of(cls, problem: CredentialProblem) -> CredentialProblemPublic:
+        return cls(
+            field=problem.field,
+            fields=list(problem.fields),
+            message=problem.message,
+            transient=problem.transient,
+        )
+
+
+class AppSaved(AppPublic):
+    warnings: list[CredentialProblemPublic] = Field(
+        default_factory=list,
+        description="what the credential check run on this save could not tell (a provider "
+        "unreachable or busy): those credentials are saved unverified; "
+        "POST /v1/apps/{app_id}/check checks them again",
+    )
+
+
+class ProviderCheck(BaseModel):
+    provider: ProviderName
+    result: CheckResult = Field(
+        description="accepted: the provider takes the credentials; rejected: a field is wrong "
+        "(see problems); inconclusive: the check could not tell"
+    )
+    problems: list[CredentialProblemPublic]
+
+
+class CredentialCheck(BaseModel):
+    app_id: str
+    credentials_version: int
+    checked_at: datetime
+    accepted: bool = Field(description="every provider accepted the app's credentials")
+    providers: list[ProviderCheck]
+
+
+class Resume(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: ProviderName = Field(description="the provider whose sends resume")
 
 
 def app_not_found(app_id: str) -> ApiError:
@@ -192,10 +320,63 @@ async def app_or_404(session: AsyncSession, app_id: str) -> App:
     return app
 
 
-async def save_app(app: App, body: CredentialsIn, session: WriteSession, state: State) -> AppPublic:
-    """The one path every save of an app takes: new credentials are set (sealed or as
-    references) and the app is committed, so whatever must hold for stored credentials is
-    checked here, before the commit."""
+@asynccontextmanager
+async def writing(state: ApiState) -> AsyncIterator[AsyncSession]:
+    """A write session taken only once the slow part of a save (the credential check, which
+    waits on the providers) is done: on SQLite it holds the process' one writer."""
+    async with asynccontextmanager(write_session)(state) as session:
+        yield session
+
+
+def _body_loc(field: str) -> list[str]:
+    """Where a credential field sits in the request body; the service-account JSON's fields
+    (fcm.project_id) inside fcm.service_account."""
+    provider, _, name = field.partition(".")
+    if provider == "fcm" and name and name != "service_account":
+        return ["body", "fcm", "service_account", name]
+    return ["body", provider, *([name] if name else [])]
+
+
+async def check_on_save(
+    state: ApiState,
+    app_id: str,
+    body: CredentialsIn,
+    before: ApnsTokenCredentials | ApnsCertificateCredentials | None = None,
+) -> list[CredentialProblem]:
+    """Check the credentials this save brings against the configured provider endpoints.
+    A definite problem refuses the save (422, naming the field); what the check could not
+    tell is returned, to be answered as warnings. ``before``: the app's APNs credentials that
+    worked until now, to name the wrong field of an ambiguous answer."""
+    settings = state.settings
+    if not body.has_credentials() or not settings.check_credentials_on_save:
+        return []
+    problems = await check_credentials(
+        AppCredentials(app_id, 0, body.apns, body.fcm),
+        routes_of(settings),
+        timeout_s=settings.credential_check_timeout_s,
+    )
+    problems = narrow_to_changes(problems, before, body.apns)
+    definite = [problem for problem in problems if not problem.transient]
+    if definite:
+        summary = "; ".join(str(problem) for problem in definite)
+        log.info("app %s: credentials refused by the providers: %s", app_id, summary)
+        raise ApiError(
+            422,
+            "credentials_rejected",
+            f"the providers refused these credentials: {summary}",
+            details=[
+                {"loc": _body_loc(field), "field": field, "msg": problem.message}
+                for problem in definite
+                for field in problem.fields
+            ],
+        )
+    for problem in problems:
+        log.warning("app %s: credentials saved unverified: %s", app_id, problem)
+    return problems
+
+
+def save_credentials(app: App, body: CredentialsIn, state: ApiState) -> None:
+    """Set the credentials a save brings (sealed, or as the references they were read from)."""
     if body.has_credentials():
         set_credentials(
             app,
@@ -205,21 +386,39 @@ async def save_app(app: App, body: CredentialsIn, session: WriteSession, state: 
             apns_reference=body._references.get("apns"),
             fcm_reference=body._references.get("fcm"),
         )
+
+
+def saved(app: App, warnings: list[CredentialProblem]) -> AppSaved:
     public = AppPublic.of(app)
-    await session.commit()
-    return public
+    return AppSaved(
+        **public.model_dump(), warnings=[CredentialProblemPublic.of(w) for w in warnings]
+    )
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=responses(409))
-async def create_app(body: AppCreate, session: WriteSession, state: State) -> AppPublic:
-    if await session.get(App, body.id) is not None:
-        raise ApiError(409, "app_exists", f"an app with id {body.id!r} already exists")
-    app = App(id=body.id, name=body.name, description=body.description, credentials_version=0)
-    app.send_rate_per_s = body.send_rate_per_s
-    session.add(app)
-    public = await save_app(app, body, session, state)
-    log.info("app %s created (platforms: %s)", app.id, ", ".join(public.platforms) or "none")
-    return public
+async def create_app(body: AppCreate, state: State) -> AppSaved:
+    """Credentials given are checked against the providers first (unless
+    `TIDINGS_CHECK_CREDENTIALS_ON_SAVE` is off): a wrong field answers 422
+    `credentials_rejected` naming it, and nothing is stored; a provider that cannot be
+    reached is a warning in the answer."""
+    async with state.db.read() as session:
+        if await session.get(App, body.id) is not None:
+            raise _app_exists(body.id)
+    warnings = await check_on_save(state, body.id, body)
+    async with writing(state) as session:
+        if await session.get(App, body.id) is not None:  # created meanwhile
+            raise _app_exists(body.id)
+        app = App(id=body.id, name=body.name, description=body.description, credentials_version=0)
+        app.send_rate_per_s = body.send_rate_per_s
+        session.add(app)
+        save_credentials(app, body, state)
+        answer = saved(app, warnings)
+    log.info("app %s created (platforms: %s)", app.id, ", ".join(answer.platforms) or "none")
+    return answer
+
+
+def _app_exists(app_id: str) -> ApiError:
+    return ApiError(409, "app_exists", f"an app with id {app_id!r} already exists")
 
 
 @router.get("")
@@ -239,23 +438,133 @@ async def read_app(app_id: AppId, session: ReadSession) -> AppPublic:
 
 
 @router.patch("/{app_id}")
-async def update_app(
-    app_id: AppId, body: AppUpdate, session: WriteSession, state: State
-) -> AppPublic:
-    app = await app_or_404(session, app_id)
-    if body.name is not None:
-        app.name = body.name
-    if body.description is not None:
-        app.description = body.description
-    if "send_rate_per_s" in body.model_fields_set:
-        app.send_rate_per_s = body.send_rate_per_s
-    for provider in ("apns", "fcm"):
-        if provider in body.model_fields_set and getattr(body, provider) is None:
-            clear_credentials(app, provider)
-    app.updated_at = utcnow()
-    public = await save_app(app, body, session, state)
+async def update_app(app_id: AppId, body: AppUpdate, state: State) -> AppSaved:
+    """New credentials are checked as on creation; a refused check leaves the stored app,
+    and its credentials, as they were."""
+    async with state.db.read() as session:
+        current = await app_or_404(session, app_id)
+    warnings = await check_on_save(state, app_id, body, _working_apns(current, state, body))
+    async with writing(state) as session:
+        app = await app_or_404(session, app_id)
+        if body.name is not None:
+            app.name = body.name
+        if body.description is not None:
+            app.description = body.description
+        if "send_rate_per_s" in body.model_fields_set:
+            app.send_rate_per_s = body.send_rate_per_s
+        for provider in ("apns", "fcm"):
+            if provider in body.model_fields_set and getattr(body, provider) is None:
+                clear_credentials(app, provider)
+        app.updated_at = utcnow()
+        save_credentials(app, body, state)
+        answer = saved(app, warnings)
     if body.has_credentials():
-        log.info("app %s credentials replaced (version %s)", app.id, app.credentials_version)
+        log.info("app %s credentials replaced (version %s)", app_id, answer.credentials_version)
+    return answer
+
+
+def _working_apns(
+    app: App, state: ApiState, body: CredentialsIn
+) -> ApnsTokenCredentials | ApnsCertificateCredentials | None:
+    """The app's APNs credentials as they are, when a change of them is being saved and they
+    were working (no stop recorded); None otherwise, or when they cannot be opened here."""
+    if body.apns is None or provider_stop(app, "apns") is not None:
+        return None
+    try:
+        return open_apns(app, state.secrets)
+    except Exception:  # only a hint for naming fields; never quoted (it may hold a secret)
+        return None
+
+
+@router.post("/{app_id}/check", responses=responses(409))
+async def check_app(app_id: AppId, state: State) -> CredentialCheck:
+    """Check the app's stored credentials against the providers now (an APNs request whose
+    answer tells a bad key from a bad token, and an FCM `validate_only` send); nothing is
+    delivered and nothing is changed."""
+    async with state.db.read() as session:
+        app = await app_or_404(session, app_id)
+    if not app.apns_secret and not app.fcm_secret:
+        raise ApiError(409, "no_credentials", f"app {app_id!r} has no provider credentials")
+    unopened: dict[str, CredentialProblem] = {}
+    apns = fcm = None
+    try:
+        apns = open_apns(app, state.secrets)
+    except Exception as error:  # reported for this provider; the other is still checked
+        auth = (app.apns_config or {}).get("auth", "token")
+        field = "apns.signing_key" if auth == "token" else "apns.certificate"
+        unopened["apns"] = _unopened(field, error)
+    try:
+        fcm = open_fcm(app, state.secrets)
+    except Exception as error:
+        unopened["fcm"] = _unopened("fcm.service_account", error)
+    settings = state.settings
+    found = await check_providers(
+        AppCredentials(app.id, app.credentials_version, apns, fcm),
+        routes_of(settings),
+        timeout_s=settings.credential_check_timeout_s,
+    )
+    found.update({provider: [problem] for provider, problem in unopened.items()})
+    providers = [
+        ProviderCheck(
+            provider=provider,
+            result=_result_of(found[provider]),
+            problems=[CredentialProblemPublic.of(p) for p in found[provider]],
+        )
+        for provider in ("apns", "fcm")
+        if provider in found
+    ]
+    log.info(
+        "app %s credentials checked: %s",
+        app_id,
+        ", ".join(f"{p.provider} {p.result}" for p in providers),
+    )
+    return CredentialCheck(
+        app_id=app.id,
+        credentials_version=app.credentials_version,
+        checked_at=utcnow(),
+        accepted=all(p.result == "accepted" for p in providers),
+        providers=providers,
+    )
+
+
+def _unopened(field: str, error: Exception) -> CredentialProblem:
+    # a SecretError names the reference, never the secret; anything else only by its type
+    why = str(error) if isinstance(error, SecretError) else type(error).__name__
+    return CredentialProblem(
+        field, f"the stored credential cannot be opened by the API ({why})", transient=True
+    )
+
+
+def _result_of(problems: list[CredentialProblem]) -> CheckResult:
+    if not problems:
+        return "accepted"
+    return "inconclusive" if all(p.transient for p in problems) else "rejected"
+
+
+@router.post("/{app_id}/resume", responses=responses(409))
+async def resume_app(app_id: AppId, body: Resume, session: WriteSession) -> AppPublic:
+    """Lift the stop recorded against one provider without new credentials, once its cause
+    was fixed elsewhere (the key enabled for the environment, the topic added to the
+    certificate). Resuming a provider that is not stopped changes nothing."""
+    app = await app_or_404(session, app_id)
+    has_credentials = app.apns_secret if body.provider == "apns" else app.fcm_secret
+    if not has_credentials:
+        raise ApiError(
+            409,
+            "no_credentials",
+            f"app {app_id!r} has no {PROVIDER_NAMES[body.provider]} credentials to send with",
+        )
+    stop = resume_sends(app, body.provider)
+    public = AppPublic.of(app)
+    await session.commit()
+    if stop is not None:
+        log.info(
+            "app %s: %s sends resumed by the admin (stopped since %s: %s)",
+            app_id,
+            PROVIDER_NAMES[body.provider],
+            stop.since.isoformat() if stop.since else "an unknown time",
+            stop.reason,
+        )
     return public
 
 

@@ -36,8 +36,10 @@ class App(SQLModel, table=True):
     credentials_version: int = Field(
         default=1, sa_column=Column(Integer, nullable=False, default=1)
     )
-    # Set when a provider reports a configuration fault (bad key, topic, project): sends to
-    # that provider stop until the credentials change. Cleared by a credential update.
+    # Set when a provider reports a configuration fault of the credentials or the app's setup
+    # (bad key, certificate, topic, project): sends to that provider stop until the
+    # credentials change or an admin resumes them. JSON {"reason", "since"}, read and written
+    # by tidings.store.apps (ProviderStop). A fault of one push (its payload) stops nothing.
     apns_fault: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     fcm_fault: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # Messages per second this app may send, across every worker process (None: no limit).
