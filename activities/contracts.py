@@ -65,6 +65,10 @@ class ProfileVisit:
     # How many times this profile reached this node before: part of the send key, so a
     # journey that loops back to a push sends again on a later visit, never twice per visit.
     visit: int = 0
+    # When the profile reached the node: its push's TTL runs from here, not from the send
+    # (a send held for quiet hours may be past its expiry). None: the batch's reached_at
+    # (workflows recorded before per-profile arrival times).
+    reached_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,9 @@ class FinishRun:
 INTERACTIONS_SIGNAL = "interactions"
 # Run and cohort workflows: stop taking steps, let the steps in flight settle, then end.
 CANCEL_SIGNAL = "cancel"
+# Run workflow: a cohort it started has ended (its counts, or its failure). Cohorts report by
+# signal to the run's workflow id, which outlives the run's continue-as-new.
+COHORT_REPORT_SIGNAL = "cohort-report"
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,10 @@ class InteractionEvent:
     tracking_id: str | None = None
     action_id: str | None = None
     name: str | None = None  # custom events: the event's name
+    # the visit of the send it is about (the ledger row's): a late interaction with an
+    # earlier send of a node the profile passed again is not taken for the latest send's.
+    # None (custom events, rows stored before visits were kept): the node's latest send.
+    visit: int | None = None
 
 
 @dataclass(frozen=True)

@@ -290,8 +290,9 @@ async def list_runs(settings: Settings, console: Console, limit: int = 20) -> li
 
 
 async def report(database: Database, run_id: str, console: Console) -> list[NodeFunnel]:
-    """The funnel per push node: targeted, sent, delivered, opened, clicked, not sent by
-    reason, tokens invalidated (and sends postponed for quiet hours)."""
+    """The funnel per push node: targeted, sent, delivered, failed (retries exhausted),
+    opened, clicked, not sent by reason, tokens invalidated (and sends postponed for quiet
+    hours)."""
     order = await _node_order(database, run_id)
     async with database.read() as session:
         funnels = await node_funnels(session, run_id, order)
@@ -303,6 +304,7 @@ async def report(database: Database, run_id: str, console: Console) -> list[Node
         "targeted",
         "sent",
         "delivered",
+        "failed",
         "opened",
         "clicked",
         "invalidated",
@@ -316,6 +318,7 @@ async def report(database: Database, run_id: str, console: Console) -> list[Node
             str(funnel.targeted),
             str(funnel.sent),
             str(funnel.delivered),
+            str(funnel.failed),
             str(funnel.opened),
             str(funnel.clicked),
             str(funnel.tokens_invalidated),

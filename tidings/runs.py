@@ -3,6 +3,7 @@ workflow), activate a triggered journey, read a run's live status, cancel a run.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections import Counter
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlmodel.ext.asyncio.session import AsyncSession
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import CANCEL_SIGNAL, AudienceSpec
@@ -219,6 +220,10 @@ async def activate_trigger(db: Database, journey: JourneyDefinition) -> Activati
     return Activation(run_id, journey.trigger.event, superseded)
 
 
+# Entry workflows a triggered cancel signals and waits for at once.
+CANCEL_CONCURRENCY = 32
+
+
 @dataclass
 class CancelOutcome:
     run_id: str
@@ -229,7 +234,13 @@ class CancelOutcome:
 
 async def cancel_run(client: Client, db: Database, run_id: str) -> CancelOutcome:
     """Stop a run taking steps: no new sends start, the ones in flight settle, and the run
-    records itself as cancelled with its counts."""
+    records itself as cancelled with its counts.
+
+    An audience run's workflow does this itself once signalled. A triggered run has no
+    workflow of its own: its activation stops taking entries, each running entry is asked to
+    stop, and this call waits until every one of them has closed (its sends settled) before
+    it writes the run's funnel, so the funnel counts what those sends did. Interrupted, it
+    may be called again: the run stays running until a call completes."""
     async with db.read() as session:
         run = await session.get(JourneyRun, run_id)
         trigger = await trigger_of(session, run_id)
@@ -242,24 +253,51 @@ async def cancel_run(client: Client, db: Database, run_id: str) -> CancelOutcome
         return CancelOutcome(run_id, cohorts_signalled=0)
     async with db.write() as session:
         await deactivate(session, run_id, utcnow())
-        workflows = await entry_workflows(session, run_id)
-    signalled = 0
-    for workflow_id in workflows:
-        if await _signal_cancel(client, workflow_id):
-            signalled += 1
+    signalled = await _stop_entries(client, db, run_id)
     async with db.write() as session:
         funnel = await run_funnel(session, run_id)
         await finish_run(session, run_id, RunStatus.CANCELLED.value, _funnel_summary(funnel))
     return CancelOutcome(run_id, cohorts_signalled=signalled)
 
 
-async def _signal_cancel(client: Client, workflow_id: str) -> bool:
+async def _stop_entries(client: Client, db: Database, run_id: str) -> int:
+    """Signal every running entry of a triggered run to stop and wait until each has closed;
+    return how many were running. The entries are read again afterwards: an event forwarded
+    while the activation was being stopped may have started one more."""
+    done: set[str] = set()
+    gate = asyncio.Semaphore(CANCEL_CONCURRENCY)
+
+    async def stop(workflow_id: str) -> bool:
+        async with gate:
+            return await _stop_entry(client, workflow_id)
+
+    signalled = 0
+    while True:
+        async with db.read() as session:
+            todo = [w for w in await entry_workflows(session, run_id) if w not in done]
+        if not todo:
+            return signalled
+        done.update(todo)
+        signalled += sum(await asyncio.gather(*(stop(w) for w in todo)))
+
+
+async def _stop_entry(client: Client, workflow_id: str) -> bool:
+    """Ask one entry to stop, then wait for it to close (through continue-as-new); False if
+    it was not running."""
+    handle = client.get_workflow_handle(workflow_id)
     try:
-        await client.get_workflow_handle(workflow_id).signal(CANCEL_SIGNAL)
+        await handle.signal(CANCEL_SIGNAL)
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
             return False
         raise
+    try:
+        await handle.result()
+    except WorkflowFailureError:
+        pass  # it failed while settling: it has closed all the same, its rows say what it did
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
     return True
 
 
@@ -312,6 +350,11 @@ async def run_view(client: Client, db: Database, run_id: str) -> RunView:
     )
     if funnel is not None:
         view.counts = _funnel_summary(funnel)
+        # a triggered run whose activation stopped while it still runs: a cancel is waiting
+        # for its entries to settle
+        view.cancelling = (
+            run.status == RunStatus.RUNNING and trigger is not None and not trigger.active
+        )
         return view
     if run.status != RunStatus.RUNNING:
         return view

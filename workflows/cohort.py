@@ -20,7 +20,7 @@ from collections.abc import Awaitable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 
 # The interpreter's modules are deterministic and hold no global state: passed through, they
 # load once per worker instead of once per workflow run (which would also rebuild the data
@@ -28,11 +28,13 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         CANCEL_SIGNAL,
+        COHORT_REPORT_SIGNAL,
         INTERACTIONS_SIGNAL,
         InteractionBatch,
+        InteractionEvent,
         JourneyEventRecord,
     )
-    from workflows.inputs import CohortInput, CohortProgress, CohortResult
+    from workflows.inputs import CohortInput, CohortProgress, CohortReport, CohortResult
     from workflows.nodes import BLOCKING_TYPES, EVENT_DRIVEN_TYPES, HANDLERS
     from workflows.nodes.context import CohortContext
     from workflows.state import CohortState, ProfileState
@@ -41,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
 # a change replay on the old path.
 PATCH_CONCURRENT_STEPS = "cohort-concurrent-steps"
 PATCH_CONTINUE_AS_NEW = "cohort-continue-as-new"
+PATCH_INTERACTION_VISITS = "cohort-interaction-visits"
 # Steps taken without time passing before the interpreter calls it a spin (a journey whose
 # loop waits on something that is already true).
 MAX_STEPS_PER_INSTANT = 10_000
@@ -85,6 +88,10 @@ class CohortWorkflow:
                     if event.name == self._goal and profile.node is not None:
                         profile.goal_reached = True
             elif event.node_id:
+                if self._about_an_earlier_send(profile, event):
+                    # counted as received, but it cannot satisfy a wait on the latest send
+                    state.counts[f"interaction.{event.kind}"] += 1
+                    continue
                 profile.interactions.setdefault(event.node_id, []).append(event.kind)
             profile.nudged = True
             state.counts[f"interaction.{event.kind}"] += 1
@@ -110,6 +117,32 @@ class CohortWorkflow:
 
     @workflow.run
     async def run(self, cohort: CohortInput) -> CohortResult:
+        """Interpret the journey, then report the end (its counts, or what failed it) to the
+        run that asked for reports: the run may have continued as new since it started this
+        cohort, so it counts the report, not the child's completion."""
+        try:
+            result = await self._interpret(cohort)
+        except (FailureError, asyncio.CancelledError) as error:
+            # only what fails the workflow: other errors fail the task, which is retried
+            counts = CohortResult(counts=dict(self._state.counts), stopped=self._state.stopped)
+            await self._report(cohort, counts, _described(error))
+            raise
+        await self._report(cohort, result, None)
+        return result
+
+    async def _report(self, cohort: CohortInput, result: CohortResult, error: str | None) -> None:
+        if cohort.report_to is None:
+            return
+        report = CohortReport(workflow.info().workflow_id, result, error)
+        try:
+            await workflow.get_external_workflow_handle(cohort.report_to).signal(
+                COHORT_REPORT_SIGNAL, report
+            )
+        except FailureError as failure:
+            # the run has closed (terminated): nobody is left to count this cohort
+            workflow.logger.warning("run %s took no report: %s", cohort.report_to, failure)
+
+    async def _interpret(self, cohort: CohortInput) -> CohortResult:
         journey = cohort.journey
         state = self._state
         context = CohortContext(
@@ -197,6 +230,18 @@ class CohortWorkflow:
             state.move(pid, None, leaving="goal")
         self._spawn(context.record(records), [])
 
+    @staticmethod
+    def _about_an_earlier_send(profile: ProfileState, event: InteractionEvent) -> bool:
+        """Whether the interaction names another send of its node than the profile's latest
+        (a late open of the first pass through a loop, or of an earlier entry's send). Events
+        without a visit are taken for the latest send, as they always were; asked only for
+        events that carry one, so histories without them carry no patch marker."""
+        if event.visit is None or event.node_id is None:
+            return False
+        if not workflow.patched(PATCH_INTERACTION_VISITS):
+            return False
+        return not profile.is_latest_send(event.node_id, event.visit)
+
     def _spawn(self, step: Awaitable[None], profile_ids: list[str]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(step)
         self._tasks[task] = profile_ids
@@ -234,3 +279,13 @@ class CohortWorkflow:
             await workflow.wait_condition(
                 lambda: self._woken or any(t.done() for t in self._tasks), timeout=timeout
             )
+
+
+def _described(error: BaseException) -> str:
+    """What failed a cohort, with the causes Temporal wraps it in (an activity's error)."""
+    parts: list[str] = []
+    cause: BaseException | None = error
+    while cause is not None and len(parts) < 3:
+        parts.append(str(cause) or type(cause).__name__)
+        cause = cause.__cause__
+    return ": ".join(parts)

@@ -30,6 +30,8 @@ class EngineOptions:
     # continue a cohort as new once its history has this many events (None: when Temporal
     # suggests it). Small values exercise continue-as-new in tests.
     cohort_history_limit: int | None = None
+    # the same for the run workflow: it continues as new with its cohorts still running
+    run_history_limit: int | None = None
 
 
 @dataclass
@@ -45,6 +47,13 @@ class RunProgress:
     buffered_facts: dict[str, ProfileFacts] = field(default_factory=dict)
     cohorts_finished: int = 0
     cancelled: bool = False
+    # cohorts started and not yet reported, in start order: they outlive a continue-as-new
+    # of the run and report to its workflow id
+    running_cohorts: list[str] = field(default_factory=list)
+    stopped: str | None = None
+    cohorts_failed: int = 0
+    # the first few failures, each naming its cohort (the rest are only counted)
+    failures: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -71,12 +80,25 @@ class CohortInput:
     # this entry's sends
     triggered: bool = False
     prior_visits: dict[str, int] = field(default_factory=dict)
+    # the workflow id of the run to report the cohort's end to (None: report nothing; the
+    # cohorts of runs from before reports, and triggered entries, which have no run)
+    report_to: str | None = None
 
 
 @dataclass
 class CohortResult:
     counts: dict[str, int] = field(default_factory=dict)
     stopped: str | None = None
+
+
+@dataclass(frozen=True)
+class CohortReport:
+    """A cohort's end, signalled to its run: its counts, and what failed it if it failed
+    (the counts are then those of the steps it took before)."""
+
+    cohort_id: str
+    result: CohortResult
+    error: str | None = None
 
 
 @dataclass

@@ -4,10 +4,18 @@ The audience is read one page at a time (never whole), with what the interpreter
 know of each profile (time zone, the attributes conditions read); at most ``cohort_window``
 cohorts run at once. A cancel stops new cohorts, asks the running ones to stop taking steps,
 and waits for their sends in flight to settle before the run records itself as cancelled.
+
+Cohorts outlive the run's continue-as-new: they are started with ``ParentClosePolicy.ABANDON``
+and each reports its end by signalling the run's workflow id, which stays the same across
+continue-as-new. The run carries the ids of the cohorts still running in its progress and
+counts each report once by cohort id, so a run whose history is full continues as new at
+once, and a journey with a day-long delay never holds its audience back a day. Runs started
+before this (no patch marker) wait for every running cohort before they continue as new.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections import Counter
 from datetime import timedelta
@@ -15,13 +23,15 @@ from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ChildWorkflowError
+from temporalio.exceptions import ChildWorkflowError, FailureError
+from temporalio.workflow import ParentClosePolicy
 
 from workflows.cohort import CohortWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         CANCEL_SIGNAL,
+        COHORT_REPORT_SIGNAL,
         FINISH_RUN,
         LIST_AUDIENCE,
         AudiencePage,
@@ -31,7 +41,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.inputs import (
         CohortInput,
+        CohortReport,
         CohortResult,
+        EngineOptions,
         JourneyRunInput,
         RunProgress,
         RunResult,
@@ -40,6 +52,11 @@ with workflow.unsafe.imports_passed_through():
 
 STORE_ACTIVITY_TIMEOUT = timedelta(minutes=2)
 STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+# Cohorts report their end by signal and outlive the run's continue-as-new (DESIGN.md
+# decision 7: runs recorded before this replay on the old path).
+PATCH_COHORTS_REPORT = "run-cohorts-report"
+# Failures a run keeps word for word (in its progress and its record); the rest are counted.
+FAILURES_KEPT = 5
 
 Cohort = workflow.ChildWorkflowHandle[Any, CohortResult]
 
@@ -48,8 +65,16 @@ Cohort = workflow.ChildWorkflowHandle[Any, CohortResult]
 class JourneyRunWorkflow:
     def __init__(self) -> None:
         self._progress = RunProgress()
-        self._running: set[Cohort] = set()
+        # by cohort id, in start order (a set's order would differ between workers): the
+        # child handle, or None for a cohort a previous run of this workflow started
+        self._running: dict[str, Cohort | None] = {}
+        self._reports: list[CohortReport] = []
+        # cohorts a cancel could not reach: they have ended
+        self._unreachable: list[str] = []
         self._cancel_sent = False
+        # this run of the workflow has started or counted a cohort: only then may it continue
+        # as new, so a tiny history limit cannot make it continue as new for ever
+        self._worked = False
 
     @workflow.query
     def progress(self) -> RunProgress:
@@ -60,10 +85,10 @@ class JourneyRunWorkflow:
         progress = self._progress
         return RunStatusView(
             totals=dict(progress.totals),
-            running_cohorts=sorted(handle.id for handle in self._running),
+            running_cohorts=list(self._running),
             cohorts_started=progress.cohorts_started,
             cohorts_finished=progress.cohorts_finished,
-            audience_exhausted=progress.exhausted and not progress.buffered,
+            audience_exhausted=self._audience_done(),
             cancelled=progress.cancelled,
         )
 
@@ -72,15 +97,191 @@ class JourneyRunWorkflow:
         """Start no more cohorts; the running ones stop taking steps and settle."""
         self._progress.cancelled = True
 
+    @workflow.signal(name=COHORT_REPORT_SIGNAL)
+    def cohort_report(self, report: CohortReport) -> None:
+        """A cohort has ended; the run loop counts it (once, by its id)."""
+        self._reports.append(report)
+
     @workflow.run
     async def run(self, run: JourneyRunInput) -> RunResult:
+        # a cancel may come in the first activation, before this: with the placeholder
+        cancelled_early = self._progress.cancelled
         self._progress = progress = run.progress or RunProgress()
-        options = run.options
-        totals: Counter[str] = Counter(progress.totals)
-        running = self._running
-        stopped: str | None = None
-        failures: list[str] = []
+        if self._cohorts_report():
+            # (runs from before this lost such a cancel, and replay as they ran)
+            progress.cancelled = progress.cancelled or cancelled_early
+            await self._run_cohorts(run)
+        else:
+            await self._run_cohorts_awaiting_each(run)
 
+        summary = dict(progress.totals) | {"cohorts": progress.cohorts_started}
+        status: Literal["completed", "cancelled", "failed"] = (
+            "cancelled"
+            if progress.cancelled
+            else "failed"
+            if progress.cohorts_failed
+            else "completed"
+        )
+        await workflow.execute_activity(
+            FINISH_RUN,
+            FinishRun(run.run_id, status, summary, self._failure_summary() or progress.stopped),
+            start_to_close_timeout=STORE_ACTIVITY_TIMEOUT,
+            retry_policy=STORE_RETRY,
+        )
+        return RunResult(
+            run_id=run.run_id,
+            counts=summary,
+            cohorts=progress.cohorts_started,
+            stopped=progress.stopped,
+            status=status,
+        )
+
+    async def _run_cohorts(self, run: JourneyRunInput) -> None:
+        """Keep the window full until the audience is exhausted (or the run is cancelled)
+        and every cohort has reported; continue as new whenever the history is full, with
+        the cohorts still running."""
+        progress = self._progress
+        options = run.options
+        running = self._running
+        running.update(dict.fromkeys(progress.running_cohorts))
+        while True:
+            self._worked = self._count_ended() or self._worked
+            progress.running_cohorts = list(running)
+            if not running and (progress.cancelled or self._audience_done()):
+                return
+            if self._worked and self._history_full(options):
+                workflow.continue_as_new(dataclasses.replace(run, progress=progress))
+            if not progress.cancelled:
+                self._worked = await self._start_cohorts(run) or self._worked
+            if progress.cancelled and not self._cancel_sent:
+                self._cancel_sent = True
+                await self._cancel_running()
+                continue
+            if not running:
+                continue
+            await workflow.wait_condition(
+                lambda: (
+                    bool(self._reports)
+                    or any(h is not None and h.done() for h in running.values())
+                    or (progress.cancelled and not self._cancel_sent)
+                    or (self._worked and self._history_full(options))
+                )
+            )
+
+    async def _start_cohorts(self, run: JourneyRunInput) -> bool:
+        """Fill the window: page the audience as needed, then start the new cohorts together
+        (one workflow task for all their starts)."""
+        progress = self._progress
+        starting: list[tuple[str, CohortInput]] = []
+        while len(self._running) < run.options.cohort_window:
+            cohort, facts = await self._next_cohort(run)
+            if not cohort:
+                break
+            progress.cohorts_started += 1
+            cohort_id = f"{run.run_id}/cohort-{progress.cohorts_started:06d}"
+            # running before its start resolves: its report may come that early
+            self._running[cohort_id] = None
+            starting.append(
+                (
+                    cohort_id,
+                    CohortInput(
+                        run.run_id,
+                        run.journey,
+                        cohort,
+                        run.options,
+                        facts,
+                        report_to=workflow.info().workflow_id,
+                    ),
+                )
+            )
+        handles = await asyncio.gather(
+            *(
+                workflow.start_child_workflow(
+                    CohortWorkflow.run,
+                    cohort_input,
+                    id=cohort_id,
+                    parent_close_policy=ParentClosePolicy.ABANDON,
+                )
+                for cohort_id, cohort_input in starting
+            )
+        )
+        for (cohort_id, _), handle in zip(starting, handles, strict=True):
+            if cohort_id in self._running:
+                self._running[cohort_id] = handle
+        self._progress.running_cohorts = list(self._running)
+        return bool(starting)
+
+    async def _cancel_running(self) -> None:
+        """Pass the cancel on to every running cohort, by workflow id: the ones a previous
+        run of this workflow started have no child handle here."""
+        cohort_ids = list(self._running)
+        reached = await asyncio.gather(*(self._cancel_cohort(c) for c in cohort_ids))
+        self._unreachable.extend(c for c, ok in zip(cohort_ids, reached, strict=True) if not ok)
+
+    @staticmethod
+    async def _cancel_cohort(cohort_id: str) -> bool:
+        try:
+            await workflow.get_external_workflow_handle(cohort_id).signal(CANCEL_SIGNAL)
+        except FailureError:
+            return False  # it has closed
+        return True
+
+    def _count_ended(self) -> bool:
+        """Count the cohorts that have ended, each once: by its report, else (it ended
+        without one: terminated, timed out) by its child handle or a cancel that could not
+        reach it. Whether any was counted."""
+        running = self._running
+        counted = False
+        reports, self._reports = self._reports, []
+        for report in reports:
+            if report.cohort_id not in running:
+                workflow.logger.warning(
+                    "ignoring a report from cohort %s, which is not running", report.cohort_id
+                )
+                continue
+            del running[report.cohort_id]
+            self._count(report.cohort_id, report.result, report.error)
+            counted = True
+        for cohort_id, handle in list(running.items()):
+            if handle is None or not handle.done():
+                continue
+            del running[cohort_id]
+            try:
+                result = handle.result()
+            except ChildWorkflowError as error:
+                why = f"ended without a report: {error.cause or error}"
+                self._count(cohort_id, CohortResult(), why)
+            else:
+                self._count(cohort_id, result, None)
+            counted = True
+        unreachable, self._unreachable = self._unreachable, []
+        for cohort_id in unreachable:
+            # a report is signalled before its cohort closes, so one would be counted by now
+            if cohort_id in running and running[cohort_id] is None:
+                del running[cohort_id]
+                self._count(cohort_id, CohortResult(), "ended without a report")
+                counted = True
+        return counted
+
+    def _count(self, cohort_id: str, result: CohortResult, error: str | None) -> None:
+        progress = self._progress
+        progress.cohorts_finished += 1
+        totals = Counter(progress.totals)
+        totals.update(result.counts)
+        progress.totals = dict(totals)
+        progress.stopped = progress.stopped or result.stopped
+        if error is not None:
+            progress.cohorts_failed += 1
+            if len(progress.failures) < FAILURES_KEPT:
+                progress.failures.append(f"{cohort_id}: {error}")
+
+    async def _run_cohorts_awaiting_each(self, run: JourneyRunInput) -> None:
+        """The path of runs from before cohorts reported: cohorts are children ended with
+        the run, their results awaited through their handles, and a full history stops new
+        cohorts until the running ones have finished."""
+        progress = self._progress
+        options = run.options
+        running = self._running
         while True:
             wind_down = workflow.info().is_continue_as_new_suggested()
             while not wind_down and not progress.cancelled and len(running) < options.cohort_window:
@@ -93,49 +294,57 @@ class JourneyRunWorkflow:
                     CohortInput(run.run_id, run.journey, cohort, options, facts),
                     id=f"{run.run_id}/cohort-{progress.cohorts_started:06d}",
                 )
-                running.add(handle)
+                running[handle.id] = handle
             if progress.cancelled and not self._cancel_sent:
                 self._cancel_sent = True
-                for handle in sorted(running, key=lambda h: h.id):
-                    await handle.signal(CANCEL_SIGNAL)
+                for cohort_id in sorted(running):
+                    child = running[cohort_id]
+                    assert child is not None  # this path starts every cohort it awaits
+                    await child.signal(CANCEL_SIGNAL)
             if not running:
                 break
             await workflow.wait_condition(
                 lambda: (
-                    any(h.done() for h in running) or (progress.cancelled and not self._cancel_sent)
+                    any(h is not None and h.done() for h in running.values())
+                    or (progress.cancelled and not self._cancel_sent)
                 )
             )
-            for handle in [h for h in running if h.done()]:
-                running.discard(handle)
-                progress.cohorts_finished += 1
-                try:
-                    result = handle.result()
-                except ChildWorkflowError as error:
-                    failures.append(f"{handle.id}: {error.cause or error}")
+            for cohort_id, ended in list(running.items()):
+                if ended is None or not ended.done():
                     continue
-                totals.update(result.counts)
-                stopped = stopped or result.stopped
-            progress.totals = dict(totals)
+                del running[cohort_id]
+                try:
+                    result = ended.result()
+                except ChildWorkflowError as error:
+                    self._count(cohort_id, CohortResult(), str(error.cause or error))
+                    continue
+                self._count(cohort_id, result, None)
             if wind_down and not running:
                 workflow.continue_as_new(dataclasses.replace(run, progress=progress))
 
-        summary = dict(totals) | {"cohorts": progress.cohorts_started}
-        status: Literal["completed", "cancelled", "failed"] = (
-            "cancelled" if progress.cancelled else "failed" if failures else "completed"
+    @staticmethod
+    def _cohorts_report() -> bool:
+        """Whether this run's cohorts report by signal and may outlive it (else: the path of
+        runs recorded before)."""
+        return workflow.patched(PATCH_COHORTS_REPORT)
+
+    def _audience_done(self) -> bool:
+        return self._progress.exhausted and not self._progress.buffered
+
+    @staticmethod
+    def _history_full(options: EngineOptions) -> bool:
+        info = workflow.info()
+        limit = options.run_history_limit
+        return info.is_continue_as_new_suggested() or (
+            limit is not None and info.get_current_history_length() >= limit
         )
-        await workflow.execute_activity(
-            FINISH_RUN,
-            FinishRun(run.run_id, status, summary, "; ".join(failures[:5]) or stopped),
-            start_to_close_timeout=STORE_ACTIVITY_TIMEOUT,
-            retry_policy=STORE_RETRY,
-        )
-        return RunResult(
-            run_id=run.run_id,
-            counts=summary,
-            cohorts=progress.cohorts_started,
-            stopped=stopped,
-            status=status,
-        )
+
+    def _failure_summary(self) -> str | None:
+        progress = self._progress
+        if not progress.cohorts_failed:
+            return None
+        more = progress.cohorts_failed - len(progress.failures)
+        return "; ".join(progress.failures) + (f"; and {more} more cohorts failed" if more else "")
 
     async def _next_cohort(self, run: JourneyRunInput) -> tuple[list[str], dict[str, ProfileFacts]]:
         """The next cohort's profile ids and facts, paging the audience when the buffer runs

@@ -34,12 +34,25 @@ class ProfileState:
     goal_reached: bool = False
     # an event arrived since its wait_for node last looked
     nudged: bool = False
+    # when the profile reached its current node, as a push node first saw it: a push's TTL
+    # runs from here, so a send held for quiet hours cannot go out past its expiry
+    arrived_at: datetime | None = None
+    # per push node, the visit of its latest send: an interaction that names an earlier
+    # visit (a late open of an earlier send of the node) is not this send's
+    sent_visits: dict[str, int] = field(default_factory=dict)
 
     def visit_of(self, node_id: str) -> int:
         return self.visits.get(node_id, 0)
 
     def count_visit(self, node_id: str) -> None:
         self.visits[node_id] = self.visits.get(node_id, 0) + 1
+
+    def is_latest_send(self, node_id: str, visit: int) -> bool:
+        """Whether ``visit`` is the visit of the profile's latest send of the push node (the
+        one in flight, if any)."""
+        # a send started before sent_visits was kept: its visit was counted when it ended
+        latest = self.sent_visits.get(node_id, self.visit_of(node_id) - 1)
+        return visit == latest
 
     def ready(self, now: datetime, wakes_on_events: bool) -> bool:
         if self.node is None:
@@ -68,6 +81,7 @@ class CohortState:
         profile.wake_at = None
         profile.armed = False
         profile.nudged = False
+        profile.arrived_at = None
         profile.entered_seq = self.event_seq
         if node_id is None:
             self.counts[leaving] += 1

@@ -1,14 +1,18 @@
 """Journey settings end to end: quiet hours postpone a send (recorded as postponed), a
 frequency cap shared by two journeys (a capped push is not sent, the profile goes on; a
-journey may bypass it), a goal event makes a profile leave, and custom events drive a
-wait_for."""
+journey may bypass it) over its 24 h, 7 d and 30 d windows, a goal event makes a profile
+leave, and custom events drive a wait_for."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import update
+from sqlmodel import col
+
 from tests.engine.conftest import SceneFactory, journey, push
+from tidings.store.models import Delivery
 from tidings.store.reports import node_funnels
 
 
@@ -126,3 +130,42 @@ async def test_goal_events_make_profiles_leave_and_events_drive_wait_for(
             1,
             1,
         )
+
+
+async def test_the_7_day_and_30_day_cap_windows(scene: SceneFactory) -> None:
+    async with scene(frequency_cap_7d=2, frequency_cap_30d=3) as s:
+        ages = {"this-week": 3, "this-month": 20, "long-ago": 40}  # days
+        for profile in ages:
+            await s.profile(profile)
+        earlier = await s.start(journey(push("e1", next="e2"), push("e2")), list(ages))
+        await s.finish(earlier)
+        # each profile's two pushes, as if sent that many days ago
+        now = datetime.now(UTC)
+        async with s.db.write() as session:
+            for profile, days in ages.items():
+                await session.exec(
+                    update(Delivery)
+                    .where(col(Delivery.profile_id) == profile)
+                    .values(created_at=now - timedelta(days=days))
+                )
+        probe = await s.start(journey(push("p1", next="p2"), push("p2")), list(ages))
+        result = await s.finish(probe)
+
+        rows = {(r.profile_id, r.node_id): r for r in await s.ledger(probe.run_id)}
+        outcome = {
+            k: (r.status, r.reason if r.status == "not_sent" else "") for k, r in rows.items()
+        }
+        week = "frequency cap: 2 pushes in 7d (limit 2)"
+        month = "frequency cap: 3 pushes in 30d (limit 3)"
+        assert outcome == {
+            # two pushes 3 days ago fill the 7-day window
+            ("this-week", "p1"): ("not_sent", week),
+            ("this-week", "p2"): ("not_sent", week),
+            # 20 days ago is outside the 7-day window, inside the 30-day one: one more fits
+            ("this-month", "p1"): ("delivered", ""),
+            ("this-month", "p2"): ("not_sent", month),
+            # 40 days ago counts in no window
+            ("long-ago", "p1"): ("delivered", ""),
+            ("long-ago", "p2"): ("delivered", ""),
+        }
+        assert result.counts["completed"] == 3

@@ -7,11 +7,14 @@ import asyncio
 import uuid
 
 from sqlmodel import col, select
+from temporalio.client import WorkflowExecutionStatus
 
 from tests.engine.conftest import Scene, SceneFactory, journey, push
-from tidings.runs import activate_trigger
-from tidings.store.models import JourneyEntry
+from tidings.runs import activate_trigger, cancel_run, run_view
+from tidings.sim import Answer, Scenario
+from tidings.store.models import JourneyEntry, JourneyRun
 from tidings.triggers import entry_workflow_id
+from workflows.cohort import CohortWorkflow
 
 
 def unique(name: str) -> str:
@@ -114,3 +117,62 @@ async def test_the_events_api_stores_first_and_says_what_is_wrong(scene: SceneFa
         bad = await s.stack.http.post("/v1/events", json=body | {"name": "has spaces"})
         assert bad.status_code == 422
         await finished(s, greet, "bea")
+
+
+async def test_cancelling_a_triggered_run_waits_for_its_entries_to_settle(
+    scene: SceneFactory,
+) -> None:
+    async with scene() as s:
+        (slow_token,) = await s.profile("slow")
+        await s.profile("waiting")
+        await s.profile("late")
+        # slow's provider takes its time: its push is in flight when the cancel comes
+        s.sims.apns.set_scenario(Scenario(scripted={slow_token: [Answer(latency_ms=2500)]}))
+        definition = journey(
+            push("hello", next="pause"),
+            {"id": "pause", "type": "delay", "duration": "60s", "next": "again"},
+            push("again"),
+            id=unique("cancelled"),
+            trigger={"event": "joined"},
+        )
+        run_id = (await activate_trigger(s.db, definition)).run_id
+        await s.event("waiting", "joined")
+        await s.delivered(run_id, "hello", "waiting")
+        await s.event("slow", "joined")
+
+        async def in_flight() -> bool:
+            return any(r.status == "pending" for r in await s.ledger(run_id))
+
+        await s.until(in_flight, "slow's push in flight")
+        cancelling = asyncio.create_task(cancel_run(s.client, s.db, run_id))
+
+        async def shown_as_cancelling() -> bool:
+            return (await run_view(s.client, s.db, run_id)).cancelling
+
+        await s.until(shown_as_cancelling, "the run shown as cancelling")
+        outcome = await asyncio.wait_for(cancelling, timeout=30)
+
+        assert outcome.cohorts_signalled == 2
+        # when the cancel returns, every entry has closed and its sends have settled
+        for profile in ("slow", "waiting"):
+            handle = s.client.get_workflow_handle_for(
+                CohortWorkflow.run, entry_workflow_id(definition.id, profile)
+            )
+            assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+            assert (await handle.result()).counts["cancelled"] == 1
+        rows = await s.ledger(run_id)
+        assert sorted((r.profile_id, r.node_id, r.status) for r in rows) == [
+            ("slow", "hello", "delivered"),
+            ("waiting", "hello", "delivered"),
+        ]
+        async with s.db.read() as session:
+            run = await session.get(JourneyRun, run_id)
+        assert run is not None
+        assert run.status == "cancelled"
+        # the funnel was written after the in-flight send settled: it counts it
+        assert run.summary["push.delivered"] == 2
+        assert run.summary["pushes_sent"] == 2
+        view = await run_view(s.client, s.db, run_id)
+        assert (view.status, view.cancelling) == ("cancelled", False)
+        # the activation takes no new entries
+        assert (await s.event("late", "joined"))["started"] == []

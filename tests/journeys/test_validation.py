@@ -42,6 +42,61 @@ def test_every_problem_is_reported_with_node_and_field() -> None:
     )
     assert any("node 'a', ttl" in i and "not a duration" in i for i in found)
     assert any("node 'c'" in i and "type" in i for i in found)
+    # the schema error does not hide the graph's: the unknown next is reported too
+    assert "node 'a', next: names no node: 'missing'" in found
+
+
+def test_graph_checks_run_on_what_can_be_read_beside_schema_errors() -> None:
+    found = issues(
+        journey(
+            push("a", next="wait"),
+            {
+                "id": "wait",
+                "type": "wait_for",
+                "interaction": "opened",
+                "push": "nowhere",
+                "timeout": "forever",  # unreadable: the node is checked for its edges only
+                "matched": "gone",
+                "timed_out": "pause",
+            },
+            {"id": "pause", "type": "delay", "duration": "later", "next": "a"},
+            {"id": "lost", "type": "exit"},
+            push("b", next="b", ttl=-3),
+        )
+    )
+    assert found[:3] == [
+        "node 'wait', timeout: Value error, 'forever' is not a duration; write e.g. 30s, 5m, "
+        "2h, 1d, 1h30m or PT1H",
+        "node 'pause', duration: Value error, 'later' is not a duration; write e.g. 30s, 5m, "
+        "2h, 1d, 1h30m or PT1H",
+        "node 'b', ttl: Value error, a duration cannot be negative",
+    ]
+    assert set(found[3:]) == {
+        "node 'wait', matched: names no node: 'gone'",
+        "node 'lost', id: is unreachable from the start node",
+        "node 'b', id: is unreachable from the start node",
+        "node 'wait', push: names no earlier push: there is no node 'nowhere'",
+        # a push looping on itself never waits; the delay with an unreadable duration is
+        # taken for a wait, so the a → wait → pause loop is not reported
+        "node 'b', next: is on a loop with no wait in it (b → b); add a delay, wait_until or "
+        "wait_for to the loop",
+    }
+
+
+def test_a_field_pydantic_rejects_is_not_reported_twice() -> None:
+    found = issues(journey(push("a", next="Not a node id!"), {"id": "b", "type": "exit"}))
+    about_next = [i for i in found if i.startswith("node 'a', next")]
+    assert len(about_next) == 1
+    assert "pattern" in about_next[0]
+    assert "node 'b', id: is unreachable from the start node" in found
+
+
+def test_unknown_node_types_keep_their_ids_for_the_other_nodes() -> None:
+    found = issues(
+        journey(push("a", next="c"), {"id": "c", "type": "teleport", "next": "z"}, push("z"))
+    )
+    assert len(found) == 1
+    assert found[0].startswith("node 'c', node: Input tag 'teleport'")
 
 
 def test_graph_problems_name_the_node() -> None:

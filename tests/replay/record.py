@@ -2,6 +2,7 @@
 real stack (Temporal's dev server, the simulators, SQLite), saved as JSON under histories/.
 
     python -m tests.replay.record            # from the repository root
+    python -m tests.replay.record b_broadcast a_ttl_quiet_hours     # only these shapes
 
 Record again only on purpose: the committed histories are what the workflows of today must
 still replay. A change that breaks them goes behind ``workflow.patched`` instead.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -25,13 +27,15 @@ from temporalio.testing import WorkflowEnvironment
 from activities.contracts import INTERACTIONS_SIGNAL, InteractionBatch, InteractionEvent
 from tests.engine.conftest import APP, Scene, journey, push
 from tests.harness import app_credentials, make_settings, real_stack, unique_ids
-from tidings.forwarder import forwarding
+from tidings.forwarder import ForwarderOptions, forwarding
 from tidings.runs import StartedRun, activate_trigger, cancel_run
 from tidings.runtime import engine_options
 from tidings.sim import Simulators
 from tidings.stack import temporal_binary
 from tidings.store.migrate import upgrade
+from tidings.store.models import Delivery
 from tidings.triggers import entry_workflow_id
+from workflows.inputs import EngineOptions
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -203,6 +207,110 @@ async def cancel(s: Scene) -> None:
     await save_run(s, started, "cancel")
 
 
+def continuing_run(s: Scene) -> EngineOptions:
+    """Cohorts of one, two at a time, and a run that continues as new as soon as it has
+    started them: its cohorts outlive it and report to the next run."""
+    return dataclasses.replace(
+        engine_options(s.stack.settings), cohort_size=1, cohort_window=2, run_history_limit=16
+    )
+
+
+async def until_continued(s: Scene, workflow_id: str) -> None:
+    for _ in range(300):
+        if len([w async for w in s.client.list_workflows(f'WorkflowId = "{workflow_id}"')]) > 1:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{workflow_id} never continued as new")
+
+
+# b-: cohorts report their ends by signal and outlive the run's continue-as-new.
+async def b_broadcast(s: Scene) -> None:
+    await save_run(s, await s.start(journey(push("hello")), ["a", "b"]), "b-broadcast")
+
+
+async def b_run_continue_as_new(s: Scene) -> None:
+    started = await s.start(
+        journey(
+            push("one", next="pause"),
+            {"id": "pause", "type": "delay", "duration": "2s", "next": "two"},
+            push("two"),
+        ),
+        ["a", "b", "c"],
+        options=continuing_run(s),
+    )
+    await save_run(s, started, "b-run-continue-as-new", cohorts=3)
+
+
+async def b_cancel_continued(s: Scene) -> None:
+    started = await s.start(
+        journey(
+            push("one", next="pause"),
+            {"id": "pause", "type": "delay", "duration": "60s", "next": "two"},
+            push("two"),
+        ),
+        ["a", "b", "c"],
+        options=continuing_run(s),
+    )
+    await s.delivered(started.run_id, "one", "a")
+    await s.delivered(started.run_id, "one", "b")
+    await until_continued(s, started.run_id)
+    await cancel_run(s.client, s.db, started.run_id)
+    await save_run(s, started, "b-cancel-continued", cohorts=2)
+
+
+async def a_ttl_quiet_hours(s: Scene) -> None:
+    paris = datetime.now(UTC).astimezone(ZoneInfo("Europe/Paris"))
+    window = {
+        "start": (paris - timedelta(hours=1)).strftime("%H:%M:%S"),
+        "end": (paris + timedelta(seconds=3)).strftime("%H:%M:%S"),
+    }
+    started = await s.start(
+        journey(push("hello", ttl="1s", next="later"), push("later", ttl="0s"), quiet_hours=window),
+        ["paris", "tokyo"],
+    )
+    await save_run(s, started, "a-ttl-quiet-hours")
+
+
+async def a_interaction_visits(s: Scene) -> None:
+    started = await s.start(
+        journey(
+            push("nudge", next="wait"),
+            {
+                "id": "wait",
+                "type": "wait_for",
+                "interaction": "opened",
+                "push": "nudge",
+                "timeout": "3s",
+                "matched": "thanks",
+                "timed_out": "pause",
+            },
+            {"id": "pause", "type": "delay", "duration": "1s", "next": "nudge"},
+            push("thanks"),
+        ),
+        ["paris"],
+    )
+
+    async def nth(visit: int) -> Delivery:
+        found: list[Delivery] = []
+
+        async def check() -> bool:
+            found[:] = [
+                r
+                for r in await s.ledger(started.run_id)
+                if r.node_id == "nudge" and r.visit == visit and r.status == "delivered"
+            ]
+            return bool(found)
+
+        await s.until(check, f"nudge #{visit + 1} delivered")
+        return found[0]
+
+    first = await nth(0)
+    await nth(1)
+    await s.interact(first, "opened")
+    await s.interact(await nth(2), "opened")
+    await save_run(s, started, "a-interaction-visits")
+
+
 SHAPES: list[Callable[[Scene], Awaitable[None]]] = [
     broadcast,
     delay_and_signals,
@@ -213,10 +321,19 @@ SHAPES: list[Callable[[Scene], Awaitable[None]]] = [
     triggered,
     continue_as_new,
     cancel,
+    b_broadcast,
+    b_run_continue_as_new,
+    b_cancel_continued,
+    a_ttl_quiet_hours,
+    a_interaction_visits,
 ]
 
 
-async def main() -> None:
+async def main(names: list[str]) -> None:
+    unknown = set(names) - {shape.__name__ for shape in SHAPES}
+    if unknown:
+        raise SystemExit(f"no such shapes: {', '.join(sorted(unknown))}")
+    shapes = [shape for shape in SHAPES if not names or shape.__name__ in names]
     HISTORIES.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
@@ -231,7 +348,12 @@ async def main() -> None:
         async with Simulators(home=home / "sim") as sims:
             settings = make_settings(home, url, sims)
             team, key, project = unique_ids()
-            async with real_stack(settings, env.client) as stack, forwarding(env.client, stack.db):
+            # the forwarder looks often: a late open must reach its workflow within the shape
+            options = ForwarderOptions(idle_interval=timedelta(milliseconds=100))
+            async with (
+                real_stack(settings, env.client) as stack,
+                forwarding(env.client, stack.db, options),
+            ):
                 body = {"id": APP, "name": "Journeys"} | app_credentials(
                     sims, team_id=team, key_id=key, project_id=project
                 )
@@ -239,11 +361,13 @@ async def main() -> None:
                 scene = Scene(stack, sims, env.client)
                 for profile, plan in (("a", "pro"), ("b", "free"), ("c", "pro")):
                     await scene.profile(profile, locale="fr", attributes={"plan": plan})
-                for shape in SHAPES:
+                await scene.profile("paris", timezone="Europe/Paris")
+                await scene.profile("tokyo", timezone="Asia/Tokyo")
+                for shape in shapes:
                     await shape(scene)
                     print(f"recorded {shape.__name__}")
     await env.shutdown()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))

@@ -21,8 +21,8 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from workflows.cohort import CohortWorkflow
-from workflows.inputs import CohortInput, CohortResult
-from workflows.run import JourneyRunWorkflow
+from workflows.inputs import CohortInput, CohortResult, JourneyRunInput, RunResult
+from workflows.run import PATCH_COHORTS_REPORT, JourneyRunWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 SHAPES = {"broadcast", "delay-signals", "wait-for", "every-node", "quiet-hours", "goal-event"}
@@ -45,6 +45,11 @@ def test_every_journey_shape_has_recorded_histories() -> None:
     assert "triggered-cohort" in names
     assert {"continue-as-new-cohort-1-1", "continue-as-new-cohort-1-2"} <= names
     assert any(n.startswith("foundation-") for n in names)
+    # cohorts that report by signal, and a run that continues as new while they run
+    for shape in ("b-broadcast", "b-run-continue-as-new", "b-cancel-continued"):
+        assert any(n.startswith(f"{shape}-run") for n in names), shape
+        assert any(n.startswith(f"{shape}-cohort-") for n in names), shape
+    assert {"b-run-continue-as-new-run-1", "b-run-continue-as-new-run-2"} <= names
 
 
 async def test_the_workflows_replay_every_recorded_history() -> None:
@@ -63,6 +68,30 @@ class ReorderedCohort(CohortWorkflow):
     async def run(self, cohort: CohortInput) -> CohortResult:
         await workflow.sleep(timedelta(seconds=1))
         return await super().run(cohort)
+
+
+@workflow.defn(name="JourneyRun")
+class RunWithoutReports(JourneyRunWorkflow):
+    """The run as a careless change would make it: the patch marker kept, but the cohorts
+    awaited as children (and the history full only once every running cohort has finished)."""
+
+    @workflow.run
+    async def run(self, run: JourneyRunInput) -> RunResult:
+        return await super().run(run)
+
+    @staticmethod
+    def _cohorts_report() -> bool:
+        workflow.patched(PATCH_COHORTS_REPORT)
+        return False
+
+
+@pytest.mark.parametrize("name", ["b-broadcast-run", "b-run-continue-as-new-run-2"])
+async def test_the_run_without_its_patch_fails_the_replay_of_reporting_cohorts(name: str) -> None:
+    replayer = Replayer(workflows=[RunWithoutReports], data_converter=pydantic_data_converter)
+    with pytest.raises(NondeterminismError):
+        await replayer.replay_workflow(
+            history(Path(__file__).parent / "histories" / f"{name}.json")
+        )
 
 
 @pytest.mark.parametrize("name", ["broadcast-cohort-1", "triggered-cohort", "every-node-cohort-1"])

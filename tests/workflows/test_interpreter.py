@@ -69,6 +69,8 @@ def test_state_survives_continue_as_new_through_the_data_converter() -> None:
                 targeted={"p": 2},
                 delivered={"p": 1},
                 goal_reached=True,
+                arrived_at=NOW - timedelta(minutes=5),
+                sent_visits={"p": 1},
             )
         },
         counts=Counter({"profiles": 1, "push.delivered": 1}),
@@ -143,3 +145,21 @@ def test_wait_for_counts_interactions_with_the_push_and_events_after_arrival() -
     waiting.events["bought"] = 3
     assert matched(on_open, waiting)
     assert matched(on_event, waiting)
+
+
+def test_interactions_count_for_the_latest_send_of_their_node() -> None:
+    profile = ProfileState(node="wait", visits={"p": 2}, sent_visits={"p": 1})
+    assert profile.is_latest_send("p", 1)
+    assert not profile.is_latest_send("p", 0)  # a late open of the first pass
+    profile.sent_visits["p"] = 2  # the third send is in flight: it is the latest already
+    assert profile.is_latest_send("p", 2)
+    assert not profile.is_latest_send("p", 1)
+    # a send started before the visit of each send was kept: the last visit counted
+    assert ProfileState(node="wait", visits={"p": 2}).is_latest_send("p", 1)
+    assert not ProfileState(node="wait").is_latest_send("p", 0)
+
+
+def test_a_profile_arrives_anew_at_each_node() -> None:
+    state = CohortState(profiles={"a": ProfileState(node="push", arrived_at=NOW)})
+    state.move("a", "push")  # a loop back to the same push: a new arrival, a new TTL
+    assert state.profiles["a"].arrived_at is None

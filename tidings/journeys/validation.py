@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from tidings.journeys.model import (
     WaitForNode,
 )
 from tidings.journeys.predicates import FactPredicate
+from tidings.journeys.readable import readable_part
 from tidings.journeys.render import preview_message
 from tidings.push.message import size_problem
 
@@ -47,11 +49,22 @@ class JourneyInvalid(ValueError):
 
 
 def parse_definition(data: Any) -> JourneyDefinition:
-    """Model and check a definition; raise JourneyInvalid listing every problem."""
+    """Model and check a definition; raise JourneyInvalid listing every problem. When
+    pydantic rejects some fields, the graph checks still run on what can be read, so one bad
+    duration does not hide an unknown next node."""
     try:
         definition = JourneyDefinition.model_validate(data)
     except ValidationError as error:
-        raise JourneyInvalid(_pydantic_issues(data, error)) from None
+        issues = _pydantic_issues(data, error)
+        part = readable_part(data)
+        if part is not None:
+            reported = {(issue.node, issue.field) for issue in issues}
+            issues += [
+                issue
+                for issue in check(part.definition, unreadable=part.unreadable, opaque=part.opaque)
+                if (issue.node, issue.field) not in reported
+            ]
+        raise JourneyInvalid(issues) from None
     issues = check(definition)
     if issues:
         raise JourneyInvalid(issues)
@@ -70,9 +83,18 @@ def load_definition(path: Path) -> JourneyDefinition:
     return parse_definition(data)
 
 
-def check(definition: JourneyDefinition) -> list[JourneyIssue]:
-    """The graph checks pydantic cannot express."""
+def check(
+    definition: JourneyDefinition,
+    *,
+    unreadable: Collection[int] = frozenset(),
+    opaque: bool = False,
+) -> list[JourneyIssue]:
+    """The graph checks pydantic cannot express. On a partly readable definition
+    (tidings.journeys.readable), ``unreadable`` are the indexes of the nodes pydantic
+    rejected, checked for their edges only; with ``opaque``, some node's exits cannot be read,
+    so reachability is not judged."""
     issues: list[JourneyIssue] = []
+    readable = [n for i, n in enumerate(definition.nodes) if i not in unreadable]
     seen: set[str] = set()
     for node in definition.nodes:
         if node.id in seen:
@@ -84,14 +106,22 @@ def check(definition: JourneyDefinition) -> list[JourneyIssue]:
         for field, target in edges(node):
             if target not in seen:
                 issues.append(JourneyIssue(node.id, field, f"names no node: {target!r}"))
+    for node in readable:
         if isinstance(node, PushNode):
             issues.extend(_check_push(node))
-    reachable = _reachable(definition, definition.start_node)
-    for node in definition.nodes:
-        if node.id not in reachable:
-            issues.append(JourneyIssue(node.id, "id", "is unreachable from the start node"))
+    if not opaque:
+        reachable = _reachable(definition, definition.start_node)
+        for node in definition.nodes:
+            if node.id not in reachable:
+                issues.append(JourneyIssue(node.id, "id", "is unreachable from the start node"))
     issues.extend(_check_loops(definition))
-    issues.extend(_check_references(definition))
+    issues.extend(_check_references(definition, readable))
+    for index in sorted(unreadable):
+        shell = definition.nodes[index]
+        if isinstance(shell, WaitForNode) and shell.push is not None:
+            problem = _earlier_push_problem(definition, shell.push, shell.id)
+            if problem:
+                issues.append(JourneyIssue(shell.id, "push", problem))
     issues.extend(_check_settings(definition))
     return issues
 
@@ -125,7 +155,10 @@ def _reachable(definition: JourneyDefinition, start: str) -> set[str]:
 
 def _waits(node: Node) -> bool:
     if isinstance(node, DelayNode):
-        return node.duration > timedelta(0)
+        # a shell of a delay whose duration cannot be read is taken for a wait: its
+        # duration is reported already, and may well be above 0
+        duration: timedelta | None = getattr(node, "duration", None)
+        return duration is None or duration > timedelta(0)
     return node.type in WAITING_TYPES
 
 
@@ -221,10 +254,11 @@ def _cycle_from(graph: dict[str, list[str]], start: str, members: set[str]) -> l
     return path
 
 
-def _check_references(definition: JourneyDefinition) -> list[JourneyIssue]:
-    """wait_for nodes and condition facts that name a push must name an earlier one."""
+def _check_references(definition: JourneyDefinition, nodes: list[Node]) -> list[JourneyIssue]:
+    """wait_for nodes and condition facts (of ``nodes``) that name a push must name an
+    earlier one."""
     issues: list[JourneyIssue] = []
-    for node in definition.nodes:
+    for node in nodes:
         if isinstance(node, WaitForNode):
             issues.extend(_check_wait_for(definition, node))
         elif isinstance(node, ConditionNode):

@@ -3,6 +3,10 @@
 Quiet hours are held here, on the workflow side: a profile whose local time falls inside the
 journey's quiet window gets a timer to the window's end and stays on the node; the holds of
 one step are recorded as ``postponed`` in one activity.
+
+A push's TTL runs from the moment the profile reached the node, not from the send: the node
+notes each profile's arrival the first time it sees it, and the batch carries it per profile,
+so a send held for quiet hours past its TTL is recorded expired, never sent late.
 """
 
 from __future__ import annotations
@@ -27,7 +31,16 @@ with workflow.unsafe.imports_passed_through():
     from tidings.journeys.model import PushNode
 
 
+# Workflow code changes go behind patches (DESIGN.md decision 7).
+PATCH_TTL_FROM_ARRIVAL = "push-ttl-from-arrival"
+
+
 async def advance_push(context: CohortContext, node: PushNode, profile_ids: list[str]) -> None:
+    now = workflow.now()
+    for profile_id in profile_ids:
+        profile = context.state.profiles[profile_id]
+        if profile.arrived_at is None:
+            profile.arrived_at = now
     held = _hold_for_quiet_hours(context, node, profile_ids)
     sending = [pid for pid in profile_ids if pid not in held]
     postponed = [
@@ -65,10 +78,44 @@ async def _send(context: CohortContext, node: PushNode, profile_ids: list[str]) 
     if not profile_ids:
         return
     state = context.state
-    options = context.options
     for profile_id in profile_ids:
+        profile = state.profiles[profile_id]
         # interactions are read per send: an open of an earlier visit is not this one's
-        state.profiles[profile_id].interactions.pop(node.id, None)
+        profile.interactions.pop(node.id, None)
+        profile.sent_visits[node.id] = profile.visit_of(node.id)
+    if node.ttl is None or not workflow.patched(PATCH_TTL_FROM_ARRIVAL):
+        # no TTL, or a history from before arrival times: the batch as it always was
+        visits = [ProfileVisit(pid, state.profiles[pid].visit_of(node.id)) for pid in profile_ids]
+        await _deliver(context, node, profile_ids, visits)
+        return
+    # One batch per arrival time: profiles held together for quiet hours may have reached
+    # the node at different times, and a batch tells the providers one deadline.
+    arrivals: dict[datetime, list[str]] = {}
+    for profile_id in profile_ids:
+        arrived = state.profiles[profile_id].arrived_at or workflow.now()
+        arrivals.setdefault(arrived, []).append(profile_id)
+    await asyncio.gather(
+        *(
+            _deliver(
+                context,
+                node,
+                group,
+                [
+                    ProfileVisit(pid, state.profiles[pid].visit_of(node.id), reached_at=arrived)
+                    for pid in group
+                ],
+            )
+            for arrived, group in sorted(arrivals.items())
+        )
+    )
+
+
+async def _deliver(
+    context: CohortContext, node: PushNode, profile_ids: list[str], visits: list[ProfileVisit]
+) -> None:
+    """One batch activity for ``profile_ids``, then their counts and their next node."""
+    state = context.state
+    options = context.options
     cap = options.frequency_cap
     batch = PushBatch(
         run_id=context.run_id,
@@ -78,11 +125,9 @@ async def _send(context: CohortContext, node: PushNode, profile_ids: list[str]) 
         app_id=context.journey.app_of(node),
         content=node.content,
         ttl_s=int(node.ttl.total_seconds()) if node.ttl is not None else None,
+        # when the batch is sent; each visit says when its profile reached the node
         reached_at=workflow.now(),
-        profiles=[
-            ProfileVisit(profile_id, state.profiles[profile_id].visit_of(node.id))
-            for profile_id in profile_ids
-        ],
+        profiles=visits,
         locales=dict(node.locales),
         frequency_cap=cap
         if cap is not None and cap.active and context.journey.frequency_cap == "apply"
