@@ -95,7 +95,16 @@ def _wait_for_file(path: Path, process: subprocess.Popen[bytes], what: str) -> N
 @contextlib.asynccontextmanager
 async def bench_stack(home: Path, **settings_overrides: Any) -> AsyncIterator[BenchStack]:
     """Temporal's dev server, the simulators process, a migrated SQLite store, credentials."""
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "TEMPORAL_"))}
+    base_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TIDINGS_", "TEMPORAL_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
+    # Bytecode is cached, as on any deployed worker: the workflow sandbox imports each
+    # workflow's module afresh for every run, and without a cache it compiles the source each
+    # time (a shell with PYTHONDONTWRITEBYTECODE would charge that to every workflow run). The
+    # cache lives in the run's directory, not the checkout.
+    base_env["PYTHONPYCACHEPREFIX"] = str(home / "pycache")
     database_url = f"sqlite:///{home / 'tidings.db'}"
     upgrade(database_url)
     server = start_dev_server(home / "temporal")

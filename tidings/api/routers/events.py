@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from sqlmodel import col, select
 from temporalio.client import Client
 
 from tidings.api.deps import State, authenticate
@@ -138,7 +139,11 @@ async def post_event(body: EventIn, state: State, request: Request) -> EventAcce
     """Stored (and committed) before the answer, then forwarded to the journeys."""
     now = utcnow()
     async with state.db.write() as session:
-        if await session.get(Profile, body.profile_id) is None:
+        # the id alone: loading the profile (its attributes) is the forwarder's business
+        known = await session.exec(
+            select(col(Profile.id)).where(col(Profile.id) == body.profile_id)
+        )
+        if known.first() is None:
             raise ApiError(404, "unknown_profile", f"no profile {body.profile_id!r}")
         row, created = await store_event(
             session,
