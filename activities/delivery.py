@@ -428,6 +428,12 @@ class DeliveryActivities:
 
     @asynccontextmanager
     async def _heartbeating(self) -> AsyncIterator[None]:
+        if activity.info().is_local:
+            # a triggered entry's send: local activities cannot heartbeat (their worker
+            # keeps the workflow task alive instead)
+            yield
+            return
+
         async def beat() -> None:
             while True:
                 activity.heartbeat()

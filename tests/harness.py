@@ -37,6 +37,7 @@ def make_settings(
         "delivery_max_backoff_s": 2.0,
         "delivery_heartbeat_timeout_s": 10.0,
         "send_timeout_s": 5.0,
+        "worker_shutdown_grace_s": 2.0,
     }
     if sims is not None:
         values.update(

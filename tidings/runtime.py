@@ -106,4 +106,6 @@ def build_worker(client: Client, settings: Settings, resources: WorkerResources)
             records.journey_events,
         ],
         max_concurrent_activities=64,
+        # a worker told to stop lets its sends in flight finish rather than cut them short
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s),
     )

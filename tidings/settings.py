@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     delivery_max_attempts: int = Field(default=8, ge=1, le=100)
     delivery_initial_backoff_s: float = Field(default=1.0, gt=0)
     delivery_max_backoff_s: float = Field(default=300.0, gt=0)
+    worker_shutdown_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM, how long a worker lets the sends in flight finish before it "
+        "cancels them (the ledger makes a cancelled batch safe to retry elsewhere).",
+    )
     stale_after_days: int = Field(
         default=60, ge=1, description="Tokens not refreshed for this many days are not targeted."
     )

@@ -151,3 +151,67 @@ async def run_the_crash(scene: Scene, client: Client, home: Path) -> None:
     assert 0 < duplicates <= in_flight
     assert result.counts["push.delivered"] == DEVICES
     print(f"crash window: {in_flight} requests in flight, {duplicates} raw duplicates")
+
+
+async def test_a_worker_told_to_stop_lets_its_sends_in_flight_finish(
+    tmp_path: Path, database_url: str, temporal_client: Client, sims: Simulators
+) -> None:
+    """SIGTERM (a deploy, a scale-down) is not a crash: the worker finishes the batch in
+    hand before it exits, so the next worker has nothing to send again."""
+    async with scene_on(
+        tmp_path,
+        database_url,
+        temporal_client,
+        sims,
+        send_concurrency=IN_FLIGHT,
+        delivery_heartbeat_timeout_s=2.0,
+        send_timeout_s=10.0,
+        cohort_size=2 * IN_FLIGHT,
+    ) as scene:
+        app = await scene.add_app()
+        tokens: dict[str, str] = {}
+        for n in range(2 * IN_FLIGHT):
+            provider, token = ("apns", apns_token(n)) if n % 2 else ("fcm", fcm_token(n))
+            await scene.add_device(app, f"p{n:02d}", provider, token)
+            tokens[token] = provider
+        queue = f"{scene.stack.settings.task_queue}-stop"
+        settings = scene.stack.settings.model_copy(update={"task_queue": queue})
+        env = worker_env(settings, temporal_client) | {"TIDINGS_WORKER_SHUTDOWN_GRACE_S": "15"}
+        scene.sims.apns.set_scenario(Scenario(latency=FixedLatency(ms=2000)))
+        scene.sims.fcm.set_scenario(Scenario(latency=FixedLatency(ms=2000)))
+        definition = parse_definition(
+            {
+                "id": "stop",
+                "name": "stop",
+                "app": app,
+                "nodes": [{"id": "push", "type": "push", "content": {"title": "Hi"}}],
+            }
+        )
+        with worker_process(env, tmp_path / "worker-1.log") as first:
+            profiles = [f"p{n:02d}" for n in range(2 * IN_FLIGHT)]
+            started = await start_run(
+                temporal_client, scene.db, settings, definition, profile_ids=profiles
+            )
+            scene.runs.append(started)
+
+            def held() -> int:
+                records = [*scene.sims.apns.records(), *scene.sims.fcm.records()]
+                return sum(1 for r in records if r.token in tokens)
+
+            for _ in range(600):  # every send of the batch is held by the providers
+                if held() >= len(tokens):
+                    break
+                await asyncio.sleep(0.05)
+            assert held() == len(tokens)
+            first.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(first.wait, 30) == 0
+
+        # the sends were finished and recorded before the worker exited
+        ledger = await scene.ledger(started.run_id)
+        assert {(r.status, r.attempts) for r in ledger} == {(DeliveryStatus.DELIVERED, 1)}
+        with worker_process(env, tmp_path / "worker-2.log"):
+            result = await asyncio.wait_for(started.handle.result(), 60)
+        assert result.counts["push.delivered"] == len(tokens)
+        for token, provider in tokens.items():
+            simulator = scene.sims.apns if provider == "apns" else scene.sims.fcm
+            assert len(simulator.records(token=token)) == 1, token  # never sent again

@@ -176,3 +176,35 @@ async def test_cancelling_a_triggered_run_waits_for_its_entries_to_settle(
         assert (view.status, view.cancelling) == ("cancelled", False)
         # the activation takes no new entries
         assert (await s.event("late", "joined"))["started"] == []
+
+
+async def test_a_triggered_send_runs_locally_and_is_retried_once_after_retry_after(
+    scene: SceneFactory,
+) -> None:
+    """A triggered entry's send is a local activity (no activity task events in its
+    history); Temporal still retries it, honouring Retry-After, and the ledger keeps the
+    retry to the one device that needs it."""
+    async with scene() as s:
+        (token,) = await s.profile("rio")
+        s.sims.apns.set_scenario(
+            Scenario(
+                scripted={token: [Answer(status=503, reason="ServiceUnavailable", retry_after_s=1)]}
+            )
+        )
+        definition = journey(push("hello"), id=unique("local"), trigger={"event": "joined"})
+        run_id = (await activate_trigger(s.db, definition)).run_id
+        await s.event("rio", "joined")
+        await finished(s, definition.id, "rio")
+
+        (row,) = await s.ledger(run_id)
+        assert (row.status, row.attempts) == ("delivered", 2)
+        answers = s.sims.apns.records(token=token)
+        assert [r.status for r in answers] == [503, 200]
+        # at least the second answer came a Retry-After later
+        assert answers[1].received_at - answers[0].received_at >= 1.0
+        history = await s.client.get_workflow_handle(
+            entry_workflow_id(definition.id, "rio")
+        ).fetch_history()
+        kinds = {event.WhichOneof("attributes") for event in history.events}
+        assert "activity_task_scheduled_event_attributes" not in kinds
+        assert "marker_recorded_event_attributes" in kinds

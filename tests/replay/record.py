@@ -177,6 +177,17 @@ async def triggered(s: Scene) -> None:
     await save(s.client, workflow_id, "triggered-cohort")
 
 
+async def c_triggered_local(s: Scene) -> None:
+    """A triggered entry whose send runs as a local activity (patch
+    ``triggered-local-delivery``)."""
+    definition = journey(push("welcome"), id="rec-trigger-local", trigger={"event": "arrived"})
+    await activate_trigger(s.db, definition)
+    await s.event("b", "arrived")
+    workflow_id = entry_workflow_id(definition.id, "b")
+    await s.client.get_workflow_handle(workflow_id).result()
+    await save(s.client, workflow_id, "c-triggered-local-cohort")
+
+
 async def continue_as_new(s: Scene) -> None:
     options = dataclasses.replace(engine_options(s.stack.settings), cohort_history_limit=12)
     started = await s.start(
@@ -326,6 +337,7 @@ SHAPES: list[Callable[[Scene], Awaitable[None]]] = [
     b_cancel_continued,
     a_ttl_quiet_hours,
     a_interaction_visits,
+    c_triggered_local,
 ]
 
 

@@ -43,6 +43,7 @@ def test_every_journey_shape_has_recorded_histories() -> None:
         assert f"{shape}-run" in names, shape
         assert any(n.startswith(f"{shape}-cohort-") for n in names), shape
     assert "triggered-cohort" in names
+    assert "c-triggered-local-cohort" in names  # its send a local activity
     assert {"continue-as-new-cohort-1-1", "continue-as-new-cohort-1-2"} <= names
     assert any(n.startswith("foundation-") for n in names)
     # cohorts that report by signal, and a run that continues as new while they run

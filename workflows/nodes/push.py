@@ -12,7 +12,7 @@ so a send held for quiet hours past its TTL is recorded expired, never sent late
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -33,6 +33,12 @@ with workflow.unsafe.imports_passed_through():
 
 # Workflow code changes go behind patches (DESIGN.md decision 7).
 PATCH_TTL_FROM_ARRIVAL = "push-ttl-from-arrival"
+PATCH_TRIGGERED_LOCAL_DELIVERY = "triggered-local-delivery"
+# A triggered entry's batch is one profile's devices: its send runs as a local activity, in
+# the worker that runs the workflow task (one marker event instead of an activity's three and
+# no round trip through the task queue: the latency of an event-triggered push). An attempt
+# longer than this is retried; the ledger keeps the retry from sending twice.
+LOCAL_DELIVERY_TIMEOUT = timedelta(minutes=2)
 
 
 async def advance_push(context: CohortContext, node: PushNode, profile_ids: list[str]) -> None:
@@ -133,18 +139,29 @@ async def _deliver(
         if cap is not None and cap.active and context.journey.frequency_cap == "apply"
         else None,
     )
-    result = await workflow.execute_activity(
-        DELIVER,
-        batch,
-        result_type=PushBatchResult,
-        start_to_close_timeout=options.delivery_timeout,
-        heartbeat_timeout=options.delivery_heartbeat_timeout,
-        retry_policy=RetryPolicy(
-            maximum_attempts=options.delivery_max_attempts,
-            maximum_interval=options.delivery_max_backoff,
-            non_retryable_error_types=["UnknownApp"],
-        ),
+    retry_policy = RetryPolicy(
+        maximum_attempts=options.delivery_max_attempts,
+        maximum_interval=options.delivery_max_backoff,
+        non_retryable_error_types=["UnknownApp"],
     )
+    # asked only of triggered entries, so audience cohorts' histories carry no marker
+    if context.triggered and workflow.patched(PATCH_TRIGGERED_LOCAL_DELIVERY):
+        result = await workflow.execute_local_activity(
+            DELIVER,
+            batch,
+            result_type=PushBatchResult,
+            start_to_close_timeout=LOCAL_DELIVERY_TIMEOUT,
+            retry_policy=retry_policy,
+        )
+    else:
+        result = await workflow.execute_activity(
+            DELIVER,
+            batch,
+            result_type=PushBatchResult,
+            start_to_close_timeout=options.delivery_timeout,
+            heartbeat_timeout=options.delivery_heartbeat_timeout,
+            retry_policy=retry_policy,
+        )
     counts = state.counts
     counts["targeted_profiles"] += len(profile_ids)
     counts["profiles_with_device"] += sum(1 for n in result.targeted.values() if n)
