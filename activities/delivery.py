@@ -33,7 +33,12 @@ from tidings.push.message import size_problem
 from tidings.push.outcome import APNS_TOKEN_UPDATES, FCM_QUOTA_REASONS, FaultScope, fault_scope
 from tidings.push.ratelimit import SendPacer
 from tidings.push.registry import AppCredentials, AppSenders
-from tidings.store.apps import open_credentials, provider_stop, stop_sends
+from tidings.store.apps import (
+    credentials_generation,
+    open_credentials,
+    provider_stop,
+    stop_sends,
+)
 from tidings.store.db import Database
 from tidings.store.ledger import (
     Completion,
@@ -251,7 +256,9 @@ class DeliveryActivities:
     ) -> list[SendResult | _NotSent]:
         try:
             senders = await self._senders.get(
-                app.id, app.credentials_version, lambda: _open(app, self._secrets)
+                app.id,
+                credentials_generation(app, self._secrets),
+                lambda: _open(app, self._secrets),
             )
         except Exception as error:
             # e.g. an env: or file: reference this worker cannot read: retried (another worker

@@ -23,7 +23,7 @@ from tidings.journeys import parse_definition
 from tidings.push.registry import AppSenders
 from tidings.runs import StartedRun, start_run
 from tidings.sim import Simulators
-from tidings.store.apps import open_credentials
+from tidings.store.apps import credentials_generation, open_credentials
 from tidings.store.db import Database
 from tidings.store.models import App, Delivery, Device
 from workflows.inputs import RunResult
@@ -186,7 +186,8 @@ class Scene:
         async def load() -> Any:
             return open_credentials(app, secrets)
 
-        return await self.stack.resources.senders.get(app.id, app.credentials_version, load)
+        generation = credentials_generation(app, secrets)
+        return await self.stack.resources.senders.get(app.id, generation, load)
 
 
 @asynccontextmanager

@@ -2,7 +2,9 @@
 
 A new APNs JWT per call is rejected by Apple, and a TLS + HTTP/2 handshake per batch wastes
 the connection Apple wants kept open; clients are created on first use and replaced when the
-app's ``credentials_version`` changes, so a rotation takes effect without a restart.
+app's credentials change (its ``credentials_version``, or what a referenced secret reads
+today: ``tidings.store.apps.credentials_generation``), so a rotation takes effect without a
+restart.
 """
 
 from __future__ import annotations
@@ -32,9 +34,13 @@ class AppCredentials:
     fcm: FcmCredentials | None
 
 
+# What identifies one set of an app's credentials in a worker process.
+Generation = int | str
+
+
 @dataclass
 class AppSenders:
-    version: int
+    version: Generation
     apns: ApnsSender | None
     fcm: FcmSender | None
 
@@ -55,10 +61,11 @@ class SenderRegistry:
     async def get(
         self,
         app_id: str,
-        version: int,
+        version: Generation,
         load_credentials: Callable[[], Awaitable[AppCredentials]],
     ) -> AppSenders:
-        """The app's senders at ``version``; credentials are opened only when building."""
+        """The app's senders for the credentials ``version`` names; credentials are opened
+        only when building."""
         current = self._senders.get(app_id)
         if current is not None and current.version == version:
             return current
@@ -67,14 +74,14 @@ class SenderRegistry:
             if current is not None and current.version == version:
                 return current
             credentials = await load_credentials()
-            fresh = await self._build(credentials)
+            fresh = await self._build(credentials, version)
             self._senders[app_id] = fresh
         if current is not None:
             log.info("app %s credentials changed (v%s -> v%s)", app_id, current.version, version)
             await current.close()
         return fresh
 
-    async def _build(self, credentials: AppCredentials) -> AppSenders:
+    async def _build(self, credentials: AppCredentials, version: Generation) -> AppSenders:
         """aioapns binds its pool to the running loop, so the APNs client is built here;
         firebase-admin's app (key parsing, and HTTP clients it makes and tidings replaces)
         takes a few hundred milliseconds of CPU, built in a thread so the worker's other
@@ -93,7 +100,7 @@ class SenderRegistry:
             await asyncio.to_thread(
                 FcmSender,
                 credentials.fcm,
-                app_name=f"tidings-{credentials.app_id}-v{credentials.version}",
+                app_name=f"tidings-{credentials.app_id}-v{version}",
                 routes=self.routes,
                 max_in_flight=self._max_in_flight,
                 timeout_s=self._timeout_s,
@@ -101,7 +108,7 @@ class SenderRegistry:
             if credentials.fcm is not None
             else None
         )
-        return AppSenders(version=credentials.version, apns=apns, fcm=fcm)
+        return AppSenders(version=version, apns=apns, fcm=fcm)
 
     async def close(self) -> None:
         senders, self._senders = list(self._senders.values()), {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -108,6 +109,24 @@ def open_credentials(app: App, box: SecretBox) -> AppCredentials:
         apns=open_apns(app, box),
         fcm=open_fcm(app, box),
     )
+
+
+def credentials_generation(app: App, box: SecretBox) -> str:
+    """What names the app's credentials as a worker would open them now: their version and,
+    for secrets held as references (``env:``, ``file:``), a digest of what the references
+    read today, so rotating the file or the variable takes effect without a restart (and
+    without saving the app again). Encrypted secrets change only with the version."""
+    references = [s for s in (app.apns_secret, app.fcm_secret) if s and reference(s)]
+    if not references:
+        return str(app.credentials_version)
+    digest = hashlib.sha256()
+    for sealed in references:
+        try:
+            digest.update(box.open(sealed).encode())
+        except SecretError:
+            digest.update(b"\0unreadable")  # opening it again will say why
+        digest.update(b"\0")
+    return f"{app.credentials_version}.{digest.hexdigest()[:16]}"
 
 
 def open_apns(app: App, box: SecretBox) -> ApnsTokenCredentials | ApnsCertificateCredentials | None:
