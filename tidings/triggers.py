@@ -152,6 +152,7 @@ class EventForwarder:
                     facts={event.profile_id: _facts(profile, journey)},
                     triggered=True,
                     prior_visits=visits,
+                    local_delivery=True,
                 ),
                 id=workflow_id,
                 task_queue=self._settings.task_queue,

@@ -152,7 +152,7 @@ class CohortWorkflow:
             state=state,
             options=cohort.options,
             facts=cohort.facts,
-            triggered=cohort.triggered,
+            local_delivery=cohort.local_delivery,
         )
         if cohort.snapshot is None and not cohort.triggered and journey.listened_events():
             # custom events find a running profile through its "entered" row

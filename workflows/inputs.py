@@ -80,6 +80,10 @@ class CohortInput:
     # this entry's sends
     triggered: bool = False
     prior_visits: dict[str, int] = field(default_factory=dict)
+    # run the push nodes' deliveries as local activities (set for triggered entries: a
+    # batch of one profile's devices). An input, not a patch, so an entry carries no patch
+    # marker events for it; entries started before it was set replay as they ran.
+    local_delivery: bool = False
     # the workflow id of the run to report the cohort's end to (None: report nothing; the
     # cohorts of runs from before reports, and triggered entries, which have no run)
     report_to: str | None = None

@@ -178,8 +178,8 @@ async def triggered(s: Scene) -> None:
 
 
 async def c_triggered_local(s: Scene) -> None:
-    """A triggered entry whose send runs as a local activity (patch
-    ``triggered-local-delivery``)."""
+    """A triggered entry whose send runs as a local activity (``local_delivery`` in its
+    input)."""
     definition = journey(push("welcome"), id="rec-trigger-local", trigger={"event": "arrived"})
     await activate_trigger(s.db, definition)
     await s.event("b", "arrived")

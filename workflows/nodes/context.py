@@ -37,8 +37,8 @@ class CohortContext:
     state: CohortState
     options: EngineOptions
     facts: dict[str, ProfileFacts] = field(default_factory=dict)
-    # a triggered entry: a cohort of one, whose sends run as local activities
-    triggered: bool = False
+    # deliveries run as local activities (a triggered entry: a cohort of one)
+    local_delivery: bool = False
 
     def facts_of(self, profile_id: str) -> ProfileFacts:
         return self.facts.get(profile_id, NO_FACTS)

@@ -33,11 +33,11 @@ with workflow.unsafe.imports_passed_through():
 
 # Workflow code changes go behind patches (DESIGN.md decision 7).
 PATCH_TTL_FROM_ARRIVAL = "push-ttl-from-arrival"
-PATCH_TRIGGERED_LOCAL_DELIVERY = "triggered-local-delivery"
 # A triggered entry's batch is one profile's devices: its send runs as a local activity, in
 # the worker that runs the workflow task (one marker event instead of an activity's three and
-# no round trip through the task queue: the latency of an event-triggered push). An attempt
-# longer than this is retried; the ledger keeps the retry from sending twice.
+# no round trip through the task queue: the latency of an event-triggered push). The choice
+# comes with the cohort's input (CohortInput.local_delivery). An attempt longer than this is
+# retried; the ledger keeps the retry from sending twice.
 LOCAL_DELIVERY_TIMEOUT = timedelta(minutes=2)
 
 
@@ -144,8 +144,7 @@ async def _deliver(
         maximum_interval=options.delivery_max_backoff,
         non_retryable_error_types=["UnknownApp"],
     )
-    # asked only of triggered entries, so audience cohorts' histories carry no marker
-    if context.triggered and workflow.patched(PATCH_TRIGGERED_LOCAL_DELIVERY):
+    if context.local_delivery:
         result = await workflow.execute_local_activity(
             DELIVER,
             batch,
