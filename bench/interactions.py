@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
 import time
+from typing import Any
 
-import httpx
 from common import (
     APP_ID,
     ApiProcess,
@@ -40,6 +41,7 @@ from common import (
     seed,
     workflow_history_events,
 )
+from loadgen import post_open_loop
 from sqlalchemy import func
 from sqlmodel import col, select
 
@@ -93,45 +95,33 @@ async def post_at_rate(
 ) -> tuple[float, int, list[float]]:
     """Post every report at ``rate`` reports per second, one per request (``batch`` 1, as
     apps report) or ``batch`` per request to /v1/interactions/batch (as a backend relaying
-    many devices' events would). Open loop: a slow answer does not delay the next post.
-    Returns (elapsed, accepted, request latencies)."""
-    limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
-    headers = {"Authorization": f"Bearer {api.ADMIN_KEY}"}
-    latencies: list[float] = []
+    many devices' events would). Open loop (bench/loadgen.py): a slow answer does not delay
+    the next post. Returns (elapsed, accepted, request latencies)."""
+    bodies: list[Any]
+    if batch == 1:
+        path, bodies = "/v1/interactions", list(reports)
+    else:
+        path = "/v1/interactions/batch"
+        bodies = [{"items": reports[i : i + batch]} for i in range(0, len(reports), batch)]
+    result = await post_open_loop(
+        api.url,
+        path,
+        bodies,
+        rate / batch,
+        headers={"Authorization": f"Bearer {api.ADMIN_KEY}"},
+    )
+    for failure in result.failures:
+        log(f"a connection broke: {failure}")
     accepted = 0
-    async with httpx.AsyncClient(
-        base_url=api.url, headers=headers, limits=limits, timeout=120
-    ) as client:
-
-        async def post(chunk: list[dict[str, str]]) -> None:
-            nonlocal accepted
-            sent = time.perf_counter()
-            try:
-                if batch == 1:
-                    answer = await client.post("/v1/interactions", json=chunk[0])
-                else:
-                    answer = await client.post("/v1/interactions/batch", json={"items": chunk})
-            except httpx.HTTPError as error:
-                log(f"no answer: {type(error).__name__} after {time.perf_counter() - sent:.1f}s")
-                return
-            latencies.append(time.perf_counter() - sent)
-            if answer.status_code != 202:
-                log(f"answer {answer.status_code}: {answer.text[:200]}")
-            elif batch == 1:
-                accepted += 1
-            else:
-                accepted += sum(1 for i in answer.json()["items"] if i["outcome"] == "accepted")
-
-        chunks = [reports[start : start + batch] for start in range(0, len(reports), batch)]
-        started = time.perf_counter()
-        tasks = []
-        for index, chunk in enumerate(chunks):
-            delay = started + index * batch / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(post(chunk)))
-        await asyncio.gather(*tasks)
-        return time.perf_counter() - started, accepted, latencies
+    for answer in result.answers:
+        if answer.status != 202:
+            log(f"answer {answer.status}: {answer.body[:200]!r}")
+        elif batch == 1:
+            accepted += 1
+        else:
+            items = json.loads(answer.body)["items"]
+            accepted += sum(1 for i in items if i["outcome"] == "accepted")
+    return result.elapsed_s, accepted, [a.latency_s for a in result.answers]
 
 
 async def drained(db: Database) -> float:
