@@ -37,10 +37,13 @@ def test_demo_prints_a_consistent_funnel(tmp_path: Path) -> None:
     output = done.stdout
     gone = _number(r"(\d+) tokens the simulators will report as unregistered", output)
     opened = _number(r"opened (\d+) pushes through the API", output)
+    clicked = _number(r"followed (\d+) tracked links", output)
     assert funnel_value(output, "profiles targeted") == 40
     sent = funnel_value(output, "pushes sent")
     assert funnel_value(output, "delivered") == sent - gone
     assert funnel_value(output, "tokens invalidated") == gone
     assert funnel_value(output, "opened") == opened > 0
+    # each followed link was recorded as a click by the redirect itself
+    assert funnel_value(output, "clicked") == clicked > 0
     # the embedded dev server was stopped with the command
     assert not (tmp_path / ".tidings" / "temporal.json").exists()

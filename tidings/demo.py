@@ -3,7 +3,8 @@
 It starts the embedded stack (Temporal's dev server, the APNs and FCM simulators, the API and
 a worker), seeds a demo app whose iOS and Android devices include tokens the simulators report
 as unregistered, runs the welcome journey, lets simulated devices open a share of the pushes
-through the API, and prints the funnel from the store.
+through the API and follow the tracked link of some of those (a click, recorded by the
+redirect), and prints the funnel from the store.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class DemoOptions:
     profiles: int = 200
     unregistered_share: float = 0.08
     open_share: float = 0.35
+    click_share: float = 0.4  # of the opened pushes, those whose link is followed
     seed: int = 7
 
 
@@ -68,6 +70,10 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console) -
                 "provider_ca_file": sims.ca_file,
                 "api_port": free_port(),
             }
+        )
+        # the pushes' links go through the embedded API, which records the click
+        settings = settings.model_copy(
+            update={"public_url": f"http://{settings.api_host}:{settings.api_port}"}
         )
         console.print(f"· APNs simulator at {sims.apns_endpoint}, FCM at {sims.fcm_endpoint}")
         async with temporal_server(settings) as address:
@@ -94,8 +100,11 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console) -
                     result = await started.handle.result()
                     if result.stopped:
                         console.print(f"[red]sends stopped:[/] {result.stopped}")
-                    opened = await _open_some(http, sims, options, rng)
-                    console.print(f"· simulated devices opened {opened} pushes through the API")
+                    opened, clicked = await _open_some(http, sims, options, rng)
+                    console.print(
+                        f"· simulated devices opened {opened} pushes through the API and "
+                        f"followed {clicked} tracked links"
+                    )
                 async with resources.db.read() as session:
                     funnel = await run_funnel(session, started.run_id)
     _print_funnel(console, funnel)
@@ -148,18 +157,35 @@ async def _seed(
 
 async def _open_some(
     http: httpx.AsyncClient, sims: Simulators, options: DemoOptions, rng: random.Random
-) -> int:
-    opened = 0
+) -> tuple[int, int]:
+    """Open a share of the pushes the simulators accepted, as the app reports it, and follow
+    the tracked link of a share of those, as the user's tap does: (opened, clicked)."""
+    opened = clicked = 0
     for record in [*sims.apns.accepted(), *sims.fcm.accepted()]:
-        if record.tracking_id and rng.random() < options.open_share:
-            body = {
-                "tracking_id": record.tracking_id,
-                "kind": "opened",
-                "device_token": record.token,
-            }
-            _ok(await http.post("/v1/interactions", json=body))
-            opened += 1
-    return opened
+        if not record.tracking_id or rng.random() >= options.open_share:
+            continue
+        body = {"tracking_id": record.tracking_id, "kind": "opened", "device_token": record.token}
+        _ok(await http.post("/v1/interactions", json=body))
+        opened += 1
+        link = _pushed_link(record.payload)
+        if link and rng.random() < options.click_share:
+            # a device's browser: no API key, and the redirect is the answer, not followed
+            async with httpx.AsyncClient(timeout=30) as browser:
+                answer = await browser.get(link)
+            if answer.status_code != 302:
+                raise RuntimeError(f"the tracked link answered {answer.status_code}")
+            clicked += 1
+    return opened, clicked
+
+
+def _pushed_link(payload: dict[str, object] | None) -> str | None:
+    """The ``link`` of a push as the device got it: top level for APNs, in the message's
+    data for FCM."""
+    if payload is None:
+        return None
+    data = payload.get("data")
+    link = data.get("link") if isinstance(data, dict) else payload.get("link")
+    return link if isinstance(link, str) else None
 
 
 def _print_funnel(console: Console, funnel: Funnel) -> None:
@@ -172,6 +198,7 @@ def _print_funnel(console: Console, funnel: Funnel) -> None:
         ("delivered", funnel.delivered),
         ("tokens invalidated", funnel.tokens_invalidated),
         ("opened", funnel.opened),
+        ("clicked", funnel.clicked),
     ):
         table.add_row(label, str(value))
     console.print(table)
