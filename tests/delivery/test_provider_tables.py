@@ -22,6 +22,8 @@ provider; a fault of the push itself (payload, headers) fails that push and stop
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -528,3 +530,41 @@ def test_every_answer_tidings_classifies_has_a_row() -> None:
     for reason in config:
         scope = outcome.fault_scope("apns", SendResult(Outcome.CONFIG_FAULT, reason=reason))
         assert (scope is outcome.FaultScope.MESSAGE) == (reason in APNS_PUSH_FAULTS), reason
+
+
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "push-providers.md"
+
+
+def _reference_rows(heading: str) -> list[str]:
+    """The class table rows under ``heading`` in the reference page: '| class | answers |'."""
+    section = REFERENCE.read_text().split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
+    return [
+        line
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith(("| class", "|---"))
+    ]
+
+
+@pytest.mark.skipif(
+    not REFERENCE.exists() and os.environ.get("CI", "").lower() != "true",
+    reason="the project's shared reference pages are not beside this checkout",
+)
+def test_every_answer_of_the_reference_page_has_a_row() -> None:
+    """Each APNs reason and FCM errorCode the reference tables name (../shared/reference/
+    push-providers.md) is played by a row above, so the page and the suite cannot drift."""
+    apns_reasons = {
+        reason
+        for line in _reference_rows("APNs (HTTP/2 provider API)")
+        for reason in re.findall(r"\b[A-Z][A-Za-z]+\b", line.split("|")[2])
+    } - {"JWT"}  # "mint one new JWT" is advice, not an answer
+    fcm_codes = {
+        code
+        for line in _reference_rows("FCM (HTTP v1)")
+        for code in re.findall(r"\b[A-Z]{2,}(?:_[A-Z]+)*\b", line.split("|")[2])
+    } - {"FCM"}  # "not a valid FCM registration token": prose, not a code
+    assert len(apns_reasons) >= 30, apns_reasons  # the page was read, not misparsed
+    assert {"UNREGISTERED", "QUOTA_EXCEEDED", "SENDER_ID_MISMATCH"} <= fcm_codes
+    apns_played = " ".join(APNS_ROWS)
+    fcm_played = " ".join(FCM_ROWS)
+    assert sorted(r for r in apns_reasons if r not in apns_played) == []
+    assert sorted(c for c in fcm_codes if c not in fcm_played) == []
