@@ -14,6 +14,7 @@ from activities.expiry import NOW_OR_NEVER, send_deadlines
 from tests.engine.conftest import SceneFactory, journey, push
 from tidings.journeys.model import PushContent
 from tidings.sim import Answer, Scenario
+from tidings.store.reports import EXPIRED_REASON, node_funnels, run_funnel
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -95,6 +96,12 @@ async def test_a_push_held_by_quiet_hours_past_its_ttl_is_recorded_expired(
             kinds = [(e.profile_id, e.kind) for e in await s.journey_events(started.run_id)]
             assert kinds == [("night", "postponed")]
         assert "TTL of 2s from reaching the node" in reasons[short.run_id]
+        # the reports count the expired push as not sent, under one reason
+        async with s.db.read() as session:
+            funnel = await run_funnel(session, short.run_id)
+            (node,) = await node_funnels(session, short.run_id)
+        assert funnel.not_sent_reasons == {EXPIRED_REASON: 1}
+        assert (node.sent, node.not_sent) == (1, {EXPIRED_REASON: 1})
         assert "TTL 0s (now or never)" in reasons[instant.run_id]
         # nothing reached the provider for the held profile; the other got both pushes
         assert s.sims.apns.records(token=night[0]) == []

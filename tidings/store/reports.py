@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from sqlalchemy import func
@@ -23,6 +24,16 @@ ATTEMPTED = (
     DeliveryStatus.CONFIG_FAULT,
     DeliveryStatus.FAILED,
 )
+
+# rows never handed to a provider: held back (with their reason), or expired first
+NOT_SENT = (DeliveryStatus.NOT_SENT.value, DeliveryStatus.EXPIRED.value)
+EXPIRED_REASON = "expired before it could be sent (TTL)"
+
+
+def _not_sent_reason(status: str, reason: str | None) -> str:
+    """A not-sent row's reason for the reports; expired rows share one (theirs name the
+    moment each TTL ran out, which would give every row a line of its own)."""
+    return EXPIRED_REASON if status == DeliveryStatus.EXPIRED.value else reason or "unknown"
 
 
 @dataclass
@@ -66,12 +77,15 @@ async def run_funnel(session: AsyncSession, run_id: str) -> Funnel:
         )
     ).one()
     reasons = await session.exec(
-        select(col(Delivery.reason), func.count())
+        select(col(Delivery.status), col(Delivery.reason), func.count())
         .where(col(Delivery.run_id) == run_id)
-        .where(col(Delivery.status) == DeliveryStatus.NOT_SENT.value)
-        .group_by(col(Delivery.reason))
+        .where(col(Delivery.status).in_(NOT_SENT))
+        .group_by(col(Delivery.status), col(Delivery.reason))
     )
-    funnel.not_sent_reasons = {str(reason): count for reason, count in reasons.all()}
+    not_sent: Counter[str] = Counter()
+    for status, reason, count in reasons.all():
+        not_sent[_not_sent_reason(status, reason)] += count
+    funnel.not_sent_reasons = dict(not_sent)
     kinds = await session.exec(
         select(col(Interaction.kind), func.count(func.distinct(col(Interaction.delivery_id))))
         .join(Delivery, col(Delivery.id) == col(Interaction.delivery_id))
@@ -135,13 +149,15 @@ async def node_funnels(
     for node_id, count in targeted.all():
         of(node_id).targeted = int(count)
     reasons = await session.exec(
-        select(col(Delivery.node_id), col(Delivery.reason), func.count())
+        select(col(Delivery.node_id), col(Delivery.status), col(Delivery.reason), func.count())
         .where(col(Delivery.run_id) == run_id)
-        .where(col(Delivery.status) == DeliveryStatus.NOT_SENT.value)
-        .group_by(col(Delivery.node_id), col(Delivery.reason))
+        .where(col(Delivery.status).in_(NOT_SENT))
+        .group_by(col(Delivery.node_id), col(Delivery.status), col(Delivery.reason))
     )
-    for node_id, reason, count in reasons.all():
-        of(node_id).not_sent[reason or "unknown"] = int(count)
+    for node_id, status, reason, count in reasons.all():
+        node_not_sent = of(node_id).not_sent
+        label = _not_sent_reason(status, reason)
+        node_not_sent[label] = node_not_sent.get(label, 0) + int(count)
     kinds = await session.exec(
         select(
             col(Delivery.node_id),
