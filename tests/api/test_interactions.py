@@ -8,7 +8,9 @@ import asyncio
 from sqlmodel import select
 
 from tests.api.conftest import Api, sent_push
+from tidings.store.interactions import ForwardState, forward_state, give_up_forwarding
 from tidings.store.models import Interaction
+from tidings.store.types import utcnow
 
 
 async def stored(api: Api) -> list[Interaction]:
@@ -200,3 +202,42 @@ async def test_an_event_id_reused_for_another_report_is_a_conflict(api: Api) -> 
         ("evt", "opened", None),
         ("evt-2", "clicked", "buy"),
     ]
+
+
+async def test_interactions_the_forwarder_gave_up_on_can_be_requeued(api: Api) -> None:
+    """Ops fix what Temporal refused and give the set-aside rows another round; an app's key
+    requeues only its own app's, and rows that were never given up are left alone."""
+    key_a = await api.create_app("rq-a")
+    await api.create_app("rq-b")
+    push_a = await sent_push(api.db, app_id="rq-a", profile_id="p", workflow_id="wa")
+    push_b = await sent_push(api.db, app_id="rq-b", profile_id="q", workflow_id="wb")
+    for tracking, event in ((push_a, "a-1"), (push_a, "a-2"), (push_b, "b-1")):
+        answer = await api.admin.post(
+            "/v1/interactions",
+            json={
+                "tracking_id": tracking,
+                "kind": "opened" if event != "a-2" else "clicked",
+                "event_id": event,
+            },
+        )
+        assert answer.status_code == 202, answer.text
+    ids = {r.event_id: r.id for r in await stored(api) if r.id is not None}
+    async with api.db.write() as session:
+        await give_up_forwarding(session, [ids["a-1"], ids["b-1"]], "NOT_FOUND: gone", utcnow())
+    async with api.client(key_a) as a:
+        failed = await a.get("/v1/interactions", params={"forwarding": "failed"})
+        assert [i["event_id"] for i in failed.json()["items"]] == ["a-1"]
+        mine = await a.post("/v1/interactions/requeue", json={})
+    assert mine.json() == {"requeued": 1}
+    states = {r.event_id: forward_state(r) for r in await stored(api)}
+    assert states == {
+        "a-1": ForwardState.PENDING,
+        "a-2": ForwardState.PENDING,
+        "b-1": ForwardState.FAILED,  # another app's: untouched
+    }
+    picked = await api.admin.post("/v1/interactions/requeue", json={"event_ids": ["nope"]})
+    assert picked.json() == {"requeued": 0}
+    everything = await api.admin.post("/v1/interactions/requeue", json={})
+    assert everything.json() == {"requeued": 1}
+    again = {r.event_id: r for r in await stored(api)}
+    assert (again["b-1"].forward_failures, again["b-1"].last_error) == (0, None)

@@ -420,3 +420,27 @@ async def give_up_forwarding(
                 last_error=f"gave up: {error}"[:2000],
             )
         )
+
+
+async def requeue_failed(
+    session: AsyncSession, *, app_id: str | None, event_ids: Sequence[str] | None
+) -> int:
+    """Give interactions the forwarder gave up on another round of attempts (after ops fixed
+    what Temporal refused them for): only given-up rows, of ``app_id``'s pushes unless None,
+    and of ``event_ids`` when given. How many were requeued."""
+    statement = (
+        update(Interaction)
+        .where(_in_state(ForwardState.FAILED))
+        .values(
+            forward_failures=0,
+            next_attempt_at=None,
+            forward_failed_at=None,
+            last_error=None,
+        )
+    )
+    if app_id is not None:
+        statement = statement.where(col(Interaction.app_id) == app_id)
+    if event_ids is not None:
+        statement = statement.where(col(Interaction.event_id).in_(list(event_ids)))
+    result = await session.exec(statement)
+    return int(result.rowcount)

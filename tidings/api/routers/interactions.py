@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from tidings.api.deps import Caller, CallerOf, ReadSession, State
+from tidings.api.deps import Caller, CallerOf, ReadSession, State, WriteSession
 from tidings.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from tidings.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from tidings.api.types import LABEL, UtcDatetime
@@ -23,6 +23,7 @@ from tidings.store.interactions import (
     default_event_id,
     forward_state,
     list_interactions,
+    requeue_failed,
 )
 from tidings.store.models import Interaction, InteractionKind, InteractionStatus
 from tidings.store.types import utcnow
@@ -236,3 +237,26 @@ async def list_all(
         items=[InteractionPublic.of(row) for row in page.items],
         next_cursor=encode_cursor(page.next_after),
     )
+
+
+class RequeueIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        default=None,
+        max_length=1000,
+        description="only these; default: every interaction the forwarder gave up on",
+    )
+
+
+class Requeued(BaseModel):
+    requeued: int = Field(description="interactions given back to the forwarder")
+
+
+@router.post("/requeue")
+async def requeue(body: RequeueIn, session: WriteSession, caller: CallerOf) -> Requeued:
+    """Give interactions the forwarder gave up on (`?forwarding=failed`) another round of
+    attempts, once what Temporal refused them for is fixed. An app's key requeues only its
+    app's."""
+    count = await requeue_failed(session, app_id=caller.app_id, event_ids=body.event_ids)
+    return Requeued(requeued=count)
