@@ -4,8 +4,10 @@ admin or as one app through its own API key, and to put pushes in the send ledge
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,6 +16,7 @@ from fastapi import FastAPI
 from tests.harness import ADMIN_KEY, make_settings
 from tidings.api.app import create_app
 from tidings.settings import Settings
+from tidings.sim import Simulators
 from tidings.store.db import Database
 from tidings.store.ledger import PlannedSend, open_sends, send_key, tracking_id_for
 from tidings.store.types import utcnow
@@ -45,9 +48,13 @@ class Api:
         return str(key.json()["key"])
 
 
-@pytest.fixture
-async def api(tmp_path: Path, db: Database) -> AsyncIterator[Api]:
-    settings = make_settings(tmp_path, db.url, None, stale_after_days=30)
+@asynccontextmanager
+async def serving(
+    home: Path, db: Database, sims: Simulators | None = None, **overrides: Any
+) -> AsyncIterator[Api]:
+    """The API on ``db`` with these settings (pointed at ``sims`` when given), its lifespan
+    running, and the admin's client."""
+    settings = make_settings(home, db.url, sims, stale_after_days=30, **overrides)
     app = create_app(settings, db)
     async with (
         app.router.lifespan_context(app),
@@ -58,6 +65,12 @@ async def api(tmp_path: Path, db: Database) -> AsyncIterator[Api]:
         ) as admin,
     ):
         yield Api(app, admin, settings, db)
+
+
+@pytest.fixture
+async def api(tmp_path: Path, db: Database) -> AsyncIterator[Api]:
+    async with serving(tmp_path, db) as served:
+        yield served
 
 
 async def sent_push(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,9 +16,8 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from tests.api.conftest import BASE_URL, Api
-from tests.harness import ADMIN_KEY, BUNDLE_ID, app_credentials, make_settings, unique_ids
-from tidings.api.app import create_app
+from tests.api.conftest import Api, serving
+from tests.harness import BUNDLE_ID, app_credentials, unique_ids
 from tidings.push.check import CHECK_DEVICE_TOKEN
 from tidings.sim import Answer, Scenario, Simulators
 from tidings.store.apps import open_credentials, stop_sends
@@ -32,19 +31,8 @@ ApiFactory = Callable[..., AbstractAsyncContextManager[Api]]
 def api_with(tmp_path: Path, db: Database, sims: Simulators) -> ApiFactory:
     """``async with api_with(**settings) as api``: the API pointed at the simulators."""
 
-    @asynccontextmanager
-    async def make(**overrides: Any) -> AsyncIterator[Api]:
-        settings = make_settings(tmp_path, db.url, sims, stale_after_days=30, **overrides)
-        app = create_app(settings, db)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app),
-                base_url=BASE_URL,
-                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-            ) as admin,
-        ):
-            yield Api(app, admin, settings, db)
+    def make(**overrides: Any) -> AbstractAsyncContextManager[Api]:
+        return serving(tmp_path, db, sims, **overrides)
 
     return make
 

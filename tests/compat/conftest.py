@@ -7,17 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.api.conftest import BASE_URL, Api
-from tests.harness import ADMIN_KEY, make_settings
-from tidings.api.app import create_app
+from tests.api.conftest import Api, serving
 from tidings.stack import free_port, serving_api
 from tidings.store.db import Database
 
@@ -75,22 +71,6 @@ async def callback_server() -> AsyncIterator[CallbackServer]:
     async with serving_api(server, CALLBACK_HOST, free_port()) as url:
         server.url = url
         yield server
-
-
-@asynccontextmanager
-async def serving(home: Path, db: Database, **overrides: Any) -> AsyncIterator[Api]:
-    """The API of tests/api, with these settings."""
-    settings = make_settings(home, db.url, None, stale_after_days=30, **overrides)
-    app = create_app(settings, db)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url=BASE_URL,
-            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        ) as admin,
-    ):
-        yield Api(app, admin, settings, db)
 
 
 @pytest.fixture

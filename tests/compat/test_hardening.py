@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from tests.api.conftest import Api, sent_push
-from tests.compat.conftest import CallbackServer, serving
+from tests.api.conftest import Api, sent_push, serving
+from tests.compat.conftest import CallbackServer
 from tests.compat.test_ci_journeys import APNS_TOKEN, APP, DEVICES, EVENTS, TRACK, USER, devices
 from tidings.store.db import Database
 from tidings.store.models import Device, RegistrationRequest
