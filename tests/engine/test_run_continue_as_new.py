@@ -11,7 +11,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
 from tests.engine.conftest import Scene, SceneFactory, journey, push
-from tidings.runs import cancel_run, run_view
+from tidings.runs import StartedRun, cancel_run, run_view
 from tidings.runtime import engine_options
 from tidings.store.models import JourneyRun
 from workflows.inputs import EngineOptions
@@ -52,6 +52,28 @@ async def stored_run(s: Scene, run_id: str) -> JourneyRun:
         run: JourneyRun | None = await session.get(JourneyRun, run_id)
     assert run is not None, run_id
     return run
+
+
+async def waiting_after_continue_as_new(s: Scene, prefix: str) -> StartedRun:
+    """Four profiles in two cohorts, each past its first push and waiting in a minute's
+    delay, under a run that has continued as new since it started them."""
+    profiles = [f"{prefix}{n}" for n in range(4)]
+    for profile in profiles:
+        await s.profile(profile)
+    definition = journey(
+        push("one", next="pause"),
+        {"id": "pause", "type": "delay", "duration": "60s", "next": "two"},
+        push("two"),
+    )
+    started = await s.start(definition, profiles, options=continuing(s))
+    for profile in profiles:
+        await s.delivered(started.run_id, "one", profile)
+
+    async def continued() -> bool:
+        return await continued_as_new(s, started.run_id)
+
+    await s.until(continued, "the run continued as new")
+    return started
 
 
 async def test_the_run_continues_as_new_while_cohorts_wait_in_a_delay(
@@ -111,22 +133,7 @@ async def test_the_run_continues_as_new_while_cohorts_wait_in_a_delay(
 
 async def test_a_cancel_reaches_the_cohorts_a_previous_run_started(scene: SceneFactory) -> None:
     async with scene(cohort_size=2, cohort_window=2) as s:
-        profiles = [f"q{n}" for n in range(4)]
-        for profile in profiles:
-            await s.profile(profile)
-        definition = journey(
-            push("one", next="pause"),
-            {"id": "pause", "type": "delay", "duration": "60s", "next": "two"},
-            push("two"),
-        )
-        started = await s.start(definition, profiles, options=continuing(s))
-        for profile in profiles:
-            await s.delivered(started.run_id, "one", profile)
-
-        async def continued() -> bool:
-            return await continued_as_new(s, started.run_id)
-
-        await s.until(continued, "the run continued as new")
+        started = await waiting_after_continue_as_new(s, "q")
         await cancel_run(s.client, s.db, started.run_id)
         result = await s.finish(started)
 
@@ -146,22 +153,7 @@ async def test_a_cohort_terminated_after_the_run_continued_is_counted_once_as_fa
     scene: SceneFactory,
 ) -> None:
     async with scene(cohort_size=2, cohort_window=2) as s:
-        profiles = [f"t{n}" for n in range(4)]
-        for profile in profiles:
-            await s.profile(profile)
-        definition = journey(
-            push("one", next="pause"),
-            {"id": "pause", "type": "delay", "duration": "60s", "next": "two"},
-            push("two"),
-        )
-        started = await s.start(definition, profiles, options=continuing(s))
-        for profile in profiles:
-            await s.delivered(started.run_id, "one", profile)
-
-        async def continued() -> bool:
-            return await continued_as_new(s, started.run_id)
-
-        await s.until(continued, "the run continued as new")
+        started = await waiting_after_continue_as_new(s, "t")
         lost = f"{started.run_id}/cohort-000001"
         await s.client.get_workflow_handle(lost).terminate(reason="operator")
         # the run hears nothing from a terminated cohort; the cancel finds it gone
