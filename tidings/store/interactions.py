@@ -350,37 +350,31 @@ def _chunks(ids: Sequence[int]) -> list[list[int]]:
     return [list(ids[start : start + IN_CHUNK]) for start in range(0, len(ids), IN_CHUNK)]
 
 
+async def _after_attempt(
+    session: AsyncSession, ids: Sequence[int], *, unforwarded_only: bool = True, **values: Any
+) -> None:
+    """Record one forwarding attempt on these rows (by chunks of ids), with ``values``."""
+    for chunk in _chunks(ids):
+        statement = update(Interaction).where(col(Interaction.id).in_(chunk))
+        if unforwarded_only:
+            statement = statement.where(col(Interaction.forwarded_at).is_(None))
+        await session.exec(
+            statement.values(forward_attempts=col(Interaction.forward_attempts) + 1, **values)
+        )
+
+
 async def mark_forwarded(
     session: AsyncSession, ids: Sequence[int], now: datetime, note: str | None = None
 ) -> None:
     """Done with these rows: signalled, or (with a note) not deliverable at all, such as
     events for a workflow that has completed."""
-    for chunk in _chunks(ids):
-        await session.exec(
-            update(Interaction)
-            .where(col(Interaction.id).in_(chunk))
-            .where(col(Interaction.forwarded_at).is_(None))
-            .values(
-                forwarded_at=now,
-                next_attempt_at=None,
-                forward_attempts=col(Interaction.forward_attempts) + 1,
-                last_error=note,
-            )
-        )
+    await _after_attempt(session, ids, forwarded_at=now, next_attempt_at=None, last_error=note)
 
 
 async def note_forward_failure(session: AsyncSession, ids: Sequence[int], error: str) -> None:
     """A failed attempt while Temporal is unreachable: the rows stay due, with why (the
     forwarder backs off as a whole; an outage is no fault of the rows)."""
-    for chunk in _chunks(ids):
-        await session.exec(
-            update(Interaction)
-            .where(col(Interaction.id).in_(chunk))
-            .values(
-                forward_attempts=col(Interaction.forward_attempts) + 1,
-                last_error=error[:2000],
-            )
-        )
+    await _after_attempt(session, ids, unforwarded_only=False, last_error=error[:2000])
 
 
 async def defer_forwarding(
@@ -388,18 +382,13 @@ async def defer_forwarding(
 ) -> None:
     """Temporal refused these rows themselves: count it, and leave them until ``retry_at``,
     so they neither spin nor hold back the rows behind them."""
-    for chunk in _chunks(ids):
-        await session.exec(
-            update(Interaction)
-            .where(col(Interaction.id).in_(chunk))
-            .where(col(Interaction.forwarded_at).is_(None))
-            .values(
-                forward_attempts=col(Interaction.forward_attempts) + 1,
-                forward_failures=col(Interaction.forward_failures) + 1,
-                next_attempt_at=retry_at,
-                last_error=error[:2000],
-            )
-        )
+    await _after_attempt(
+        session,
+        ids,
+        forward_failures=col(Interaction.forward_failures) + 1,
+        next_attempt_at=retry_at,
+        last_error=error[:2000],
+    )
 
 
 async def give_up_forwarding(
@@ -407,19 +396,14 @@ async def give_up_forwarding(
 ) -> None:
     """Refused once too often: no more attempts; the row keeps its reason for inspection
     (``GET /v1/interactions?forwarding=failed``)."""
-    for chunk in _chunks(ids):
-        await session.exec(
-            update(Interaction)
-            .where(col(Interaction.id).in_(chunk))
-            .where(col(Interaction.forwarded_at).is_(None))
-            .values(
-                forward_attempts=col(Interaction.forward_attempts) + 1,
-                forward_failures=col(Interaction.forward_failures) + 1,
-                next_attempt_at=None,
-                forward_failed_at=now,
-                last_error=f"gave up: {error}"[:2000],
-            )
-        )
+    await _after_attempt(
+        session,
+        ids,
+        forward_failures=col(Interaction.forward_failures) + 1,
+        next_attempt_at=None,
+        forward_failed_at=now,
+        last_error=f"gave up: {error}"[:2000],
+    )
 
 
 async def requeue_failed(
