@@ -138,8 +138,11 @@ class Scene:
                 pytest.fail(f"never happened: {what}")
             await asyncio.sleep(0.1)
 
-    async def delivered(self, run_id: str, node_id: str, profile_id: str) -> Delivery:
-        """Wait for the profile's push of that node to be delivered; return its row."""
+    async def delivered(
+        self, run_id: str, node_id: str, profile_id: str, *, visit: int | None = None
+    ) -> Delivery:
+        """Wait for the profile's push of that node (of that visit of it, in a loop) to be
+        delivered; return its row."""
         found: list[Delivery] = []
 
         async def check() -> bool:
@@ -147,11 +150,15 @@ class Scene:
             found[:] = [
                 r
                 for r in rows
-                if r.node_id == node_id and r.profile_id == profile_id and r.status == "delivered"
+                if r.node_id == node_id
+                and r.profile_id == profile_id
+                and r.status == "delivered"
+                and (visit is None or r.visit == visit)
             ]
             return bool(found)
 
-        await self.until(check, f"{profile_id} delivered at {node_id}")
+        nth = "" if visit is None else f" (visit {visit})"
+        await self.until(check, f"{profile_id} delivered at {node_id}{nth}")
         return found[0]
 
     async def interact(self, row: Delivery, kind: str) -> None:

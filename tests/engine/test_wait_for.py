@@ -105,18 +105,7 @@ async def test_a_late_open_of_an_earlier_send_is_not_taken_for_the_latest(
         started = await s.start(definition, ["ann"])
 
         async def nth_send(visit: int) -> Delivery:
-            found: list[Delivery] = []
-
-            async def check() -> bool:
-                found[:] = [
-                    r
-                    for r in await s.ledger(started.run_id)
-                    if r.node_id == "nudge" and r.visit == visit and r.status == "delivered"
-                ]
-                return bool(found)
-
-            await s.until(check, f"nudge #{visit + 1} delivered")
-            return found[0]
+            return await s.delivered(started.run_id, "nudge", "ann", visit=visit)
 
         first = await nth_send(0)
         await nth_send(1)

@@ -302,18 +302,7 @@ async def a_interaction_visits(s: Scene) -> None:
     )
 
     async def nth(visit: int) -> Delivery:
-        found: list[Delivery] = []
-
-        async def check() -> bool:
-            found[:] = [
-                r
-                for r in await s.ledger(started.run_id)
-                if r.node_id == "nudge" and r.visit == visit and r.status == "delivered"
-            ]
-            return bool(found)
-
-        await s.until(check, f"nudge #{visit + 1} delivered")
-        return found[0]
+        return await s.delivered(started.run_id, "nudge", "paris", visit=visit)
 
     first = await nth(0)
     await nth(1)
