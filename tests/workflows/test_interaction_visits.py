@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -100,15 +102,17 @@ async def counted_opens(handle: WorkflowHandle[CohortWorkflow, CohortResult]) ->
     return counts.get("interaction.opened", 0)
 
 
-async def test_a_late_open_of_an_earlier_send_does_not_satisfy_the_latest_wait(
-    temporal_client: Client,
-) -> None:
-    delivery = ScriptedDelivery(held={1})
+@asynccontextmanager
+async def second_nudge_in_flight(
+    client: Client, delivery: ScriptedDelivery
+) -> AsyncIterator[WorkflowHandle[CohortWorkflow, CohortResult]]:
+    """A cohort of "ann" on LOOP, on a worker of its own, once its second nudge is being
+    sent (and held there until the test opens ``delivery.gates[1]``)."""
     queue = f"visits-{uuid.uuid4().hex[:8]}"
     async with Worker(
-        temporal_client, task_queue=queue, workflows=[CohortWorkflow], activities=[delivery.deliver]
+        client, task_queue=queue, workflows=[CohortWorkflow], activities=[delivery.deliver]
     ):
-        handle = await temporal_client.start_workflow(
+        handle = await client.start_workflow(
             CohortWorkflow.run,
             CohortInput("run-visits", LOOP, ["ann"]),
             id=f"run-visits-{uuid.uuid4().hex[:8]}/cohort-000001",
@@ -119,6 +123,14 @@ async def test_a_late_open_of_an_earlier_send_does_not_satisfy_the_latest_wait(
             return ("nudge", 1) in delivery.calls
 
         await until(second_send_in_flight, "the second nudge is being sent")
+        yield handle
+
+
+async def test_a_late_open_of_an_earlier_send_does_not_satisfy_the_latest_wait(
+    temporal_client: Client,
+) -> None:
+    delivery = ScriptedDelivery(held={1})
+    async with second_nudge_in_flight(temporal_client, delivery) as handle:
         # the first nudge is opened late: while the second is on its way
         await handle.signal(INTERACTIONS_SIGNAL, opened("late", visit=0))
 
@@ -148,21 +160,7 @@ async def test_an_interaction_without_a_visit_is_taken_for_the_latest_send(
 ) -> None:
     """Rows stored before visits were kept carry none: they count as they always did."""
     delivery = ScriptedDelivery(held={1})
-    queue = f"visits-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        temporal_client, task_queue=queue, workflows=[CohortWorkflow], activities=[delivery.deliver]
-    ):
-        handle = await temporal_client.start_workflow(
-            CohortWorkflow.run,
-            CohortInput("run-visits", LOOP, ["ann"]),
-            id=f"run-visits-{uuid.uuid4().hex[:8]}/cohort-000001",
-            task_queue=queue,
-        )
-
-        async def second_send_in_flight() -> bool:
-            return ("nudge", 1) in delivery.calls
-
-        await until(second_send_in_flight, "the second nudge is being sent")
+    async with second_nudge_in_flight(temporal_client, delivery) as handle:
         await handle.signal(INTERACTIONS_SIGNAL, opened("unnumbered", visit=None))
 
         async def applied() -> bool:
