@@ -100,6 +100,9 @@ class PushBatch:
     locales: dict[str, PushContent] = field(default_factory=dict)
     # None: the batch ignores the frequency cap (none configured, or the journey bypasses it)
     frequency_cap: FrequencyCap | None = None
+    # how long after ``reached_at`` transient failures are retried (None: the deployment's
+    # default); a push's own TTL ends its retries sooner when it is shorter
+    retry_horizon_s: int | None = None
 
 
 @dataclass
@@ -107,7 +110,7 @@ class PushBatchResult:
     # per profile: valid devices targeted, and devices whose provider accepted the push
     targeted: dict[str, int] = field(default_factory=dict)
     delivered: dict[str, int] = field(default_factory=dict)
-    # ledger rows of this batch by final status (pending rows are retried, never returned)
+    # ledger rows of this batch by final status (open rows are retried, never returned)
     statuses: dict[str, int] = field(default_factory=dict)
     invalidated: int = 0
     quarantined: int = 0

@@ -42,8 +42,8 @@ def engine_options(settings: Settings) -> EngineOptions:
         cohort_window=settings.cohort_window,
         audience_page_size=settings.audience_page_size,
         delivery_heartbeat_timeout=settings.delivery_heartbeat_timeout,
-        delivery_max_attempts=settings.delivery_max_attempts,
         delivery_max_backoff=timedelta(seconds=settings.delivery_max_backoff_s),
+        delivery_retry_horizon=timedelta(seconds=settings.delivery_retry_horizon_s),
         frequency_cap=FrequencyCap(
             settings.frequency_cap_24h, settings.frequency_cap_7d, settings.frequency_cap_30d
         ),
@@ -88,6 +88,7 @@ def build_worker(client: Client, settings: Settings, resources: WorkerResources)
             max_backoff=timedelta(seconds=settings.delivery_max_backoff_s),
             heartbeat_every=settings.delivery_heartbeat_timeout / 3,
             token_updates_min_delay=timedelta(seconds=settings.apns_token_updates_retry_s),
+            retry_horizon=timedelta(seconds=settings.delivery_retry_horizon_s),
         ),
     )
     records = RecordActivities(resources.db)

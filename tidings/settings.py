@@ -124,7 +124,13 @@ class Settings(BaseSettings):
     )
     audience_page_size: int = Field(default=2000, ge=1, le=50_000)
     delivery_heartbeat_timeout_s: float = Field(default=30.0, gt=0)
-    delivery_max_attempts: int = Field(default=8, ge=1, le=100)
+    delivery_retry_horizon_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How long a push node retries transient provider failures (429, 5xx, lost "
+        "connections, answers that never came) before recording the push failed, unless the "
+        "node sets its own retry_horizon; a shorter TTL ends retries sooner.",
+    )
     delivery_initial_backoff_s: float = Field(default=1.0, gt=0)
     delivery_max_backoff_s: float = Field(default=300.0, gt=0)
     worker_shutdown_grace_s: float = Field(

@@ -23,8 +23,9 @@ class EngineOptions:
     audience_page_size: int = 2000
     delivery_heartbeat_timeout: timedelta = timedelta(seconds=30)
     delivery_timeout: timedelta = timedelta(hours=1)
-    delivery_max_attempts: int = 8
     delivery_max_backoff: timedelta = timedelta(minutes=5)
+    # how long a push node retries transient failures unless the node names its own horizon
+    delivery_retry_horizon: timedelta = timedelta(hours=1)
     # the deployment's frequency cap (None: no cap); a journey may bypass it
     frequency_cap: FrequencyCap | None = None
     # continue a cohort as new once its history has this many events (None: when Temporal

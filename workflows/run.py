@@ -50,8 +50,12 @@ with workflow.unsafe.imports_passed_through():
         RunStatusView,
     )
 
-STORE_ACTIVITY_TIMEOUT = timedelta(minutes=2)
-STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+# Store-only activities take milliseconds; a worker killed while running one must delay the
+# run by seconds, not by a long start-to-close timeout (retried at once, then backing off).
+STORE_ACTIVITY_TIMEOUT = timedelta(seconds=10)
+STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)
+)
 # Cohorts report their end by signal and outlive the run's continue-as-new (DESIGN.md
 # decision 7: runs recorded before this replay on the old path).
 PATCH_COHORTS_REPORT = "run-cohorts-report"

@@ -28,11 +28,12 @@ from tidings.store.db import Database
 from tidings.store.models import App, Delivery, Device
 from workflows.inputs import RunResult
 
-# Short backoffs keep retries quick; bounded attempts keep a misbehaving row from hanging.
+# Short backoffs keep retries quick; a short retry horizon keeps a misbehaving row from
+# hanging (a test of the horizon itself sets a shorter one).
 FAST_DELIVERY: dict[str, Any] = {
     "delivery_initial_backoff_s": 0.05,
     "delivery_max_backoff_s": 1.0,
-    "delivery_max_attempts": 4,
+    "delivery_retry_horizon_s": 60.0,
     "delivery_heartbeat_timeout_s": 5.0,
     # long enough for a loaded shared machine (the in-process simulators share the test's
     # event loop); the tables' timeout row waits it out

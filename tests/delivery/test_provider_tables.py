@@ -161,9 +161,13 @@ APNS_ROWS: dict[str, Row] = {
     "503 ServiceUnavailable": retried("apns", Answer(reason="ServiceUnavailable")),
     "503 Shutdown": retried("apns", Answer(reason="Shutdown")),
     "400 IdleTimeout": retried("apns", Answer(reason="IdleTimeout")),
-    "connection reset": retried("apns", Answer(action="reset")),
-    "GOAWAY": retried("apns", Answer(action="goaway", reason="Shutdown")),
-    "timeout": retried("apns", Answer(action="hang")),
+    # sent, and the answer lost: the push may have been delivered (an unknown outcome),
+    # resent by the next attempt with the same apns-id and collapse id
+    "connection reset": retried("apns", Answer(action="reset"), outcome=Outcome.ANSWER_LOST),
+    "GOAWAY": retried(
+        "apns", Answer(action="goaway", reason="Shutdown"), outcome=Outcome.ANSWER_LOST
+    ),
+    "timeout": retried("apns", Answer(action="hang"), outcome=Outcome.ANSWER_LOST),
     "403 ExpiredProviderToken": retried(
         "apns",
         Answer(reason="ExpiredProviderToken"),
@@ -423,8 +427,15 @@ async def played(
     home: Path = tmp_path_factory.mktemp("tables")
     # some rows need an app whose credentials the providers refuse (another project, one
     # that does not exist): the API's save-time check would rightly refuse to store them
+    # rows whose first retry waits minutes (QUOTA_EXCEEDED, TooManyProviderTokenUpdates) are
+    # stopped at that retry: the horizon must outlast it
     async with scene_on(
-        home, module_database_url, temporal_client, simulators, check_credentials_on_save=False
+        home,
+        module_database_url,
+        temporal_client,
+        simulators,
+        check_credentials_on_save=False,
+        delivery_retry_horizon_s=3600,
     ) as scene:
         simulators.reset()
         shared = simulators.fcm.create_service_account(project_id="tables-shared")

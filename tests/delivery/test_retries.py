@@ -11,15 +11,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlmodel import col, select
+from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import ProfileVisit, PushBatch
 from activities.delivery import DeliveryActivities, DeliveryPolicy
-from tests.delivery.conftest import Scene, apns_token, fcm_token
+from tests.delivery.conftest import Scene, apns_token, fcm_token, scene_on
 from tidings.journeys.model import PushContent
 from tidings.push.check import CHECK_DEVICE_TOKEN
-from tidings.sim import Answer, Scenario
-from tidings.store.models import App, DeliveryStatus, DeviceState, JourneyRun
+from tidings.sim import Answer, MixEntry, Scenario, Simulators
+from tidings.store.models import App, DeliveryStatus, DeviceState, JourneyRun, SendCause
 
 DELIVERED = DeliveryStatus.DELIVERED
 
@@ -50,48 +51,62 @@ async def test_a_partly_failing_batch_retries_only_the_failed_devices(scene: Sce
     assert result.counts["push.delivered"] == 16
 
 
-async def test_retries_are_bounded(scene: Scene) -> None:
-    """A device that keeps failing is given up after the last attempt (4 in these tests),
-    recorded failed with its last answer; the others are delivered at once."""
-    app = await scene.add_app()
-    await scene.add_device(app, "p1", "apns", apns_token(1), attributes={"first_name": "A"})
-    await scene.add_device(app, "p2", "apns", apns_token(2), attributes={"first_name": "B"})
-    scene.sims.apns.set_scenario(
-        Scenario(scripted={apns_token(1): [Answer(reason="InternalServerError")] * 10})
+async def test_retries_end_at_the_retry_horizon(
+    tmp_path: Path, database_url: str, temporal_client: Client, sims: Simulators
+) -> None:
+    """A device that keeps failing is retried until its node's retry horizon (2 s here),
+    then recorded failed with its last answer and the attempts it took, each counted in the
+    ledger and seen by the provider; the others are delivered at once."""
+    async with scene_on(
+        tmp_path, database_url, temporal_client, sims, delivery_retry_horizon_s=2.0
+    ) as scene:
+        app = await scene.add_app()
+        await scene.add_device(app, "p1", "apns", apns_token(1), attributes={"first_name": "A"})
+        await scene.add_device(app, "p2", "apns", apns_token(2), attributes={"first_name": "B"})
+        scene.sims.apns.set_scenario(
+            Scenario(scripted={apns_token(1): [Answer(reason="InternalServerError")] * 1000})
+        )
+        run_id, result = await scene.run(app, ["p1", "p2"])
+        rows = {r.profile_id: r for r in await scene.ledger(run_id)}
+    failed = rows["p1"]
+    assert (failed.status, failed.cause) == (DeliveryStatus.FAILED, SendCause.RETRY_HORIZON)
+    assert failed.reason == (
+        "not delivered within its retry horizon (2s); last answer: 500 InternalServerError"
     )
-    run_id, result = await scene.run(app, ["p1", "p2"])
-    rows = {r.profile_id: r for r in await scene.ledger(run_id)}
-    assert (rows["p1"].status, rows["p1"].attempts) == (DeliveryStatus.FAILED, 4)
-    assert rows["p1"].reason == "gave up after 4 attempts; last answer: 500 InternalServerError"
+    assert failed.attempts >= 2
+    assert len(sims.apns.records(token=apns_token(1))) == failed.attempts
     assert (rows["p2"].status, rows["p2"].attempts) == (DELIVERED, 1)
-    assert len(scene.sims.apns.records(token=apns_token(1))) == 4
     assert result.counts["push.failed"] == 1
 
 
 async def test_credentials_this_worker_cannot_open_are_retried_and_never_stop_the_app(
-    scene: Scene,
+    tmp_path: Path, database_url: str, temporal_client: Client, sims: Simulators
 ) -> None:
     """A credential stored as an env: reference this worker's environment lacks: nothing is
     sent, the rows are retried (another worker may have it) and end failed; the app is not
     stopped and no token is touched."""
-    app = await scene.add_app()
-    device = await scene.add_device(
-        app, "p1", "apns", apns_token(1), attributes={"first_name": "A"}
-    )
-    async with scene.db.write() as session:
-        stored = await session.get(App, app)
-        assert stored is not None
-        stored.apns_secret = "env:TIDINGS_TEST_VARIABLE_NOBODY_SET"
-        stored.credentials_version += 1
-    run_id, result = await scene.run(app, ["p1"])
-    [row] = await scene.ledger(run_id)
-    assert (row.status, row.attempts) == (DeliveryStatus.FAILED, 4)
-    assert "credentials cannot be opened (SecretError)" in (row.reason or "")
-    assert "TIDINGS_TEST_VARIABLE_NOBODY_SET" not in (row.reason or "")
-    assert scene.sims.apns.records(token=apns_token(1)) == []
-    assert (await scene.app(app)).apns_fault is None
-    assert result.stopped is None
-    assert (await scene.device(device)).state == DeviceState.VALID
+    async with scene_on(
+        tmp_path, database_url, temporal_client, sims, delivery_retry_horizon_s=2.0
+    ) as scene:
+        app = await scene.add_app()
+        device = await scene.add_device(
+            app, "p1", "apns", apns_token(1), attributes={"first_name": "A"}
+        )
+        async with scene.db.write() as session:
+            stored = await session.get(App, app)
+            assert stored is not None
+            stored.apns_secret = "env:TIDINGS_TEST_VARIABLE_NOBODY_SET"
+            stored.credentials_version += 1
+        run_id, result = await scene.run(app, ["p1"])
+        [row] = await scene.ledger(run_id)
+        assert (row.status, row.cause) == (DeliveryStatus.FAILED, SendCause.RETRY_HORIZON)
+        assert row.attempts >= 2
+        assert "credentials cannot be opened (SecretError)" in (row.reason or "")
+        assert "TIDINGS_TEST_VARIABLE_NOBODY_SET" not in (row.reason or "")
+        assert scene.sims.apns.records(token=apns_token(1)) == []
+        assert (await scene.app(app)).apns_fault is None
+        assert result.stopped is None
+        assert (await scene.device(device)).state == DeviceState.VALID
 
 
 async def test_a_push_that_renders_too_large_is_not_sent(scene: Scene) -> None:
@@ -459,3 +474,37 @@ async def test_a_rotated_file_reference_takes_effect_without_a_restart(
     ]
     assert projects == [first["project_id"], second["project_id"]]
     assert result.counts["push.delivered"] == 1
+
+
+async def test_an_outage_shorter_than_the_retry_horizon_loses_nothing(scene: Scene) -> None:
+    """Both providers answer every request 503 for a while, then recover: every push is
+    delivered once, after attempts the ledger counts per send (each one a request the
+    provider saw), and no token is touched."""
+    app = await scene.add_app()
+    tokens = {apns_token(n): "apns" for n in range(6)} | {fcm_token(n): "fcm" for n in range(6)}
+    for n in range(6):
+        await scene.add_device(app, f"p{n}", "apns", apns_token(n), attributes={"first_name": "A"})
+        await scene.add_device(app, f"p{n}", "fcm", fcm_token(n))
+    outage = [MixEntry(percent=100, answer=Answer(status=503))]
+    scene.sims.apns.set_scenario(Scenario(mix=outage))
+    scene.sims.fcm.set_scenario(Scenario(mix=outage))
+    started = await scene.start(app, [f"p{n}" for n in range(6)])
+    for _ in range(1200):  # two attempts refused for every device
+        if sum(len(s.records()) for s in (scene.sims.apns, scene.sims.fcm)) >= 2 * len(tokens):
+            break
+        await asyncio.sleep(0.05)
+    scene.sims.apns.set_scenario(Scenario())
+    scene.sims.fcm.set_scenario(Scenario())
+    result = await started.handle.result()
+    ledger = {row.tracking_id: row for row in await scene.ledger(started.run_id)}
+    assert {r.status for r in ledger.values()} == {DELIVERED}
+    for token, provider in tokens.items():
+        simulator = scene.sims.apns if provider == "apns" else scene.sims.fcm
+        [accepted] = simulator.accepted(token=token)
+        row = ledger[accepted.tracking_id or ""]
+        assert row.attempts >= 2
+        assert len(simulator.records(token=token)) == row.attempts
+    assert result.counts["push.delivered"] == len(tokens)
+    for row in ledger.values():
+        assert row.device_id is not None
+        assert (await scene.device(row.device_id)).state == DeviceState.VALID

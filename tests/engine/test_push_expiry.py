@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from activities.contracts import ProfileVisit, PushBatch
-from activities.expiry import NOW_OR_NEVER, send_deadlines
+from activities.delivery.expiry import NOW_OR_NEVER, send_deadlines
 from tests.engine.conftest import SceneFactory, journey, push
 from tidings.journeys.model import PushContent
 from tidings.sim import Answer, Scenario

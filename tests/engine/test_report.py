@@ -13,7 +13,7 @@ from tidings.sim import Answer, Scenario
 
 
 async def test_the_report_shows_failed_sends_per_node(scene: SceneFactory) -> None:
-    async with scene(delivery_max_attempts=2) as s:
+    async with scene(delivery_retry_horizon_s=1.0) as s:
         (failing,) = await s.profile("unlucky")
         await s.profile("lucky")
         s.sims.apns.set_scenario(

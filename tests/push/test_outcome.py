@@ -3,13 +3,11 @@ tests/delivery sends every row through the real clients)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from types import SimpleNamespace
 
 import httpx
 import pytest
 
-from activities.delivery import QUOTA_MIN_DELAY, _interpret, _Send
 from tidings.push.fcm import _classify_exception, _retry_after
 from tidings.push.outcome import (
     APNS_CONFIG_FAULT,
@@ -17,13 +15,10 @@ from tidings.push.outcome import (
     APNS_RETRY_LATER,
     APNS_TOKEN_SUSPECT,
     Outcome,
-    SendResult,
     apns_known,
     classify_apns,
     classify_fcm,
 )
-from tidings.store.ledger import LedgerRow, PlannedSend
-from tidings.store.models import DeliveryStatus
 
 
 @pytest.mark.parametrize(
@@ -137,29 +132,3 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
     assert _retry_after("30") == 30
     assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # in the past
     assert _retry_after("soon") is None
-
-
-def _pending(n: int) -> tuple[list[_Send], dict[str, LedgerRow]]:
-    sends = [_Send(PlannedSend(f"k{i}", f"t{i}", "p", i, "fcm", 0)) for i in range(n)]
-    rows = {f"k{i}": LedgerRow(i, f"k{i}", DeliveryStatus.PENDING, 0) for i in range(n)}
-    return sends, rows
-
-
-def test_quota_exceeded_waits_at_least_a_minute_and_retry_after_is_a_floor() -> None:
-    from tidings.store.types import utcnow
-
-    sends, rows = _pending(3)
-    results = [
-        SendResult(Outcome.RETRY_LATER, 429, "QUOTA_EXCEEDED", retry_after_s=1),
-        SendResult(Outcome.RETRY_LATER, 503, "UNAVAILABLE", retry_after_s=12),
-        SendResult(Outcome.DELIVERED, 200),
-    ]
-    attempt = _interpret(sends, rows, results, utcnow())
-    assert attempt.retry_after == QUOTA_MIN_DELAY == timedelta(seconds=60)
-    assert [c.status for c in attempt.completions] == [
-        DeliveryStatus.PENDING,
-        DeliveryStatus.PENDING,
-        DeliveryStatus.DELIVERED,
-    ]
-    attempt = _interpret(sends[1:], rows, results[1:], utcnow())
-    assert attempt.retry_after == timedelta(seconds=12)

@@ -68,6 +68,13 @@ class PushNode(NodeBase):
     ttl: Duration | None = Field(
         default=None, description="after this long the push is recorded as expired, not sent"
     )
+    retry_horizon: Duration | None = Field(
+        default=None,
+        description="how long transient provider failures (429, 5xx, lost connections, "
+        "answers that never came) are retried before the push is recorded failed; default "
+        "the deployment's TIDINGS_DELIVERY_RETRY_HORIZON_S (1 hour). The TTL ends retries "
+        "sooner when it is shorter.",
+    )
     next: NodeId | None = None
 
     @field_validator("content", mode="before")

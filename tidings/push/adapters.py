@@ -14,6 +14,12 @@ store of every connection, and each does something tidings must not do at scale:
 * aioapns keeps no response headers (Retry-After) and no unreadable error body, forgets the
   reason a GOAWAY frame carries, and leaves a request abandoned on timeout holding its stream
   (and its future, which a later connection loss then fails with InvalidStateError).
+* aioapns cannot say whether a failed request reached Apple: it closes a connection at once
+  on GOAWAY (losing the answers a graceful server still sends to the streams at or below its
+  last-stream-id), ignores RST_STREAM (a refused request waits for its timeout), and its pool
+  stops opening connections once it has had its maximum. tidings' send path classes every
+  failure as never processed (resent at once: it cannot duplicate) or answer lost (the push
+  may have been delivered: an unknown outcome, resent later with the same apns-id).
 * firebase-admin retries POSTs on 500/503 inside its HTTP client, under Temporal's retries, and
   on every 401 refreshes its OAuth2 token twice, synchronously, on the event loop: a batch
   answered THIRD_PARTY_AUTH_ERROR (a 401 that no token refresh can fix) would cost three
@@ -47,7 +53,7 @@ from typing import Any
 import firebase_admin
 import httpx
 import jwt
-from aioapns.common import NotificationRequest, NotificationResult
+from aioapns.common import APNS_RESPONSE_CODE, NotificationRequest, NotificationResult
 from aioapns.connection import (
     APNsBaseClientProtocol,
     APNsCertConnectionPool,
@@ -62,8 +68,15 @@ from firebase_admin import App, messaging
 from google.auth import credentials as google_credentials
 from google.auth.transport import requests as google_auth_requests
 from h2.errors import ErrorCodes
-from h2.events import ConnectionTerminated
-from h2.exceptions import NoAvailableStreamIDError
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    RemoteSettingsChanged,
+    ResponseReceived,
+    StreamEnded,
+    StreamReset,
+)
+from h2.exceptions import H2Error, NoAvailableStreamIDError
 
 # Apple: refresh no more often than every 20 minutes and at least every 60 minutes.
 APNS_JWT_LIFETIME_S = 40 * 60
@@ -155,9 +168,37 @@ class AnswerExtras:
     raw_body: str | None = None
 
 
+class NotProcessed(ConnectionClosed):
+    """APNs cannot have processed the request: it was never written whole, its stream was
+    refused (REFUSED_STREAM), or it is above a GOAWAY's last-stream-id. Resending it cannot
+    duplicate the push. A ConnectionClosed, so aioapns' own pool loop retries it too."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class AnswerLost(ConnectionClosed):
+    """The request was written whole and no answer came (a reset, a lost connection, a
+    timeout): APNs may have delivered it. Resending it may duplicate the push, which the
+    collapse id then hides on the device."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class _ProtocolFixes(APNsBaseClientProtocol):
     """What tidings changes in aioapns' connection protocol.
 
+    * Its own send path (``send_within``), which knows whether a request was written whole,
+      so every failure is either :class:`NotProcessed` or :class:`AnswerLost`, and a deadline
+      covers the wait for a stream as well as the answer.
+    * HTTP/2 used as specified: a GOAWAY fails the streams above its last-stream-id as
+      never processed, lets the streams at or below it finish, and opens no new stream on
+      the connection (aioapns closes the connection at once, losing the answers a graceful
+      server was still going to send); a RST_STREAM fails its request (REFUSED_STREAM as
+      never processed), where aioapns ignores it and the request waits for its timeout.
     * ``StreamSlots`` instead of aioapns' semaphore (see above).
     * HTTP/2 flow control: aioapns never gives back the window of response bodies it reads,
       so after ~64 KiB of error bodies (about 1,200 answers of 410) a connection stalls.
@@ -168,7 +209,6 @@ class _ProtocolFixes(APNsBaseClientProtocol):
       and its raw text goes to ``answer_extras`` for the sender's log.
     * Retry-After of an answer goes to ``answer_extras`` (keyed by apns-id).
     * A request abandoned by its caller (a timeout) resets its stream and frees its slot.
-    * A GOAWAY fails the requests in flight with the reason Apple put in the frame.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -176,13 +216,125 @@ class _ProtocolFixes(APNsBaseClientProtocol):
         self.free_channels = StreamSlots(INITIAL_STREAMS)
         self._bodies: dict[int, bytearray] = {}
         self.answer_extras: dict[str, AnswerExtras] = {}
+        # set by a GOAWAY (or when stream ids run out): no new stream opens here; the
+        # streams already open may finish, then the connection closes
+        self.retiring = False
+        self.lost = False
+
+    @property
+    def is_busy(self) -> bool:
+        return self.retiring or self.lost or self.free_channels.is_busy
 
     async def send_notification(self, request: NotificationRequest) -> NotificationResult:
+        return await self.send_within(request, None)
+
+    async def send_within(
+        self, request: NotificationRequest, deadline: float | None
+    ) -> NotificationResult:
+        """Send one request; answer, or raise NotProcessed / AnswerLost by the deadline
+        (the event loop's clock; None: no deadline)."""
+        notification_id = request.notification_id
+        written = False
         try:
-            return await super().send_notification(request)
+            async with asyncio.timeout_at(deadline):
+                stream_id = await self._open_stream()
+                future = self._write(request, stream_id)
+                written = True
+                return await future
+        except TimeoutError:
+            self._abandon(notification_id)
+            if written:
+                raise AnswerLost("no answer in time") from None
+            raise NotProcessed("no stream free in time") from None
         except asyncio.CancelledError:
-            self._abandon(request.notification_id)
+            self._abandon(notification_id)
             raise
+
+    async def _open_stream(self) -> int:
+        if self._closing:
+            raise NotProcessed("the connection is closing")
+        try:
+            stream_id: int = await self.free_channels.acquire()
+        except ConnectionClosed:
+            raise NotProcessed("the connection closed before a stream was free") from None
+        except NoAvailableStreamIDError:
+            self.retiring = True
+            self._close_when_drained()
+            raise NotProcessed("the connection used all its stream ids") from None
+        if self._closing:
+            self.free_channels.release()
+            raise NotProcessed("the connection is closing")
+        return stream_id
+
+    @property
+    def _closing(self) -> bool:
+        transport = self.transport
+        return self.retiring or self.lost or transport is None or transport.is_closing()
+
+    def _write(
+        self, request: NotificationRequest, stream_id: int
+    ) -> asyncio.Future[NotificationResult]:
+        """Write the request's frames (both or neither reach h2) and register its answer."""
+        headers = [
+            (":method", "POST"),
+            (":scheme", "https"),
+            (":path", f"/3/device/{request.device_token}"),
+            ("host", self.APNS_SERVER),
+            ("apns-id", request.notification_id),
+            ("apns-topic", request.apns_topic or self.apns_topic),
+        ]
+        if request.time_to_live is not None:
+            headers.append(("apns-expiration", str(int(time.time()) + request.time_to_live)))
+        if request.priority is not None:
+            headers.append(("apns-priority", str(request.priority)))
+        if request.collapse_key is not None:
+            headers.append(("apns-collapse-id", request.collapse_key))
+        if request.push_type is not None:
+            headers.append(("apns-push-type", request.push_type.value))
+        if self.auth_provider:
+            headers.append(("authorization", self.auth_provider.get_header()))
+        body = json.dumps(request.message, ensure_ascii=False).encode()
+        try:
+            self.conn.send_headers(stream_id=stream_id, headers=headers)
+            self.conn.send_data(stream_id=stream_id, data=body, end_stream=True)
+        except H2Error as error:
+            # nothing of this request has left (h2 only buffers until flush): reset what
+            # h2 opened and give the slot back
+            with contextlib.suppress(H2Error):
+                self.conn.reset_stream(stream_id, ErrorCodes.CANCEL)
+            self.free_channels.release()
+            raise NotProcessed(f"not written ({type(error).__name__})") from None
+        future: asyncio.Future[NotificationResult] = self.loop.create_future()
+        self.requests[request.notification_id] = future
+        self.request_streams[stream_id] = request.notification_id
+        self.flush()
+        return future
+
+    def flush(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            super().flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.conn.receive_data(data)
+        except H2Error as error:
+            self._fail_all(AnswerLost(f"HTTP/2 protocol error ({type(error).__name__})"))
+            self.close()
+            return
+        for event in events:
+            if isinstance(event, ResponseReceived):
+                self.on_response_received(dict(event.headers))
+            elif isinstance(event, DataReceived):
+                self.on_data_received(event.data or b"", event.stream_id or 0)
+            elif isinstance(event, StreamEnded):
+                self.on_stream_ended(event.stream_id or 0)
+            elif isinstance(event, StreamReset):
+                self._stream_reset(event)
+            elif isinstance(event, RemoteSettingsChanged):
+                self.on_remote_settings_changed(event.changed_settings)  # type: ignore[arg-type]
+            elif isinstance(event, ConnectionTerminated):
+                self.on_connection_terminated(event)
+        self.flush()
 
     def _abandon(self, notification_id: str) -> None:
         future = self.requests.pop(notification_id, None)
@@ -197,6 +349,36 @@ class _ProtocolFixes(APNsBaseClientProtocol):
                     self.conn.reset_stream(stream_id, ErrorCodes.CANCEL)
                     self.flush()
                 self.free_channels.release()
+        self._close_when_drained()
+
+    def _fail_stream(self, stream_id: int, error: Exception) -> None:
+        notification_id = self.request_streams.pop(stream_id, None)
+        self._bodies.pop(stream_id, None)
+        if notification_id is None:
+            return
+        self.request_statuses.pop(notification_id, None)
+        future = self.requests.pop(notification_id, None)
+        if future is not None and not future.done():
+            future.set_exception(error)
+        self.free_channels.release()
+
+    def _fail_all(self, error: Exception) -> None:
+        for stream_id in list(self.request_streams):
+            self._fail_stream(stream_id, error)
+        for future in self.requests.values():
+            if not future.done():
+                future.set_exception(error)
+        self.requests.clear()
+
+    def _stream_reset(self, event: StreamReset) -> None:
+        code = event.error_code
+        error: Exception = (
+            NotProcessed("stream refused")
+            if code == ErrorCodes.REFUSED_STREAM
+            else AnswerLost(f"stream reset ({_code_name(code)})")
+        )
+        self._fail_stream(event.stream_id or 0, error)
+        self._close_when_drained()
 
     def on_response_received(self, headers: dict[bytes, bytes]) -> None:
         retry_after = headers.get(b"retry-after")
@@ -206,6 +388,13 @@ class _ProtocolFixes(APNsBaseClientProtocol):
                 self.answer_extras.setdefault(notification_id, AnswerExtras()).retry_after_s = max(
                     0.0, float(retry_after)
                 )
+        if headers.get(b":status", b"").decode() == APNS_RESPONSE_CODE.SUCCESS:
+            # aioapns answers a success by apns-id and would warn about one it did not send
+            notification_id = headers.get(b"apns-id", b"").decode("utf8")
+            future = self.requests.pop(notification_id, None)
+            if future is not None and not future.done():
+                future.set_result(NotificationResult(notification_id, APNS_RESPONSE_CODE.SUCCESS))
+            return
         super().on_response_received(headers)
 
     def on_data_received(self, data: bytes, stream_id: int) -> None:
@@ -224,21 +413,32 @@ class _ProtocolFixes(APNsBaseClientProtocol):
         # aioapns forgets the stream of an error answer but keeps a successful one forever
         self.request_streams.pop(stream_id, None)
         super().on_stream_ended(stream_id)
+        self._close_when_drained()
 
     def on_connection_terminated(self, event: ConnectionTerminated) -> None:
+        """The streams above last-stream-id were never processed; the others may still be
+        answered (a graceful GOAWAY), so the connection stays open until they are."""
+        self.retiring = True
+        last = event.last_stream_id or 0
         reason = _goaway_reason(event.additional_data)
-        closed = ConnectionClosed(f"GOAWAY {reason}" if reason else "GOAWAY")
-        for future in self.requests.values():
-            if not future.done():
-                future.set_exception(closed)
-        self.requests.clear()
-        super().on_connection_terminated(event)
+        what = f"GOAWAY {reason}" if reason else "GOAWAY"
+        for stream_id in [s for s in self.request_streams if s > last]:
+            self._fail_stream(stream_id, NotProcessed(f"{what} above its last stream"))
+        self._close_when_drained()
+
+    def _close_when_drained(self) -> None:
+        if self.retiring and not self.request_streams:
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        # aioapns fails every future it still holds, including ones already failed or
-        # abandoned (InvalidStateError); keep only the live ones.
-        self.requests = {k: f for k, f in self.requests.items() if not f.done()}
+        self.lost = True
+        reason = f"connection lost ({type(exc).__name__})" if exc else "connection closed"
+        self._fail_all(AnswerLost(reason))
         super().connection_lost(exc)
+
+
+def _code_name(code: ErrorCodes | int | None) -> str:
+    return code.name if isinstance(code, ErrorCodes) else str(code)
 
 
 def _goaway_reason(data: bytes | None) -> str | None:
@@ -306,21 +506,57 @@ async def _open(
 
 
 async def send_once(
-    pool: APNsKeyConnectionPool | APNsCertConnectionPool, request: NotificationRequest
+    pool: TokenAuthPool | CertificateAuthPool, request: NotificationRequest, timeout_s: float
 ) -> NotificationResult:
-    """Send one notification through a pool, once, keeping the failure. aioapns' own
-    ``send_notification`` loop (even at one attempt) logs and swallows a ConnectionClosed,
-    GOAWAY reason and all, sleeps a second after a failed connect, and raises a bare
+    """Send one notification through a pool, once, or raise NotProcessed / AnswerLost
+    within ``timeout_s``. aioapns' own ``send_notification`` loop (even at one attempt) logs
+    and swallows the failure, sleeps a second after a failed connect, and raises a bare
     MaxAttemptsExceeded instead; Temporal retries, with the reason in hand."""
-    connection = await pool.acquire()  # aioapns' ConnectionError when it cannot connect
+    deadline = asyncio.get_running_loop().time() + timeout_s
     try:
-        return await connection.send_notification(request)
-    except NoAvailableStreamIDError:
-        connection.close()
-        raise ConnectionClosed("the connection used all its stream ids") from None
+        async with asyncio.timeout_at(deadline):
+            connection = await pool.acquire()
+    except TimeoutError:
+        raise NotProcessed("no connection in time") from None
+    assert isinstance(connection, _ProtocolFixes)
+    return await connection.send_within(request, deadline)
 
 
-class TokenAuthPool(APNsKeyConnectionPool):
+class _Pooling:
+    """aioapns' pool keeps waiting on its connections once it has its maximum, even after
+    one of them closed (a GOAWAY, a reset); this one opens a new connection in its place."""
+
+    connections: list[APNsBaseClientProtocol]
+    max_connections: int
+    _lock: asyncio.Lock
+
+    async def create_connection(self) -> APNsBaseClientProtocol:
+        raise NotImplementedError
+
+    async def acquire(self) -> APNsBaseClientProtocol:
+        while True:
+            for connection in self.connections:
+                if not connection.is_busy:
+                    return connection
+            async with self._lock:
+                for connection in self.connections:
+                    if not connection.is_busy:
+                        return connection
+                if len(self.connections) < self.max_connections:
+                    try:
+                        connection = await self.create_connection()
+                    except (OSError, ssl.SSLError, TimeoutError) as error:
+                        raise NotProcessed(f"cannot connect ({type(error).__name__})") from None
+                    self.connections.append(connection)
+                    return connection
+            await asyncio.sleep(0.005)
+
+    def discard_connection(self, connection: APNsBaseClientProtocol) -> None:
+        if connection in self.connections:
+            self.connections.remove(connection)
+
+
+class TokenAuthPool(_Pooling, APNsKeyConnectionPool):
     """aioapns' token-auth pool with a shared provider token and an optional route."""
 
     def __init__(
@@ -341,7 +577,7 @@ class TokenAuthPool(APNsKeyConnectionPool):
         return await _open(self, factory, self.route)
 
 
-class CertificateAuthPool(APNsCertConnectionPool):
+class CertificateAuthPool(_Pooling, APNsCertConnectionPool):
     """aioapns' certificate-auth pool with an optional route."""
 
     def __init__(self, *, route: tuple[str, int] | None, **pool_options: Any) -> None:

@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from aioapns import NotificationRequest, PushType
-from aioapns.exceptions import ConnectionClosed
-from aioapns.exceptions import ConnectionError as ApnsConnectionError
+from aioapns.common import NotificationResult
 
 from tidings.push.adapters import (
+    AnswerExtras,
+    AnswerLost,
     CertificateAuthPool,
+    NotProcessed,
     SharedProviderToken,
     TokenAuthPool,
     send_once,
@@ -25,17 +27,37 @@ from tidings.push.credentials import ApnsCertificateCredentials, ApnsTokenCreden
 from tidings.push.masking import mask_token
 from tidings.push.message import apns_payload, apns_priority
 from tidings.push.outcome import Outcome, SendResult, apns_gone_at, apns_known, classify_apns
-from tidings.push.sender import ProviderRoutes, SendItem, seconds_left
+from tidings.push.sender import (
+    NOT_PROCESSED_RESENDS,
+    ProviderRoutes,
+    ResultSink,
+    SendItem,
+    seconds_left,
+)
 
 log = logging.getLogger(__name__)
 
-CONNECTION_ERRORS = (ConnectionClosed, ApnsConnectionError, OSError)
+APNS_ID_NAMESPACE = uuid.UUID("8f7c0e52-2b1d-4a55-9b8e-3c0d6f1e2a47")
+
+
+def apns_id_for(tracking_id: str) -> str:
+    """The push's ``apns-id``: its tracking id when that is a UUID (every ledger row's is),
+    else a UUID derived from it. Either way every resend of a push carries the same one."""
+    try:
+        return str(uuid.UUID(tracking_id))
+    except ValueError:
+        return str(uuid.uuid5(APNS_ID_NAMESPACE, tracking_id))
 
 
 class ApnsSender:
-    """Sends to APNs. Each request is tried once (``send_once`` instead of aioapns' resend
-    loop): Temporal is the only retry layer. At most ``max_in_flight`` requests are in flight,
-    over at most ``max_connections`` HTTP/2 connections kept open between batches."""
+    """Sends to APNs. A request Apple may have processed is tried once (``send_once``
+    instead of aioapns' resend loop): Temporal is the only retry layer. A request Apple
+    cannot have processed (refused, above a GOAWAY's last stream) is resent at once on a new
+    connection. At most ``max_in_flight`` requests are in flight, over at most
+    ``max_connections`` HTTP/2 connections kept open between batches.
+
+    Each push goes out with its ledger row's tracking id as ``apns-id`` and collapse id, so a
+    resend after a lost answer is the same notification to Apple and to the device."""
 
     def __init__(
         self,
@@ -67,8 +89,16 @@ class ApnsSender:
         else:
             self._pool = _certificate_pool(credentials, routes.apns_route, options)
 
-    async def send_batch(self, items: Sequence[SendItem]) -> list[SendResult]:
-        return list(await asyncio.gather(*(self.send(item) for item in items)))
+    async def send_batch(
+        self, items: Sequence[SendItem], on_result: ResultSink | None = None
+    ) -> list[SendResult]:
+        async def one(index: int, item: SendItem) -> SendResult:
+            result = await self.send(item)
+            if on_result is not None:
+                on_result(index, result)
+            return result
+
+        return list(await asyncio.gather(*(one(i, item) for i, item in enumerate(items))))
 
     async def send(self, item: SendItem) -> SendResult:
         """One push; every answer and every failure becomes a classified result."""
@@ -76,7 +106,7 @@ class ApnsSender:
         request = NotificationRequest(
             device_token=item.token,
             message=apns_payload(message, item.tracking_id),
-            notification_id=str(uuid.uuid4()),
+            notification_id=apns_id_for(item.tracking_id),
             time_to_live=seconds_left(item.expires_at, datetime.now(UTC)),
             priority=apns_priority(message),
             collapse_key=item.tracking_id,
@@ -89,19 +119,41 @@ class ApnsSender:
             if self.auth is not None:
                 self.auth.get_header()
                 generation = self.auth.generation
+            answer, extras, failure = await self._exchange(request, item)
+        if failure is not None:
+            return failure
+        assert answer is not None
+        return self._classify(answer, extras, generation, item)
+
+    async def _exchange(
+        self, request: NotificationRequest, item: SendItem
+    ) -> tuple[NotificationResult | None, AnswerExtras | None, SendResult | None]:
+        """The answer (and what it carried beyond aioapns' result), or the failure."""
+        not_processed = ""
+        for _ in range(1 + NOT_PROCESSED_RESENDS):
             try:
-                answer = await asyncio.wait_for(send_once(self._pool, request), self._timeout_s)
-            except TimeoutError:
-                return SendResult(Outcome.RETRY_LATER, reason="timeout")
-            except CONNECTION_ERRORS as error:
-                detail = str(error) if isinstance(error, ConnectionClosed) else ""
-                what = detail if detail.startswith("GOAWAY") else type(error).__name__
-                return SendResult(Outcome.RETRY_LATER, reason=f"connection: {what}")
+                answer = await send_once(self._pool, request, self._timeout_s)
+            except NotProcessed as error:
+                not_processed = error.reason
+                continue
+            except AnswerLost as error:
+                return None, None, SendResult(Outcome.ANSWER_LOST, reason=error.reason)
             except Exception as error:  # a client bug must not lose the batch's other results
                 log.exception("APNs client failed for %s", mask_token(item.token))
-                return SendResult(Outcome.RETRY_LATER, reason=f"client: {type(error).__name__}")
+                failed = SendResult(Outcome.ANSWER_LOST, reason=f"client: {type(error).__name__}")
+                return None, None, failed
             finally:
                 extras = self._pool.answer_extras.pop(request.notification_id, None)
+            return answer, extras, None
+        return None, None, SendResult(Outcome.RETRY_LATER, reason=f"not sent: {not_processed}")
+
+    def _classify(
+        self,
+        answer: NotificationResult,
+        extras: AnswerExtras | None,
+        generation: int,
+        item: SendItem,
+    ) -> SendResult:
         status = int(answer.status)
         reason: str | None = answer.description
         outcome = classify_apns(status, reason, answer.timestamp)

@@ -8,6 +8,7 @@ never fails a whole batch and the answers that batch already had.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -18,16 +19,23 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import firebase_admin
+import httpx
 from firebase_admin import credentials as firebase_credentials
 from firebase_admin import messaging
 from google.auth import exceptions as google_auth_exceptions
 
-from tidings.push.adapters import TokenRefreshFailed, close_fcm_app, configure_fcm_app
+from tidings.push.adapters import NotProcessed, TokenRefreshFailed, close_fcm_app, configure_fcm_app
 from tidings.push.credentials import FcmCredentials
 from tidings.push.masking import mask_token
-from tidings.push.message import PushMessage, fcm_apns_headers, fcm_aps_dictionary
+from tidings.push.message import PushMessage, android_tag, fcm_apns_headers, fcm_aps_dictionary
 from tidings.push.outcome import Outcome, SendResult, classify_fcm, fcm_known
-from tidings.push.sender import InFlightLimit, ProviderRoutes, SendItem, seconds_left
+from tidings.push.sender import (
+    InFlightLimit,
+    ProviderRoutes,
+    ResultSink,
+    SendItem,
+    seconds_left,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,50 +94,69 @@ class FcmSender:
         [result] = await self._send([item], dry_run=False)
         return result
 
-    async def send_batch(self, items: Sequence[SendItem]) -> list[SendResult]:
-        return await self._send(items, dry_run=False)
+    async def send_batch(
+        self, items: Sequence[SendItem], on_result: ResultSink | None = None
+    ) -> list[SendResult]:
+        return await self._send(items, dry_run=False, on_result=on_result)
 
-    async def _send(self, items: Sequence[SendItem], *, dry_run: bool) -> list[SendResult]:
+    async def _send(
+        self, items: Sequence[SendItem], *, dry_run: bool, on_result: ResultSink | None = None
+    ) -> list[SendResult]:
         now = datetime.now(UTC)
         results: list[SendResult] = []
         for start in range(0, len(items), self._chunk):
             chunk = items[start : start + self._chunk]
             messages = [build_message(item, now) for item in chunk]
             tokens = [item.token for item in chunk]
-            results.extend(await self._send_messages(messages, tokens, dry_run=dry_run))
+            results.extend(
+                await self._send_messages(
+                    messages, tokens, dry_run=dry_run, on_result=on_result, offset=start
+                )
+            )
         return results
 
     async def _send_messages(
-        self, messages: list[messaging.Message], tokens: list[str], *, dry_run: bool
+        self,
+        messages: list[messaging.Message],
+        tokens: list[str],
+        *,
+        dry_run: bool,
+        on_result: ResultSink | None = None,
+        offset: int = 0,
     ) -> list[SendResult]:
-        try:
-            async with self._in_flight.hold(len(messages)):
-                batch = await messaging.send_each_async(messages, dry_run=dry_run, app=self._app)
-        except Exception as error:  # unexpected (a client bug): retried, never lost
-            log.exception("FCM client failed for a batch of %s", len(messages))
-            failed = SendResult(Outcome.RETRY_LATER, reason=f"client: {type(error).__name__}")
-            return [failed] * len(messages)
-        results: list[SendResult] = []
-        for token, response in zip(tokens, batch.responses, strict=True):
-            if response.success:
-                results.append(
-                    SendResult(Outcome.DELIVERED, status=200, message_id=response.message_id)
-                )
-                continue
-            result = _classify_exception(response.exception)
-            if not result.known:
-                log.warning(
-                    "FCM answered %s (body %.300r) for %s, outside the reference table: "
-                    "treated as %s",
-                    result.describe,
-                    result.raw,
-                    mask_token(token),
-                    result.outcome.value,
-                )
-            else:
-                log.info("FCM %s for %s", result.describe, mask_token(token))
-            results.append(result)
-        return results
+        """Each message is its own request (firebase-admin's ``send_each_async`` of one), so
+        each result is known, and told to ``on_result``, as soon as its answer comes."""
+
+        async def one(index: int, message: messaging.Message) -> SendResult:
+            try:
+                batch = await messaging.send_each_async([message], dry_run=dry_run, app=self._app)
+                result = self._result(batch.responses[0], tokens[index])
+            except Exception as error:  # unexpected (a client bug): retried, never lost
+                log.exception("FCM client failed for %s", mask_token(tokens[index]))
+                result = SendResult(Outcome.ANSWER_LOST, reason=f"client: {type(error).__name__}")
+            if on_result is not None:
+                on_result(offset + index, result)
+            return result
+
+        async with self._in_flight.hold(len(messages)):
+            return list(await asyncio.gather(*(one(i, m) for i, m in enumerate(messages))))
+
+    @staticmethod
+    def _result(response: messaging.SendResponse, token: str) -> SendResult:
+        if response.success:
+            return SendResult(Outcome.DELIVERED, status=200, message_id=response.message_id)
+        result = _classify_exception(response.exception)
+        if not result.known:
+            log.warning(
+                "FCM answered %s (body %.300r) for %s, outside the reference table: treated as %s",
+                result.describe,
+                result.raw,
+                mask_token(token),
+                result.outcome.value,
+            )
+        else:
+            log.info("FCM %s for %s", result.describe, mask_token(token))
+        return result
 
     async def close(self) -> None:
         await close_fcm_app(self._app)
@@ -153,7 +180,7 @@ def build_message(item: SendItem, now: datetime) -> messaging.Message:
             sound=message.android_sound,
             icon=options.icon,
             color=options.color,
-            tag=options.tag,
+            tag=android_tag(message, item.tracking_id),
             notification_count=message.badge,
         )
     expiration = int(now.timestamp()) + left if left is not None else None
@@ -203,9 +230,16 @@ def _aps(aps: dict[str, Any]) -> messaging.Aps:
     )
 
 
+# httpx failures that leave the request unsent: no connection, no pool slot, or a body
+# never written whole (an HTTP/2 request is processed only once its END_STREAM arrives)
+NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError)
+
+
 def _classify_failure(cause: Exception) -> SendResult:
     """A send that got no HTTP answer: the OAuth2 token endpoint refused the service account
-    (a configuration fault), or the network failed (retry later)."""
+    (a configuration fault), the request never left (retry later), or it left and its answer
+    was lost (an unknown outcome)."""
+    refresh = isinstance(cause, TokenRefreshFailed)
     if isinstance(cause, TokenRefreshFailed):
         cause = cause.error
     if isinstance(cause, google_auth_exceptions.RefreshError) and not getattr(
@@ -215,7 +249,16 @@ def _classify_failure(cause: Exception) -> SendResult:
             Outcome.CONFIG_FAULT,
             reason=f"service account refused by its token endpoint: {_first_line(cause)}",
         )
-    return SendResult(Outcome.RETRY_LATER, reason=f"transport: {type(cause).__name__}")
+    if refresh:
+        return SendResult(Outcome.RETRY_LATER, reason=f"not sent: token refresh ({_name(cause)})")
+    if isinstance(cause, NotProcessed | httpx.WriteTimeout | NOT_SENT_ERRORS):
+        return SendResult(Outcome.RETRY_LATER, reason=f"not sent: {_name(cause)}")
+    return SendResult(Outcome.ANSWER_LOST, reason=f"answer lost: {_name(cause)}")
+
+
+def _name(error: Exception) -> str:
+    reason = getattr(error, "reason", None)
+    return reason if isinstance(reason, str) else type(error).__name__
 
 
 def _classify_exception(error: Exception | None) -> SendResult:
@@ -227,7 +270,7 @@ def _classify_exception(error: Exception | None) -> SendResult:
         cause = getattr(error, "cause", None) or error
         if isinstance(cause, Exception):
             return _classify_failure(cause)
-        return SendResult(Outcome.RETRY_LATER, reason="transport")
+        return SendResult(Outcome.ANSWER_LOST, reason="answer lost: transport")
     status = int(response.status_code)
     text = response.text
     body: dict[str, Any] = {}

@@ -256,7 +256,7 @@ def fcm_message_dict(
     android: dict[str, Any] = {"collapse_key": tracking_id, "priority": message.priority}
     if ttl_s is not None:
         android["ttl"] = f"{ttl_s}s"
-    android_notification = _android_notification(message)
+    android_notification = _android_notification(message, tracking_id)
     if android_notification:
         android["notification"] = android_notification
     body["android"] = android
@@ -270,7 +270,15 @@ def fcm_message_dict(
     return body
 
 
-def _android_notification(message: PushMessage) -> dict[str, Any]:
+def android_tag(message: PushMessage, tracking_id: str) -> str:
+    """The notification's tag: a shown notification with the same tag is replaced. FCM's
+    collapse_key only replaces a message not yet delivered, so without a tag an online device
+    would show a resent copy (after a lost answer or a worker crash) as a second notification.
+    A designer's own tag wins: its pushes then replace each other, resent copies included."""
+    return message.android.tag or tracking_id
+
+
+def _android_notification(message: PushMessage, tracking_id: str) -> dict[str, Any]:
     if message.is_background:
         return {}
     options = message.android
@@ -280,7 +288,7 @@ def _android_notification(message: PushMessage) -> dict[str, Any]:
         "sound": message.android_sound,
         "icon": options.icon,
         "color": options.color,
-        "tag": options.tag,
+        "tag": android_tag(message, tracking_id),
         "notification_count": message.badge,
     }
     return {key: value for key, value in fields.items() if value is not None}

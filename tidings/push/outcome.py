@@ -16,6 +16,10 @@ from enum import StrEnum
 class Outcome(StrEnum):
     DELIVERED = "delivered"
     RETRY_LATER = "retry_later"
+    # the request was sent whole and its answer never came (a reset, a timeout): the push
+    # may have been delivered. Retried like RETRY_LATER, with the same apns-id and collapse
+    # id, and counted as a possible duplicate; never a reason to touch the token.
+    ANSWER_LOST = "answer_lost"
     REFRESH_CREDENTIALS = "refresh_credentials"
     TOKEN_GONE = "token_gone"
     TOKEN_SUSPECT = "token_suspect"

@@ -21,7 +21,7 @@ from tidings.push.credentials import (
     FcmCredentials,
 )
 from tidings.push.fcm import FcmSender
-from tidings.push.sender import ProviderRoutes
+from tidings.push.sender import ProviderRoutes, Sender
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,25 @@ Generation = int | str
 
 @dataclass
 class AppSenders:
+    """An app's senders, keyed by provider name ("apns", "fcm"): the delivery activity sends
+    each device's push through the sender of its provider, whatever that provider is."""
+
     version: Generation
     apns: ApnsSender | None
     fcm: FcmSender | None
 
+    @property
+    def by_provider(self) -> dict[str, Sender]:
+        senders: dict[str, Sender] = {}
+        if self.apns is not None:
+            senders["apns"] = self.apns
+        if self.fcm is not None:
+            senders["fcm"] = self.fcm
+        return senders
+
     async def close(self) -> None:
-        for sender in (self.apns, self.fcm):
-            if sender is not None:
-                await sender.close()
+        for sender in self.by_provider.values():
+            await sender.close()
 
 
 class SenderRegistry:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,9 +24,24 @@ class SendItem:
     expires_at: datetime | None = None
 
 
+# Told each result as it arrives: the item's index in the batch, and its result.
+ResultSink = Callable[[int, SendResult], None]
+
+# A request the provider cannot have processed (never written whole, refused, above a
+# GOAWAY's last-stream-id) is resent at once on a fresh connection, this many times, before
+# it counts as a transient failure: such a resend cannot duplicate the push.
+NOT_PROCESSED_RESENDS = 3
+
+
 class Sender(Protocol):
-    async def send_batch(self, items: Sequence[SendItem]) -> list[SendResult]:
-        """One result per item, in order; never raises for a provider answer."""
+    """One provider's client for one app: the seam a new provider plugs into."""
+
+    async def send_batch(
+        self, items: Sequence[SendItem], on_result: ResultSink | None = None
+    ) -> list[SendResult]:
+        """One result per item, in order; never raises for a provider answer. ``on_result``
+        hears each result as soon as it is known, so outcomes can be recorded while the
+        rest of the batch is still sending."""
         ...
 
     async def close(self) -> None: ...

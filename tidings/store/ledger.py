@@ -6,15 +6,17 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import bindparam, update
-from sqlmodel import SQLModel, col, select
+from sqlalchemy import Result, Select, bindparam, update
+from sqlalchemy import select as select_columns
+from sqlmodel import SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.store.dialect import insert_for
-from tidings.store.models import Delivery, DeliveryStatus
+from tidings.store.models import Delivery, DeliveryStatus, SendCause
 
+Columns = TypeVarTuple("Columns")
 TRACKING_NAMESPACE = uuid.UUID("5d1c3c1e-1f0b-4a8e-9a53-7f3d2b9c4e10")
 
 
@@ -39,6 +41,7 @@ class PlannedSend:
     visit: int
     status: DeliveryStatus = DeliveryStatus.PENDING
     reason: str | None = None
+    cause: SendCause | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,10 @@ class LedgerRow:
     send_key: str
     status: DeliveryStatus
     attempts: int
+    # no attempt has closed it: it is sent (again) by the next attempt
+    open: bool = True
+    # what its last attempt learnt
+    reason: str | None = None
 
 
 def _insert_ignoring_duplicates(session: AsyncSession) -> Any:
@@ -84,7 +91,9 @@ async def open_sends(
             "provider": item.provider,
             "status": item.status.value,
             "reason": item.reason,
+            "cause": item.cause.value if item.cause is not None else None,
             "attempts": 0,
+            "unknown_outcomes": 0,
             "expires_at": expires_at,
             "created_at": now,
             "completed_at": None if item.status is DeliveryStatus.PENDING else now,
@@ -95,16 +104,26 @@ async def open_sends(
     keys = [item.send_key for item in planned]
     rows: dict[str, LedgerRow] = {}
     for chunk in _chunks(keys, 900):
-        result = await session.exec(
-            select(
+        result = await _execute(
+            session,
+            select_columns(
                 col(Delivery.id),
                 col(Delivery.send_key),
                 col(Delivery.status),
                 col(Delivery.attempts),
-            ).where(col(Delivery.send_key).in_(chunk))
+                col(Delivery.completed_at),
+                col(Delivery.reason),
+            ).where(col(Delivery.send_key).in_(chunk)),
         )
-        for row_id, key, status, attempts in result.all():
-            rows[key] = LedgerRow(int(row_id or 0), key, DeliveryStatus(status), attempts)
+        for row_id, key, status, attempts, completed_at, reason in result.all():
+            rows[key] = LedgerRow(
+                int(row_id or 0),
+                key,
+                DeliveryStatus(status),
+                attempts,
+                completed_at is None,
+                reason,
+            )
     return rows
 
 
@@ -115,22 +134,33 @@ class SendOutcome:
     status: DeliveryStatus
     reason: str | None
     provider: str | None
+    cause: SendCause | None = None
+    unknown_outcomes: int = 0
 
 
 async def read_outcomes(session: AsyncSession, keys: Sequence[str]) -> dict[str, SendOutcome]:
     """The rows of these send keys as they stand now (every attempt's work included)."""
     outcomes: dict[str, SendOutcome] = {}
     for chunk in _chunks(list(keys), 900):
-        result = await session.exec(
-            select(
+        result = await _execute(
+            session,
+            select_columns(
                 col(Delivery.send_key),
                 col(Delivery.status),
                 col(Delivery.reason),
                 col(Delivery.provider),
-            ).where(col(Delivery.send_key).in_(chunk))
+                col(Delivery.cause),
+                col(Delivery.unknown_outcomes),
+            ).where(col(Delivery.send_key).in_(chunk)),
         )
-        for key, status, reason, provider in result.all():
-            outcomes[key] = SendOutcome(DeliveryStatus(status), reason, provider)
+        for key, status, reason, provider, cause, unknown in result.all():
+            outcomes[key] = SendOutcome(
+                DeliveryStatus(status),
+                reason,
+                provider,
+                SendCause(cause) if cause else None,
+                unknown,
+            )
     return outcomes
 
 
@@ -144,25 +174,43 @@ async def count_attempt(session: AsyncSession, row_ids: Sequence[int]) -> None:
         )
 
 
+# statuses that leave a row open (sent again by the next attempt) unless closed explicitly
+RETRIED = frozenset({DeliveryStatus.PENDING, DeliveryStatus.UNKNOWN})
+
+
 @dataclass(frozen=True, slots=True)
 class Completion:
+    """What an attempt learnt of one row. A ``pending`` or ``unknown`` completion keeps the
+    row open for the next attempt unless ``close`` is set (its retries are over)."""
+
     row_id: int
     status: DeliveryStatus
     reason: str | None
     provider_message_id: str | None
+    cause: SendCause | None = None
+    # the request was sent and its answer lost
+    answer_lost: bool = False
+    close: bool = False
+
+    @property
+    def closes(self) -> bool:
+        return self.close or self.status not in RETRIED
 
 
 async def complete_sends(
     session: AsyncSession, completions: Iterable[Completion], now: datetime
 ) -> None:
-    """Record final answers; rows left pending (retry later) only get their last reason."""
+    """Record what attempts learnt. Only open rows change: a closed row (delivered, gone,
+    given up) is never reopened or overwritten, whatever a late or repeated attempt says."""
     params = [
         {
             "b_id": item.row_id,
             "b_status": item.status.value,
             "b_reason": item.reason,
             "b_message_id": item.provider_message_id,
-            "b_completed": None if item.status is DeliveryStatus.PENDING else now,
+            "b_cause": item.cause.value if item.cause is not None else None,
+            "b_lost": 1 if item.answer_lost else 0,
+            "b_completed": now if item.closes else None,
         }
         for item in completions
     ]
@@ -172,11 +220,13 @@ async def complete_sends(
     statement = (
         update(table)
         .where(table.c.id == bindparam("b_id"))
-        .where(table.c.status == DeliveryStatus.PENDING.value)
+        .where(table.c.completed_at.is_(None))
         .values(
             status=bindparam("b_status"),
             reason=bindparam("b_reason"),
             provider_message_id=bindparam("b_message_id"),
+            cause=bindparam("b_cause"),
+            unknown_outcomes=table.c.unknown_outcomes + bindparam("b_lost"),
             completed_at=bindparam("b_completed"),
         )
     )
@@ -192,35 +242,48 @@ async def settle_orphans(
     planned_keys: set[str],
     now: datetime,
 ) -> int:
-    """Close pending rows of this node for these profiles that this attempt no longer plans
-    (their device was invalidated, quarantined or moved between attempts)."""
-    orphans: list[int] = []
+    """Close open rows of this node for these profiles that this attempt no longer plans
+    (their device was invalidated, quarantined or moved between attempts). A row whose last
+    request went out and got no answer stays ``unknown``: it may have been delivered."""
+    orphans: list[Completion] = []
     profiles = list(visits)
     for chunk in _chunks(profiles, 900):
-        result = await session.exec(
-            select(
+        result = await _execute(
+            session,
+            select_columns(
                 col(Delivery.id),
                 col(Delivery.send_key),
                 col(Delivery.profile_id),
                 col(Delivery.visit),
+                col(Delivery.status),
             )
             .where(col(Delivery.workflow_id) == workflow_id)
             .where(col(Delivery.node_id) == node_id)
-            .where(col(Delivery.status) == DeliveryStatus.PENDING.value)
-            .where(col(Delivery.profile_id).in_(chunk))
+            .where(col(Delivery.completed_at).is_(None))
+            .where(col(Delivery.profile_id).in_(chunk)),
         )
-        for row_id, key, profile_id, visit in result.all():
-            if key not in planned_keys and visits.get(profile_id) == visit:
-                orphans.append(int(row_id or 0))
-    await complete_sends(
-        session,
-        [
-            Completion(row_id, DeliveryStatus.NOT_SENT, "device no longer targeted", None)
-            for row_id in orphans
-        ],
-        now,
-    )
+        for row_id, key, profile_id, visit, status in result.all():
+            if key in planned_keys or visits.get(profile_id) != visit:
+                continue
+            sent = status == DeliveryStatus.UNKNOWN.value
+            orphans.append(
+                Completion(
+                    int(row_id or 0),
+                    DeliveryStatus.UNKNOWN if sent else DeliveryStatus.NOT_SENT,
+                    ("sent, answer lost; " if sent else "") + "device no longer targeted",
+                    None,
+                    SendCause.UNTARGETED,
+                    close=True,
+                )
+            )
+    await complete_sends(session, orphans, now)
     return len(orphans)
+
+
+async def _execute(session: AsyncSession, statement: Select[*Columns]) -> Result[*Columns]:
+    """A Core select of more columns than sqlmodel's ``select`` is typed for."""
+    connection = await session.connection()
+    return await connection.execute(statement)
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

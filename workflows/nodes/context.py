@@ -24,8 +24,12 @@ with workflow.unsafe.imports_passed_through():
     from tidings.journeys.localtime import zone_for
     from tidings.journeys.model import JourneyDefinition
 
-RECORD_TIMEOUT = timedelta(minutes=2)
-RECORD_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+# Store-only activities take milliseconds; a worker killed while running one must delay the
+# run by seconds, not by a long start-to-close timeout (retried at once, then backing off).
+RECORD_TIMEOUT = timedelta(seconds=10)
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)
+)
 NO_FACTS = ProfileFacts()
 
 

@@ -138,9 +138,13 @@ async def _deliver(
         frequency_cap=cap
         if cap is not None and cap.active and context.journey.frequency_cap == "apply"
         else None,
+        retry_horizon_s=int((node.retry_horizon or options.delivery_retry_horizon).total_seconds()),
     )
+    # Unlimited attempts: the activity itself ends its sends' retries at the push's expiry
+    # or its retry horizon, whichever comes first, and each attempt resends only the sends
+    # still open, so no fixed count abandons pushes still worth sending.
     retry_policy = RetryPolicy(
-        maximum_attempts=options.delivery_max_attempts,
+        maximum_attempts=0,
         maximum_interval=options.delivery_max_backoff,
         non_retryable_error_types=["UnknownApp"],
     )

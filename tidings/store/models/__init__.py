@@ -2,7 +2,7 @@
 
 from tidings.store.models.apps import App
 from tidings.store.models.custom_events import CustomEvent
-from tidings.store.models.deliveries import Delivery, DeliveryStatus
+from tidings.store.models.deliveries import Delivery, DeliveryStatus, SendCause
 from tidings.store.models.devices import Device, DeviceState, Provider
 from tidings.store.models.erasures import Erasure
 from tidings.store.models.interactions import Interaction, InteractionKind, InteractionStatus
@@ -52,5 +52,6 @@ __all__ = [
     "ReplacedToken",
     "RunMember",
     "RunStatus",
+    "SendCause",
     "SendRateBucket",
 ]

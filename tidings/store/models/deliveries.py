@@ -20,6 +20,10 @@ from tidings.store.types import UTCDateTime, id_column_type, utcnow
 
 class DeliveryStatus(StrEnum):
     PENDING = "pending"  # written, provider not (yet) known to have answered
+    # sent, and the provider's answer was lost (a reset, a timeout): it may have been
+    # delivered. Retried with the same apns-id and collapse id while the row is open; a row
+    # closed so (its retry horizon passed) stays ``unknown``.
+    UNKNOWN = "unknown"
     DELIVERED = "delivered"  # the provider accepted the push
     TOKEN_GONE = "token_gone"  # the provider said the token no longer exists
     TOKEN_SUSPECT = "token_suspect"  # the token was quarantined
@@ -28,9 +32,22 @@ class DeliveryStatus(StrEnum):
     EXPIRED = "expired"  # its TTL passed before it could be sent
     NOT_SENT = "not_sent"  # held back by a rule (frequency cap, stopped app, template error)
 
-    @property
-    def is_final(self) -> bool:
-        return self is not DeliveryStatus.PENDING
+
+class SendCause(StrEnum):
+    """Why a row did not end ``delivered``, where the status alone does not say: typed, so
+    reports and summaries never parse reasons back."""
+
+    APP_STOPPED = "app_stopped"  # the app's sends to this provider are stopped
+    PUSH_REFUSED = "push_refused"  # the provider refused this push itself (payload, headers)
+    WITH_REFUSED_PUSH = "with_refused_push"  # not sent: the same push was refused
+    NO_CREDENTIALS = "no_credentials"  # the app has no credentials for the provider
+    NO_DEVICE = "no_device"  # the profile has no valid device (or no longer exists)
+    TEMPLATE = "template"  # the push cannot be rendered, or is too large
+    FREQUENCY_CAP = "frequency_cap"
+    EXPIRED = "expired"  # its TTL ran out before it could be sent
+    RATE_TURN = "rate_turn"  # its turn under the app's send rate came after its expiry
+    RETRY_HORIZON = "retry_horizon"  # transient failures outlasted the node's retry horizon
+    UNTARGETED = "untargeted"  # its device was invalidated or moved between attempts
 
 
 class Delivery(SQLModel, table=True):
@@ -62,9 +79,18 @@ class Delivery(SQLModel, table=True):
     )
     reason: str | None = Field(default=None, sa_column=Column(Text))
     provider_message_id: str | None = Field(default=None, sa_column=Column(String(200)))
+    # requests made for this row, and how many of them got no answer (sent, answer lost): a
+    # delivered row with unknown outcomes may have reached the device more than once (the
+    # collapse id and notification tag keep the device showing one)
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    unknown_outcomes: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, default=0, server_default="0")
+    )
+    cause: SendCause | None = Field(default=None, sa_column=Column(String(24)))
     expires_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
+    # set when the row is closed: no attempt sends it again (``pending`` and ``unknown`` rows
+    # without it are still open)
     completed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))

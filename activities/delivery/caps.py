@@ -1,4 +1,4 @@
-"""The frequency cap inside the push node's batch activity.
+"""The frequency cap, part of planning a push batch.
 
 ``DeliveryActivities.deliver`` asks :func:`capped_in_batch` once per batch (one ledger query
 per 900 profiles) and hands the answer to :func:`hold_capped`, which turns the capped
@@ -11,19 +11,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Protocol
 
 from activities.contracts import PushBatch
-from tidings.push import PushMessage
+from activities.delivery.plan import PlannedDelivery
 from tidings.store.caps import capped_profiles
 from tidings.store.db import Database
-from tidings.store.ledger import PlannedSend
-from tidings.store.models import DeliveryStatus
-
-
-class PlannedDelivery(Protocol):
-    plan: PlannedSend
-    message: PushMessage | None
+from tidings.store.models import DeliveryStatus, SendCause
 
 
 async def capped_in_batch(db: Database, batch: PushBatch, now: datetime) -> dict[str, str]:
@@ -50,6 +43,9 @@ def hold_capped(sends: Iterable[PlannedDelivery], capped: Mapping[str, str]) -> 
         reason = capped.get(send.plan.profile_id)
         if reason is not None and send.plan.status is DeliveryStatus.PENDING:
             send.plan = dataclasses.replace(
-                send.plan, status=DeliveryStatus.NOT_SENT, reason=reason
+                send.plan,
+                status=DeliveryStatus.NOT_SENT,
+                reason=reason,
+                cause=SendCause.FREQUENCY_CAP,
             )
             send.message = None

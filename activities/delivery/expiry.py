@@ -1,5 +1,5 @@
 """When the pushes of a batch expire: per profile, counted from the moment the profile
-reached the push node, not from the send (issue 3, freshness).
+reached the push node, not from the send.
 
 A send held for quiet hours, or waiting for a retry, must not go out past its node's TTL:
 ``DeliveryActivities.deliver`` asks :func:`send_deadlines` once per attempt and hands the
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from activities.contracts import PushBatch
-from activities.frequency_cap import PlannedDelivery
-from tidings.store.models import DeliveryStatus
+from activities.delivery.plan import PlannedDelivery
+from tidings.store.models import DeliveryStatus, SendCause
 
 # How long a TTL-0 push may take to leave within its one attempt (a send rate limit may make
 # it wait its turn). TTLs are whole seconds, so providers are still told 0 s.
@@ -87,5 +87,7 @@ def hold_expired(sends: Iterable[PlannedDelivery], expired: Mapping[str, str]) -
     for send in sends:
         reason = expired.get(send.plan.profile_id)
         if reason is not None and send.plan.status is DeliveryStatus.PENDING:
-            send.plan = dataclasses.replace(send.plan, status=DeliveryStatus.EXPIRED, reason=reason)
+            send.plan = dataclasses.replace(
+                send.plan, status=DeliveryStatus.EXPIRED, reason=reason, cause=SendCause.EXPIRED
+            )
             send.message = None

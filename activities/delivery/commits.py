@@ -1,0 +1,154 @@
+"""Outcomes written while a batch is still sending, in small group commits.
+
+Writing every outcome once the whole batch has sent would make a worker killed mid-batch
+lose every answer it had, and the next attempt resend all of them. The writer commits what
+arrived every ``max_delay`` or every ``max_rows`` verdicts, whichever comes first, so a
+crash resends at most the requests in flight plus one group. A commit that fails (the store
+restarting) is retried with backoff, keeping its verdicts, while sending goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from types import TracebackType
+
+from activities.delivery.verdicts import AttemptVerdicts, Verdict
+from tidings.store.apps import stop_sends
+from tidings.store.db import Database
+from tidings.store.ledger import Completion, complete_sends
+from tidings.store.models import App
+from tidings.store.targeting import invalidate_gone, quarantine
+from tidings.store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+GROUP_ROWS = 100
+GROUP_DELAY_S = 0.05
+# a commit that fails is retried this long before the attempt fails (the store restarting)
+COMMIT_PATIENCE_S = 60.0
+
+
+class OutcomeWriter:
+    """Group commits of one attempt's verdicts (an async context: the last group is
+    committed on exit). ``learnt`` gathers what the attempt learnt as verdicts arrive."""
+
+    def __init__(
+        self,
+        db: Database,
+        app: App,
+        *,
+        max_rows: int = GROUP_ROWS,
+        max_delay_s: float = GROUP_DELAY_S,
+        patience_s: float = COMMIT_PATIENCE_S,
+    ) -> None:
+        self._db = db
+        self._app = app
+        self._max_rows = max_rows
+        self._max_delay_s = max_delay_s
+        self._patience_s = patience_s
+        self._buffer: list[Verdict] = []
+        self._stopped_providers: set[str] = set()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self.learnt = AttemptVerdicts()
+        self.commits = 0
+
+    def add(self, verdict: Verdict) -> None:
+        self.learnt.note(verdict)
+        self._buffer.append(verdict)
+        # the first verdict of a group starts its clock; a full group goes at once
+        if len(self._buffer) == 1 or len(self._buffer) >= self._max_rows:
+            self._wake.set()
+
+    async def __aenter__(self) -> OutcomeWriter:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._closing = True
+        self._wake.set()
+        assert self._task is not None
+        if kind is None or not issubclass(kind, asyncio.CancelledError):
+            await self._task
+            return
+        # cancelled (the worker stops): keep what arrived, if the store takes it at once
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        if self._buffer:
+            await asyncio.shield(self._commit_once(self._take()))
+
+    async def write(self, completions: Sequence[Completion]) -> None:
+        """Commit extra completions after the sends (in order, after every group)."""
+        for completion in completions:
+            self.add(Verdict(completion))
+        await self._commit(self._take())
+
+    async def _run(self) -> None:
+        while True:
+            if not self._buffer:
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            if len(self._buffer) < self._max_rows and not self._closing:
+                # let a group form: the first verdict waits at most max_delay
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._max_delay_s)
+                self._wake.clear()
+            await self._commit(self._take())
+
+    def _take(self) -> list[Verdict]:
+        group, self._buffer = self._buffer, []
+        return group
+
+    async def _commit(self, group: list[Verdict]) -> None:
+        if not group:
+            return
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._patience_s
+        delay = 0.25
+        while True:
+            try:
+                await self._commit_once(group)
+                return
+            except Exception as error:
+                if loop.time() + delay > give_up:
+                    raise
+                log.warning(
+                    "recording %d send outcomes failed (%s); retrying in %.1fs",
+                    len(group),
+                    type(error).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _commit_once(self, group: list[Verdict]) -> None:
+        now = utcnow()
+        faults = {
+            v.provider: v.app_fault
+            for v in group
+            if v.provider and v.app_fault and v.provider not in self._stopped_providers
+        }
+        async with self._db.write() as session:
+            await complete_sends(session, [v.completion for v in group], now)
+            for verdict in group:
+                if verdict.gone is not None:
+                    device_id, gone_at, reason = verdict.gone
+                    await invalidate_gone(session, device_id, gone_at, reason, now)
+                if verdict.suspect is not None:
+                    await quarantine(session, *verdict.suspect, now)
+            for provider, reason in faults.items():
+                await stop_sends(session, self._app, provider, reason, now)
+        self._stopped_providers.update(faults)
+        self.commits += 1
