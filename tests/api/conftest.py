@@ -3,6 +3,7 @@ admin or as one app through its own API key, and to put pushes in the send ledge
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,9 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from fastapi import FastAPI
 
-from tests.harness import ADMIN_KEY, make_settings
+from tests.harness import ADMIN_KEY, BUNDLE_ID, make_settings
 from tidings.api.app import create_app
 from tidings.settings import Settings
 from tidings.sim import Simulators
@@ -22,6 +25,29 @@ from tidings.store.ledger import PlannedSend, open_sends, send_key, tracking_id_
 from tidings.store.types import utcnow
 
 BASE_URL = "http://tidings.test"
+
+
+def offline_credentials() -> dict[str, Any]:
+    """Credentials of the right form for both platforms, for an API whose saves are not checked
+    with the providers (no simulators): enough for the app to take tokens of both."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+    account = {
+        "type": "service_account",
+        "project_id": "offline",
+        "private_key": "never used: nothing is sent",
+        "client_email": "tidings@offline.invalid",
+        "token_uri": "http://127.0.0.1:9/token",
+    }
+    return {
+        "apns": {
+            "team_id": "TEAM000001",
+            "key_id": "KEY0000001",
+            "bundle_id": BUNDLE_ID,
+            "signing_key": pem,
+        },
+        "fcm": {"service_account": json.dumps(account)},
+    }
 
 
 @dataclass
@@ -39,9 +65,13 @@ class Api:
             transport=httpx.ASGITransport(app=self.app), base_url=BASE_URL, headers=headers
         )
 
-    async def create_app(self, app_id: str) -> str:
-        """A new app and one API key of it; returns the key."""
-        answer = await self.admin.post("/v1/apps", json={"id": app_id, "name": app_id.title()})
+    async def create_app(self, app_id: str, *, with_credentials: bool = False) -> str:
+        """A new app (holding credentials of both platforms if asked) and one API key of it;
+        returns the key."""
+        body = {"id": app_id, "name": app_id.title()}
+        if with_credentials:
+            body |= offline_credentials()
+        answer = await self.admin.post("/v1/apps", json=body)
         assert answer.status_code == 201, answer.text
         key = await self.admin.post(f"/v1/apps/{app_id}/keys", json={"name": "backend"})
         assert key.status_code == 201, key.text

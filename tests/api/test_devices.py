@@ -12,7 +12,7 @@ from sqlalchemy import text, update
 from sqlmodel import col, select
 from temporalio.client import Client
 
-from tests.api.conftest import Api
+from tests.api.conftest import Api, offline_credentials
 from tests.harness import app_credentials, make_settings, real_stack, unique_ids
 from tidings.journeys import parse_definition
 from tidings.runs import start_run
@@ -514,3 +514,45 @@ async def test_a_store_error_is_answered_500_and_logged_without_values(
     )
     assert token not in logged
     assert email not in logged
+
+
+async def test_a_token_of_a_platform_the_app_has_no_credentials_for_is_kept_with_a_warning(
+    api: Api,
+) -> None:
+    key = await api.create_app("fcm-only")
+    added = await api.admin.patch("/v1/apps/fcm-only", json={"fcm": offline_credentials()["fcm"]})
+    assert added.status_code == 200, added.text
+    ios = {"profile_id": "ann", "provider": "apns", "token": apns(1)}
+    android = {"profile_id": "ann", "provider": "fcm", "token": "ann-android"}
+    expected = [
+        {
+            "code": "provider_not_configured",
+            "message": "app 'fcm-only' has no APNs credentials: the token is kept, but "
+            "nothing is sent to it until the app gets them",
+        }
+    ]
+    async with api.client(key) as backend:
+        single = await backend.post("/v1/apps/fcm-only/devices", json=ios)
+        assert single.status_code == 200, single.text
+        assert single.json()["warnings"] == expected
+        fine = await backend.post("/v1/apps/fcm-only/devices", json=android)
+        assert fine.json()["warnings"] == []
+        batch = await backend.post(
+            "/v1/apps/fcm-only/devices/batch",
+            json={"items": [android, ios | {"token": apns(2)}]},
+        )
+        assert batch.status_code == 200, batch.text
+        assert [(i["status"], i["warnings"]) for i in batch.json()["items"]] == [
+            ("registered", []),
+            ("registered", expected),
+        ]
+        # once the app has APNs credentials, the warning goes
+        added = await api.admin.patch(
+            "/v1/apps/fcm-only", json={"apns": offline_credentials()["apns"]}
+        )
+        assert added.status_code == 200, added.text
+        again = await backend.post("/v1/apps/fcm-only/devices", json=ios)
+        assert again.json()["warnings"] == []
+    assert sorted(t for _, t in await stored_devices(api)) == sorted(
+        [apns(1), apns(2), "ann-android"]
+    )

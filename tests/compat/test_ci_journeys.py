@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlmodel import select
 from temporalio.client import Client
 
-from tests.api.conftest import Api, sent_push
+from tests.api.conftest import BASE_URL, Api, offline_credentials, sent_push
 from tests.compat.conftest import CallbackServer
 from tests.harness import app_credentials, make_settings, real_stack, unique_ids
 from tidings.journeys import parse_definition
@@ -47,12 +47,12 @@ async def status_of(api: Api, key: str, ids: list[str]) -> list[dict[str, object
 
 
 async def test_single_registrations_are_tracked_and_their_status_is_answered(api: Api) -> None:
-    key = await api.create_app(APP)
+    key = await api.create_app(APP, with_credentials=True)
     ios = {"MobileAppId": APP, "UserId": USER, "ApiToken": key, "ApnsDeviceToken": APNS_TOKEN}
     android = {"MobileAppId": APP, "UserId": USER, "ApiToken": key, "FcmDeviceToken": FCM_TOKEN}
     untracked = await api.admin.post(DEVICES, json=ios)
     assert untracked.status_code == 202
-    assert untracked.json() == {}
+    assert untracked.content == b""  # the documented answer: an empty body
     answers = [await api.admin.post(DEVICES, json=b, headers=TRACK) for b in (ios, android)]
     assert [a.status_code for a in answers] == [202, 202]
     ids = [a.json()["RegistrationRequestId"] for a in answers]
@@ -70,7 +70,7 @@ async def test_single_registrations_are_tracked_and_their_status_is_answered(api
 async def test_the_callback_is_signed_with_the_api_token_and_sent_once(
     api: Api, callback_server: CallbackServer
 ) -> None:
-    key = await api.create_app(APP)
+    key = await api.create_app(APP, with_credentials=True)
     url = f"{callback_server.url}/registered?device=1"
     headers = TRACK | {
         "x-ms-callback-url": url,
@@ -98,7 +98,7 @@ async def test_the_callback_is_signed_with_the_api_token_and_sent_once(
 
 
 async def test_a_batch_answers_ids_in_order_with_each_outcome(api: Api) -> None:
-    key = await api.create_app(APP)
+    key = await api.create_app(APP, with_credentials=True)
     await api.create_app("other-app")
     items = [
         {"MobileAppId": APP, "UserId": "u1", "ApiToken": key, "ApnsDeviceToken": APNS_TOKEN},
@@ -131,7 +131,7 @@ async def test_a_batch_answers_ids_in_order_with_each_outcome(api: Api) -> None:
 async def test_an_invalid_api_token_stores_nothing_and_leaves_the_status_pending(
     api: Api, callback_server: CallbackServer
 ) -> None:
-    key = await api.create_app(APP)
+    key = await api.create_app(APP, with_credentials=True)
     headers = TRACK | {"x-ms-callback-url": callback_server.url}
     body = {
         "MobileAppId": APP,
@@ -162,7 +162,7 @@ async def test_an_invalid_api_token_stores_nothing_and_leaves_the_status_pending
 
 
 async def test_malformed_requests_are_answered_400(api: Api) -> None:
-    key = await api.create_app(APP)
+    key = await api.create_app(APP, with_credentials=True)
     base = {"MobileAppId": APP, "UserId": USER, "ApiToken": key}
     for body in (
         base,  # no token
@@ -181,7 +181,7 @@ async def test_malformed_requests_are_answered_400(api: Api) -> None:
 
 
 async def test_cleanup_single_and_batch(api: Api) -> None:
-    key = await api.create_app(APP)
+    key = await api.create_app(APP, with_credentials=True)
     registrations = [
         {"MobileAppId": APP, "UserId": "u1", "ApiToken": key, "ApnsDeviceToken": "a1" * 32},
         {"MobileAppId": APP, "UserId": "u1", "ApiToken": key, "FcmDeviceToken": "u1-android"},
@@ -207,7 +207,7 @@ async def test_cleanup_single_and_batch(api: Api) -> None:
 
 
 async def test_the_interaction_endpoint_takes_opened_and_clicked(api: Api) -> None:
-    key = await api.create_app(APP)
+    key = await api.create_app(APP, with_credentials=True)
     body = {"MobileAppId": APP, "UserId": USER, "ApiToken": key, "ApnsDeviceToken": APNS_TOKEN}
     await api.admin.post(DEVICES, json=body)
     async with api.db.read() as session:
@@ -228,7 +228,7 @@ async def test_the_interaction_endpoint_takes_opened_and_clicked(api: Api) -> No
         unknown = report | {"TrackingId": "00000000-0000-0000-0000-000000000000"}
         answer = await device_app.post(EVENTS, json=unknown)
         assert answer.status_code == 400
-        assert answer.json()["error"]["code"] == "unknown_tracking_id"
+        assert answer.json()["error"]["code"] == "unknown_tracking_id"  # counted, not stored
         bad_status = report | {"PushNotificationStatus": 7}
         assert (await device_app.post(EVENTS, json=bad_status)).status_code == 400
     async with api.db.read() as session:
@@ -237,7 +237,6 @@ async def test_the_interaction_endpoint_takes_opened_and_clicked(api: Api) -> No
         [
             (tracking, "opened", "matched", "compat"),
             (tracking, "clicked", "matched", "compat"),
-            ("00000000-0000-0000-0000-000000000000", "opened", "unmatched", "compat"),
         ]
     )
     # the native API reporting the same open counts it once
@@ -317,3 +316,57 @@ async def test_pushes_carry_the_data_keys_the_apps_read(
             "hello",
             USER,
         )
+
+
+async def test_the_public_endpoint_joined_as_the_samples_join_it(api: Api) -> None:
+    """Microsoft's samples build `{PublicEndpoint}/api/v1.0/...`; with the endpoint written as
+    the README gives it (ending in `/`), the path holds `//api`."""
+    key = await api.create_app(APP, with_credentials=True)
+    public_endpoint = f"{BASE_URL}/compat/ci-journeys/"
+    devices_url = f"{public_endpoint}/api/v1.0/orgs/{ORG}/pushdeviceregistration/devices"
+    body = {"MobileAppId": APP, "UserId": USER, "ApiToken": key, "ApnsDeviceToken": APNS_TOKEN}
+    answer = await api.admin.post(devices_url, json=body, headers=TRACK)
+    assert answer.status_code == 202, answer.text
+    request_id = answer.json()["RegistrationRequestId"]
+    status = await api.admin.post(
+        f"{devices_url}/status/",
+        json={"RegistrationRequestIds": [request_id], "MobileAppId": APP, "ApiToken": key},
+    )
+    assert status.status_code == 200, status.text
+    assert status.json()[0]["Status"] == "Success"
+    assert await devices(api) == [(USER, APNS_TOKEN)]
+    async with api.db.read() as session:
+        device = (await session.exec(select(Device))).one()
+    tracking = await sent_push(api.db, app_id=APP, profile_id=USER, device_id=device.id)
+    report = {"TrackingId": tracking, "DeviceToken": APNS_TOKEN, "PushNotificationStatus": 1}
+    async with api.client(None) as device_app:
+        reported = await device_app.post(
+            f"{public_endpoint}/api/v1.0/orgs/{ORG}/pushdatareceiver/events", json=report
+        )
+    assert reported.status_code == 202, reported.text
+
+
+async def test_a_token_of_a_platform_the_app_has_no_credentials_for_fails_as_a_dry_run(
+    api: Api, callback_server: CallbackServer
+) -> None:
+    key = await api.create_app(APP)
+    fcm_only = await api.admin.patch(f"/v1/apps/{APP}", json={"fcm": offline_credentials()["fcm"]})
+    assert fcm_only.status_code == 200, fcm_only.text
+    ios = {"MobileAppId": APP, "UserId": USER, "ApiToken": key, "ApnsDeviceToken": APNS_TOKEN}
+    android = {"MobileAppId": APP, "UserId": USER, "ApiToken": key, "FcmDeviceToken": FCM_TOKEN}
+    headers = TRACK | {"x-ms-callback-url": callback_server.url}
+    single = await api.admin.post(DEVICES, json=ios, headers=headers)
+    assert single.status_code == 202
+    other_ios = ios | {"ApnsDeviceToken": "cd" * 32, "UserId": "u2"}
+    batch = await api.admin.post(f"{DEVICES}/batch", json=[android, other_ios], headers=TRACK)
+    assert batch.status_code == 202
+    ids = [single.json()["RegistrationRequestId"]] + [
+        item["RegistrationRequestId"] for item in batch.json()
+    ]
+    assert [(s["Status"], s["FailureReason"]) for s in await status_of(api, key, ids)] == [
+        ("Failed", "DryRunSendingFailed"),
+        ("Success", None),
+        ("Failed", "DryRunSendingFailed"),
+    ]
+    assert [r.body["FailureReason"] for r in callback_server.received] == ["DryRunSendingFailed"]
+    assert await devices(api) == [(USER, FCM_TOKEN)]

@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 import tidings
 from tidings.api.deps import ApiState
 from tidings.api.errors import install_error_handlers
+from tidings.api.gate import body_limit, install_gates, size_text
 from tidings.api.keys import admin_key
 from tidings.api.recorder import InteractionRecorder
 from tidings.api.routers import (
@@ -26,6 +28,7 @@ from tidings.api.routers import (
     mappings,
     profiles,
 )
+from tidings.api.throttle import FailedAuthentications
 from tidings.push.links import LinkSigner, link_tracking
 from tidings.settings import Settings
 from tidings.store.db import Database
@@ -38,7 +41,14 @@ operators manage apps, their API keys and journeys.
 **Authentication.** `Authorization: Bearer <key>`. The admin key manages apps, API keys and
 profiles, and may do anything. An app's API key (created under `/v1/apps/{app_id}/keys`,
 shown once) may touch only that app's devices, user mappings and interactions: anything else
-answers 403 and changes nothing.
+answers 403 and changes nothing. It posts custom events only for the profiles its app knows
+(a device or a user mapping of the app names them): any other answers 404, as a profile that
+does not exist.
+
+**Limits.** A request body larger than its operation takes answers 413 naming the limit
+(1 MiB; 128 KiB for a single item of the compatible surface). After 20 failed
+authentications an address gets 429 with `Retry-After` for further failures (one more
+allowed every 3 s); a valid key is always served.
 
 **Errors** share one shape, `{"error": {"code", "message", "details"}}`; `code` is stable and
 machine-readable, `details` lists field problems.
@@ -49,7 +59,14 @@ pages neither skip nor repeat items when rows are added meanwhile.
 """
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    db: Database | None = None,
+    *,
+    auth_failures: FailedAuthentications | None = None,
+) -> FastAPI:
+    """The API on ``db`` (or the configured store). ``auth_failures``: the limit on failed
+    authentications, if not the default one (tidings.api.throttle)."""
     settings = settings or Settings()
     owned_db = db is None
 
@@ -64,6 +81,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                 settings.home,
             ),
             admin_key=admin_key(settings),
+            failed_authentications=(
+                FailedAuthentications() if auth_failures is None else auth_failures
+            ),
         )
         app.state.tidings = state
         # journey validation checks payload sizes with the tracked links the worker writes
@@ -89,7 +109,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    install_error_handlers(app)
+    install_gates(app)
+    install_error_handlers(app)  # after the gates: its middleware is the outermost
 
     for module in (apps, keys, profiles, erasures, mappings, devices, interactions, compat):
         app.include_router(module.router)
@@ -100,4 +121,34 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    _document_body_limits(app)
     return app
+
+
+def _document_body_limits(app: FastAPI) -> None:
+    """Every operation that takes a body documents its 413, with the limit of its path."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = app.openapi_schema
+        if schema is None:
+            schema = generate()
+            for path, operations in schema.get("paths", {}).items():
+                for operation in operations.values():
+                    if "requestBody" not in operation:
+                        continue
+                    operation["responses"].setdefault(
+                        "413",
+                        {
+                            "description": "The request body is larger than "
+                            f"{size_text(body_limit(path))}",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/ErrorResponse"}
+                                }
+                            },
+                        },
+                    )
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -4,6 +4,10 @@ Two kinds of bearer key reach the API. The admin key (settings, or ``<home>/admi
 manages apps, API keys, profiles and journeys, and may do anything an app may. An app's API
 key (``tdk_<id>_<secret>``) may touch only that app's devices, user mappings and
 interactions: any other app's resources answer 403 and nothing changes.
+
+The native API's key is checked from the headers before any of the body is read (the request
+gate, tidings.api.gate); failed authentications are limited per client address
+(tidings.api.throttle), and a valid key is served whatever its address' count.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.api.errors import ApiError
 from tidings.api.recorder import InteractionRecorder
+from tidings.api.throttle import FailedAuthentications, source_of
 from tidings.settings import Settings
 from tidings.store.db import Database
 from tidings.store.keys import verify_key
@@ -42,6 +47,12 @@ class ApiState:
     sqlite_writer: asyncio.Lock = field(default_factory=asyncio.Lock)
     # set by the app's lifespan (tidings.api.recorder)
     interactions: InteractionRecorder | None = None
+    # failed authentications per client address, in this process (tidings.api.throttle)
+    failed_authentications: FailedAuthentications = field(default_factory=FailedAuthentications)
+    # compat interaction reports naming no push this process refused (counted, never stored:
+    # that endpoint takes no key), and when that count was last logged
+    unmatched_compat_reports: int = 0
+    unmatched_compat_logged_at: float | None = None
 
     @property
     def recorder(self) -> InteractionRecorder:
@@ -97,24 +108,68 @@ class Caller:
         return self.is_admin or self.app_id == app_id
 
 
-def _unauthorized(message: str) -> ApiError:
+# where the request gate (tidings.api.gate) leaves the caller it authenticated from the headers
+CALLER_SCOPE_KEY = "tidings.caller"
+MISSING_KEY = "send the API key as `Authorization: Bearer <key>`"
+UNKNOWN_KEY = "unknown or revoked API key"
+
+
+def unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def authenticate(
-    state: State,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Caller:
-    if credentials is None:
-        raise _unauthorized("send the API key as `Authorization: Bearer <key>`")
-    key = credentials.credentials
+def rate_limited(retry_after: int) -> ApiError:
+    return ApiError(
+        429,
+        "rate_limited",
+        f"too many failed authentications from this address: retry in {retry_after} s "
+        "(a valid key is still served)",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+async def caller_for(state: ApiState, key: str) -> Caller | None:
+    """Who this bearer key is (the admin, or an app through one of its live keys), or None."""
     if hmac.compare_digest(key.encode(), state.admin_key.encode()):
         return Caller()
     async with state.db.read() as session:
         row = await verify_key(session, key)
     if row is None:
-        raise _unauthorized("unknown or revoked API key")
+        return None
     return Caller(app_id=row.app_id, key_id=row.id)
+
+
+def refused(state: ApiState, source: str, message: str) -> ApiError:
+    """The answer to a failed authentication: 401, or 429 once ``source`` failed too often."""
+    retry_after = state.failed_authentications.fail(source)
+    return unauthorized(message) if retry_after is None else rate_limited(retry_after)
+
+
+def source(request: Request) -> str:
+    """The client address failed authentications are counted against."""
+    return source_of(request.scope)
+
+
+Source = Annotated[str, Depends(source)]
+
+
+async def authenticate(
+    request: Request,
+    state: State,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    """The caller the request gate (tidings.api.gate) authenticated from the headers before
+    the body was read; checked here only for a keyed route outside the gate's paths."""
+    gated = request.scope.get(CALLER_SCOPE_KEY)
+    if isinstance(gated, Caller):
+        return gated
+    where = source_of(request.scope)
+    if credentials is None:
+        raise refused(state, where, MISSING_KEY)
+    caller = await caller_for(state, credentials.credentials)
+    if caller is None:
+        raise refused(state, where, UNKNOWN_KEY)
+    return caller
 
 
 CallerOf = Annotated[Caller, Depends(authenticate)]

@@ -165,7 +165,10 @@ DESCRIPTIONS = {
     403: "The key may not touch this resource",
     404: "Not found",
     409: "The change conflicts with stored data",
+    413: "The request body is larger than the operation takes (the message names the limit)",
     422: "The request is invalid",
+    429: "Too many failed authentications from this address: wait `Retry-After` seconds "
+    "(a valid key is still served)",
 }
 
 
@@ -177,4 +180,4 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 # what every authenticated operation may answer
-ERROR_RESPONSES = responses(401, 403, 404, 422)
+ERROR_RESPONSES = responses(401, 403, 404, 422, 429)

@@ -7,7 +7,6 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -24,7 +23,7 @@ from tidings.push.credentials import (
 from tidings.push.registry import AppCredentials
 from tidings.store.models import ApiKey, App, AppUserMapping, Device, RegistrationRequest
 from tidings.store.pages import Page, keyset
-from tidings.store.secrets import SecretBox, SecretError, reference
+from tidings.store.secrets import SecretBox, SecretError, read_secret_file, reference
 from tidings.store.types import utcnow
 
 _APNS = TypeAdapter[ApnsTokenCredentials | ApnsCertificateCredentials](ApnsCredentials)
@@ -50,10 +49,7 @@ def read_reference(value: str) -> str:
         if secret is None:
             raise SecretError(f"{value}: the variable is not set in the API's environment")
         return secret
-    try:
-        return Path(rest).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise SecretError(f"{value}: cannot be read ({error.__class__.__name__})") from None
+    return read_secret_file(rest)
 
 
 def set_credentials(

@@ -9,7 +9,7 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tidings.store.models import Profile
+from tidings.store.models import AppUserMapping, Device, Profile
 from tidings.store.pages import Page, keyset
 
 PERSONAL_FIELDS = ("email", "phone", "timezone", "locale", "attributes")
@@ -95,3 +95,18 @@ async def find_by_contact(
 
 async def list_profiles(session: AsyncSession, *, after: str | None, limit: int) -> Page[Profile]:
     return await keyset(session, select(Profile), col(Profile.id), after, limit)
+
+
+async def known_to_app(session: AsyncSession, app_id: str, profile_id: str) -> bool:
+    """Whether the app knows the profile: one of the app's devices or user mappings names it."""
+    for statement in (
+        select(col(Device.id))
+        .where(col(Device.app_id) == app_id)
+        .where(col(Device.profile_id) == profile_id),
+        select(col(AppUserMapping.app_user_id))
+        .where(col(AppUserMapping.app_id) == app_id)
+        .where(col(AppUserMapping.profile_id) == profile_id),
+    ):
+        if (await session.exec(statement.limit(1))).first() is not None:
+            return True
+    return False

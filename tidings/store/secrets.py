@@ -5,6 +5,8 @@ A sealed value is one of
     ``env:<VARIABLE>``       read from that environment variable when needed;
     ``file:<path>``          read from that file when needed.
 References let ops keep keys in their own secret store; the database then holds no secret.
+A ``file:`` reference is read only if it names a regular file (``read_secret_file``): a FIFO
+would block its reader until something writes to it.
 """
 
 from __future__ import annotations
@@ -12,13 +14,43 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import stat
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+# far more than any credential (a .p8 key, a certificate chain, a service account)
+MAX_SECRET_FILE_BYTES = 1 << 20
+
 
 class SecretError(ValueError):
     """A sealed secret cannot be opened; the message names why, never the secret."""
+
+
+def read_secret_file(path: str) -> str:
+    """The text of the regular file at ``path``. Opened without blocking and refused unless it
+    is a regular file (a FIFO would block the read until a writer came, a device or a socket
+    for ever) or if it is larger than any credential; SecretError naming the reference."""
+    named = f"credential reference file:{path}"
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        raise SecretError(f"{named}: {error.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SecretError(f"{named}: not a regular file (a FIFO, device or directory)")
+        try:
+            data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+        except OSError as error:
+            raise SecretError(f"{named}: {error.strerror}") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise SecretError(f"{named}: larger than {MAX_SECRET_FILE_BYTES >> 20} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SecretError(f"{named}: not UTF-8 text") from None
 
 
 class SecretBox:
@@ -70,10 +102,7 @@ class SecretBox:
                 raise SecretError(f"credential reference env:{rest}: variable is not set")
             return value
         if scheme == "file":
-            try:
-                return Path(rest).read_text(encoding="utf-8")
-            except OSError as error:
-                raise SecretError(f"credential reference file:{rest}: {error.strerror}") from error
+            return read_secret_file(rest)
         raise SecretError("a stored credential has an unknown scheme")
 
 

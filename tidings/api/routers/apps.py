@@ -2,19 +2,22 @@
 
 A secret is given inline (it is then encrypted at rest with the process' secret key) or as a
 reference, ``env:NAME`` or ``file:/path``: the API reads it once to validate it and stores the
-reference, so the database holds no secret. Changing credentials bumps the app's
-``credentials_version``; every worker rebuilds its provider clients on its next batch.
+reference, so the database holds no secret. References are read off the event loop and in
+bounded time (tidings.api.references): a file that does not answer is an error naming it.
+Changing credentials bumps the app's ``credentials_version``; every worker rebuilds its
+provider clients on its next batch.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from pydantic import ValidatorFunctionWrapHandler as Handler
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -32,6 +35,7 @@ from tidings.api.deps import (
 )
 from tidings.api.errors import ERROR_RESPONSES, ApiError, responses
 from tidings.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from tidings.api.references import SECRET_FIELDS, off_loop, read_body_references, secret_of
 from tidings.api.types import LABEL
 from tidings.push.check import (
     CredentialProblem,
@@ -54,12 +58,11 @@ from tidings.store.apps import (
     open_apns,
     open_fcm,
     provider_stop,
-    read_reference,
     resume_sends,
     secret_storage,
     set_credentials,
 )
-from tidings.store.models import App
+from tidings.store.models import App, Provider
 from tidings.store.secrets import SecretError, reference
 from tidings.store.types import utcnow
 
@@ -69,8 +72,6 @@ router = APIRouter(
     prefix="/v1/apps", tags=["apps"], dependencies=[Admin], responses=ERROR_RESPONSES
 )
 
-# the secret field of each credential kind, where a reference may stand in for the secret
-SECRET_FIELDS = {"apns": ("signing_key", "certificate"), "fcm": ("service_account",)}
 ProviderName = Literal["apns", "fcm"]
 CheckResult = Literal["accepted", "rejected", "inconclusive"]
 PROVIDER_NAMES: dict[str, str] = {"apns": "APNs", "fcm": "FCM"}
@@ -108,7 +109,7 @@ class CredentialsIn(BaseModel):
                     if not isinstance(value, str) or reference(value) is None:
                         continue
                     try:
-                        data[provider] = section = {**section, field: read_reference(value)}
+                        data[provider] = section = {**section, field: secret_of(value)}
                     except SecretError as error:
                         problems.append(
                             InitErrorDetails(
@@ -309,6 +310,14 @@ class Resume(BaseModel):
     provider: ProviderName = Field(description="the provider whose sends resume")
 
 
+def sends_to(app: App, provider: Provider) -> bool:
+    """Whether the app holds credentials for the provider (stopped or not): a token of a
+    provider it has none for can never be sent to."""
+    if provider is Provider.APNS:
+        return bool(app.apns_config and app.apns_secret)
+    return bool(app.fcm_secret)
+
+
 def app_not_found(app_id: str) -> ApiError:
     return ApiError(404, "app_not_found", f"no app with id {app_id!r}")
 
@@ -395,7 +404,12 @@ def saved(app: App, warnings: list[CredentialProblem]) -> AppSaved:
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=responses(409))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(409),
+    dependencies=[Depends(read_body_references)],
+)
 async def create_app(body: AppCreate, state: State) -> AppSaved:
     """Credentials given are checked against the providers first (unless
     `TIDINGS_CHECK_CREDENTIALS_ON_SAVE` is off): a wrong field answers 422
@@ -437,13 +451,13 @@ async def read_app(app_id: AppId, session: ReadSession) -> AppPublic:
     return AppPublic.of(await app_or_404(session, app_id))
 
 
-@router.patch("/{app_id}")
+@router.patch("/{app_id}", dependencies=[Depends(read_body_references)])
 async def update_app(app_id: AppId, body: AppUpdate, state: State) -> AppSaved:
     """New credentials are checked as on creation; a refused check leaves the stored app,
     and its credentials, as they were."""
     async with state.db.read() as session:
         current = await app_or_404(session, app_id)
-    warnings = await check_on_save(state, app_id, body, _working_apns(current, state, body))
+    warnings = await check_on_save(state, app_id, body, await _working_apns(current, state, body))
     async with writing(state) as session:
         app = await app_or_404(session, app_id)
         if body.name is not None:
@@ -463,7 +477,7 @@ async def update_app(app_id: AppId, body: AppUpdate, state: State) -> AppSaved:
     return answer
 
 
-def _working_apns(
+async def _working_apns(
     app: App, state: ApiState, body: CredentialsIn
 ) -> ApnsTokenCredentials | ApnsCertificateCredentials | None:
     """The app's APNs credentials as they are, when a change of them is being saved and they
@@ -471,9 +485,22 @@ def _working_apns(
     if body.apns is None or provider_stop(app, "apns") is not None:
         return None
     try:
-        return open_apns(app, state.secrets)
+        return await _opened_apns(app, state)
     except Exception:  # only a hint for naming fields; never quoted (it may hold a secret)
         return None
+
+
+async def _opened_apns(
+    app: App, state: ApiState
+) -> ApnsTokenCredentials | ApnsCertificateCredentials | None:
+    """The stored APNs credentials, opened off the event loop (a reference may name a file)."""
+    return await off_loop(_stored("apns", app), functools.partial(open_apns, app, state.secrets))
+
+
+def _stored(provider: ProviderName, app: App) -> str:
+    """How a stored secret is named in an error: its reference, or what it is."""
+    sealed = app.apns_secret if provider == "apns" else app.fcm_secret
+    return reference(sealed or "") or f"the stored {PROVIDER_NAMES[provider]} credentials"
 
 
 @router.post("/{app_id}/check", responses=responses(409))
@@ -488,13 +515,13 @@ async def check_app(app_id: AppId, state: State) -> CredentialCheck:
     unopened: dict[str, CredentialProblem] = {}
     apns = fcm = None
     try:
-        apns = open_apns(app, state.secrets)
+        apns = await _opened_apns(app, state)
     except Exception as error:  # reported for this provider; the other is still checked
         auth = (app.apns_config or {}).get("auth", "token")
         field = "apns.signing_key" if auth == "token" else "apns.certificate"
         unopened["apns"] = _unopened(field, error)
     try:
-        fcm = open_fcm(app, state.secrets)
+        fcm = await off_loop(_stored("fcm", app), functools.partial(open_fcm, app, state.secrets))
     except Exception as error:
         unopened["fcm"] = _unopened("fcm.service_account", error)
     settings = state.settings

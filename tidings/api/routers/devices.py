@@ -3,6 +3,10 @@
 Registration is an idempotent upsert on (app, token): registering again refreshes the token
 (and its staleness clock), and a token registered for another profile moves to this one, so
 one device never gets a push twice.
+
+A token of a platform the app has no credentials for is kept, with a warning in the answer:
+nothing is sent to it until the app gets them (a backend often registers tokens before ops
+have added the second platform's key, and refusing would lose them).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from tidings.api.deps import AppAccess, AppId, ReadSession, State, WriteSession
 from tidings.api.errors import ERROR_RESPONSES, ApiError, ErrorBody
 from tidings.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
-from tidings.api.routers.apps import app_or_404
+from tidings.api.routers.apps import PROVIDER_NAMES, app_or_404, sends_to
 from tidings.api.types import IDENTIFIER, ProfileIdText
 from tidings.push.masking import mask_token
 from tidings.store.devices import (
@@ -45,7 +49,7 @@ from tidings.store.devices import (
     remove_device,
     view_of,
 )
-from tidings.store.models import Device, Provider
+from tidings.store.models import App, Device, Provider
 from tidings.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -108,6 +112,33 @@ class DevicePublic(BaseModel):
         )
 
 
+class RegistrationWarning(BaseModel):
+    code: Literal["provider_not_configured"] = Field(
+        description="provider_not_configured: the app has no credentials for the token's "
+        "platform; the token is kept, but nothing is sent to it until the app gets them"
+    )
+    message: str
+
+
+class DeviceRegistered(DevicePublic):
+    warnings: list[RegistrationWarning] = Field(
+        default_factory=list, description="what makes the device unreachable for now"
+    )
+
+
+def _warnings(app: App, provider: Provider) -> list[RegistrationWarning]:
+    if sends_to(app, provider):
+        return []
+    name = PROVIDER_NAMES[provider.value]
+    return [
+        RegistrationWarning(
+            code="provider_not_configured",
+            message=f"app {app.id!r} has no {name} credentials: the token is kept, but "
+            "nothing is sent to it until the app gets them",
+        )
+    ]
+
+
 def _stale_after(state: State) -> timedelta:
     return timedelta(days=state.settings.stale_after_days)
 
@@ -137,14 +168,17 @@ async def _register(session: AsyncSession, app_id: str, body: DeviceRegistration
 @router.post("")
 async def register(
     app_id: AppId, body: DeviceRegistration, session: WriteSession, state: State
-) -> DevicePublic:
-    """Register a device (idempotent on app and token; see above)."""
-    await app_or_404(session, app_id)
+) -> DeviceRegistered:
+    """Register a device (idempotent on app and token; see above). A token of a platform the
+    app has no credentials for is kept and answered with a warning."""
+    app = await app_or_404(session, app_id)
     try:
         device = await _register(session, app_id, body)
     except InvalidToken as error:
         raise _invalid_token(error, ["body", "token"]) from None
-    answer = _public(device, state)
+    answer = DeviceRegistered(
+        **_public(device, state).model_dump(), warnings=_warnings(app, body.provider)
+    )
     await session.commit()
     return answer
 
@@ -186,6 +220,9 @@ class BatchItemAnswer(BaseModel):
     field: str | None = Field(
         default=None, description="the item's field at fault (the first, if several)"
     )
+    warnings: list[RegistrationWarning] = Field(
+        default_factory=list, description="registered, but unreachable for now: why"
+    )
 
 
 class BatchAnswer(BaseModel):
@@ -223,9 +260,10 @@ async def register_batch(
 ) -> BatchAnswer:
     """Register up to 100 devices, answering per item: an item that fails (a malformed token,
     profile id or provider) is answered in its place and the others are registered. A
-    malformed request (not a list of items, more than 100) is refused as a whole. Concurrent
+    malformed request (not a list of items, more than 100) is refused as a whole. An item of
+    a platform the app has no credentials for is registered with a warning. Concurrent
     batches never deadlock: their writes take locks in one global order."""
-    await app_or_404(session, app_id)
+    app = await app_or_404(session, app_id)
     answers: dict[int, BatchItemAnswer] = {}
     good: list[tuple[int, DeviceRegistration]] = []
     for index, raw in enumerate(body.items):
@@ -248,7 +286,10 @@ async def register_batch(
             continue
         log.debug("app %s: token %s registered", app_id, mask_token(device.token))
         answers[index] = BatchItemAnswer(
-            index=index, status="registered", device=_public(device, state)
+            index=index,
+            status="registered",
+            device=_public(device, state),
+            warnings=_warnings(app, Provider(device.provider)),
         )
     await session.commit()
     items = [answers[i] for i in range(len(body.items))]

@@ -5,6 +5,11 @@ it starts the journeys whose trigger it is (one cohort per profile, by signal-wi
 and reaches the running journeys that wait for it (goal, wait_for). If Temporal cannot be
 reached the answer is still 202: the event is kept, and a sweep in this process forwards it
 once Temporal answers.
+
+An app's key may post events only for the profiles its app knows (one of its devices or user
+mappings names the profile); the admin key for any profile. Any other profile answers the
+same 404 as a profile that does not exist, so a key never learns which profiles other apps
+hold.
 """
 
 from __future__ import annotations
@@ -16,18 +21,19 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, status
+from fastapi import APIRouter, FastAPI, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import col, select
 from temporalio.client import Client
 
-from tidings.api.deps import State, authenticate
+from tidings.api.deps import Caller, CallerOf, State
 from tidings.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from tidings.journeys.predicates import EventName
 from tidings.settings import Settings
 from tidings.stack import DevServer, start_dev_server
 from tidings.store.custom_events import EventReport, store_event
-from tidings.store.models import Profile
+from tidings.store.models import CustomEvent, Profile
+from tidings.store.profiles import known_to_app
 from tidings.store.types import utcnow
 from tidings.temporal import configured_address, connect
 from tidings.triggers import EventForwarder
@@ -94,11 +100,13 @@ async def _sweep(forwarder: EventForwarder) -> None:
 router = APIRouter(
     prefix="/v1/events",
     tags=["events"],
-    dependencies=[Depends(authenticate)],
     lifespan=forwarding,
     responses={
         **ERROR_RESPONSES,
-        404: {"model": ErrorResponse, "description": "Unknown profile"},
+        404: {
+            "model": ErrorResponse,
+            "description": "Unknown profile (for an app's key: a profile its app does not know)",
+        },
         409: {"model": ErrorResponse, "description": "The event id was used for another event"},
     },
 )
@@ -134,9 +142,25 @@ class EventAccepted(BaseModel):
     signalled: int = Field(description="running journeys that received the event")
 
 
+def _unknown_profile(profile_id: str) -> ApiError:
+    return ApiError(404, "unknown_profile", f"no profile {profile_id!r}")
+
+
+def _reused(body: EventIn, row: CustomEvent, caller: Caller) -> ApiError:
+    """The 409 of an event id stored for another event; it names that event only to the admin
+    or for the caller's own profile (another app's profile is none of its business)."""
+    message = f"event id {body.event_id!r} was stored for another event"
+    if caller.is_admin or row.profile_id == body.profile_id:
+        message += f" ({row.name!r} of profile {row.profile_id!r})"
+    return ApiError(409, "conflict", message)
+
+
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
-async def post_event(body: EventIn, state: State, request: Request) -> EventAccepted:
-    """Stored (and committed) before the answer, then forwarded to the journeys."""
+async def post_event(
+    body: EventIn, state: State, request: Request, caller: CallerOf
+) -> EventAccepted:
+    """Stored (and committed) before the answer, then forwarded to the journeys. An app's
+    key may post only for profiles its app knows (a device or a user mapping of the app)."""
     now = utcnow()
     async with state.db.write() as session:
         # the id alone: loading the profile (its attributes) is the forwarder's business
@@ -144,7 +168,12 @@ async def post_event(body: EventIn, state: State, request: Request) -> EventAcce
             select(col(Profile.id)).where(col(Profile.id) == body.profile_id)
         )
         if known.first() is None:
-            raise ApiError(404, "unknown_profile", f"no profile {body.profile_id!r}")
+            raise _unknown_profile(body.profile_id)
+        # 404, not 403: a 403 would tell the key the profile exists in another app
+        if caller.app_id is not None and not await known_to_app(
+            session, caller.app_id, body.profile_id
+        ):
+            raise _unknown_profile(body.profile_id)
         row, created = await store_event(
             session,
             EventReport(
@@ -157,12 +186,7 @@ async def post_event(body: EventIn, state: State, request: Request) -> EventAcce
             now,
         )
     if not created and (row.profile_id, row.name) != (body.profile_id, body.name):
-        raise ApiError(
-            409,
-            "conflict",
-            f"event id {body.event_id!r} was stored for another event "
-            f"({row.name!r} of profile {row.profile_id!r})",
-        )
+        raise _reused(body, row, caller)
     if row.forwarded_at is not None:
         return EventAccepted(
             event_id=row.event_id, duplicate=True, forwarded=True, started=[], signalled=0

@@ -5,9 +5,11 @@ its own network: left alone, that is a way to make tidings call its neighbours (
 request forgery). So a callback may only reach public addresses, unless ops allow-list hosts
 or networks (``TIDINGS_CALLBACK_ALLOWED``):
 
-- when the request arrives, the host is resolved and every address it names is checked: a
-  loopback, link-local, private, shared, reserved, multicast or unspecified one answers 400
-  naming the header;
+- when the request arrives, once its ``ApiToken`` is known to be valid (no name is resolved
+  for a stranger), the host is resolved and every address it names is checked: a loopback,
+  link-local, private, shared, reserved, multicast or unspecified one answers 400 naming the
+  header. An IPv6 address carrying an IPv4 one (IPv4-mapped, IPv4-compatible, NAT64, 6to4)
+  is judged by the IPv4 address it carries;
 - when the callback is sent, the connection goes to an address checked again at that moment
   (a name that resolves elsewhere by then, DNS rebinding, is not called);
 - the callback is bounded in time, its answer is never read, and redirects are not followed.
@@ -66,11 +68,33 @@ class CallbackPolicy:
         return is_public(address)
 
 
+# IPv6 forms that carry an IPv4 address the packet ends up at: a callback to one of them is a
+# callback to that IPv4 address, and is judged as one
+NAT64 = IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix
+NAT64_LOCAL = IPv6Network("64:ff9b:1::/48")  # RFC 8215: the operator's own translators
+IPV4_COMPATIBLE = IPv6Network("::/96")  # deprecated, still routed by some stacks
+
+
+def embedded_ipv4(address: IPv6Address) -> IPv4Address | None:
+    """The IPv4 address an IPv4-mapped, IPv4-compatible, NAT64 or 6to4 address carries."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in NAT64 or address in IPV4_COMPATIBLE:
+        return IPv4Address(int(address) & 0xFFFF_FFFF)
+    return None
+
+
 def is_public(address: Address) -> bool:
-    """Whether the address is on the public internet (an IPv4-mapped IPv6 address counts as
-    the IPv4 address it carries)."""
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Whether the address is on the public internet; an IPv6 address carrying an IPv4 one
+    counts as the IPv4 address it carries, and a local-use NAT64 address never is."""
+    if isinstance(address, IPv6Address):
+        if address in NAT64_LOCAL:
+            return False
+        embedded = embedded_ipv4(address)
+        if embedded is not None:
+            address = embedded
     return address.is_global and not address.is_multicast
 
 

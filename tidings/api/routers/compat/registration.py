@@ -6,7 +6,13 @@ tracked registration's status is final when the 202 arrives. An invalid ``ApiTok
 unknown ``MobileAppId``) stores nothing and leaves the status Pending, as the original does
 on purpose: the answer never tells a caller whether a key exists.
 
-A callback URL must reach a public address unless ops allow-list it (see
+A token for a platform the app has no credentials for fails as ``DryRunSendingFailed``, as
+the original's validation send would: nothing could ever be sent to it.
+
+Every ``ApiToken`` of a request is checked before anything else happens: an invalid one counts
+as a failed authentication of the caller's address (tidings.api.throttle), and a request
+whose keys are all invalid answers 429 once that address failed too often. Only then is a
+callback URL's host resolved; it must reach a public address unless ops allow-list it (see
 :mod:`tidings.api.routers.compat.callbacks`). A batch writes its devices in the same global
 lock order as the native batch (profiles first, then devices by app and token), so
 concurrent batches never deadlock.
@@ -22,16 +28,18 @@ import logging
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, BackgroundTasks, Header, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tidings.api.deps import State, WriteSession
-from tidings.api.errors import ApiError
+from tidings.api.deps import ApiState, Source, State, WriteSession, rate_limited
+from tidings.api.errors import ApiError, responses
+from tidings.api.routers.apps import sends_to
 from tidings.api.routers.compat.callbacks import (
     Callback,
     CallbackPolicy,
@@ -57,7 +65,7 @@ from tidings.store.devices import (
     register_devices,
 )
 from tidings.store.keys import key_valid_for
-from tidings.store.models import RegistrationFailure, RegistrationStatus
+from tidings.store.models import App, Provider, RegistrationFailure, RegistrationStatus
 from tidings.store.registrations import outcomes, record_outcome
 from tidings.store.types import utcnow
 
@@ -66,12 +74,29 @@ log = logging.getLogger(__name__)
 # an HTTP header name (RFC 9110 token); values may not break the header block
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 FORBIDDEN_IN_VALUES = ("\r", "\n", "\x00")
+# headers that belong to the connection or the message's framing (and any Proxy-* header):
+# tidings sets them for the callback it sends, and a caller setting them could smuggle a
+# second request or reroute it
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "content-length",
+        "expect",
+        "host",
+        "keep-alive",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 
 router = APIRouter(
     prefix="/pushdeviceregistration/devices",
     tags=["compat: Customer Insights - Journeys"],
     route_class=CompatRoute,
-    responses=BAD_REQUEST,
+    responses=BAD_REQUEST | responses(429),
 )
 
 Track = Annotated[
@@ -109,9 +134,9 @@ class Outcome:
     reason: RegistrationFailure | None = None
 
 
-async def _callback(url: str | None, headers: str | None, state: State) -> Callback | None:
-    """The callback the headers ask for; 400 when they are malformed or the URL reaches a
-    place tidings does not call."""
+def _callback(url: str | None, headers: str | None) -> Callback | None:
+    """The callback the headers ask for; 400 when they are malformed. Where the URL leads is
+    checked later (``check_callback_url``), once a key of the request is known to be valid."""
     if url is None:
         return None
     parts = urlsplit(url)
@@ -135,8 +160,55 @@ async def _callback(url: str | None, headers: str | None, state: State) -> Callb
                 "bad_request",
                 "x-ms-callback-url-headers must hold HTTP header names and one-line values",
             )
-    await check_callback_url(url, CallbackPolicy.from_settings(state.settings))
+        for key in extra:
+            if key.lower() in HOP_BY_HOP or key.lower().startswith("proxy-"):
+                message = (
+                    f"x-ms-callback-url-headers may not set {key}: tidings sets the headers of "
+                    "the callback's connection and framing itself"
+                )
+                raise ApiError(
+                    400,
+                    "bad_request",
+                    message,
+                    [{"loc": ["header", "x-ms-callback-url-headers", key], "msg": message}],
+                )
     return Callback(url, extra)
+
+
+@dataclass
+class _Checks:
+    """What a request's items are checked against, each thing looked up once: its keys (an
+    invalid one counted as a failed authentication of the caller's address) and its apps."""
+
+    session: AsyncSession
+    state: ApiState
+    source: str
+    keys: dict[tuple[str, str], bool] = field(default_factory=dict)
+    apps: dict[str, App | None] = field(default_factory=dict)
+
+    async def key_valid(self, api_token: str, app_id: str) -> bool:
+        if (api_token, app_id) not in self.keys:
+            self.keys[api_token, app_id] = await key_valid_for(self.session, api_token, app_id)
+        return self.keys[api_token, app_id]
+
+    async def sends_to(self, app_id: str, provider: Provider) -> bool:
+        if app_id not in self.apps:
+            self.apps[app_id] = await self.session.get(App, app_id)
+        app = self.apps[app_id]
+        return app is not None and sends_to(app, provider)
+
+    def settle(self) -> None:
+        """Count one failed authentication if a key was invalid; 429 once the address failed
+        too often, unless a key of the request was valid (a valid key is never locked out)."""
+        if all(self.keys.values()):
+            return
+        retry_after = self.state.failed_authentications.fail(self.source)
+        if retry_after is not None and not any(self.keys.values()):
+            raise rate_limited(retry_after)
+
+    @property
+    def any_valid(self) -> bool:
+        return any(self.keys.values())
 
 
 def signature(url: str, api_token: str) -> str:
@@ -173,11 +245,12 @@ class _Item:
 
 
 async def _check(
-    session: AsyncSession, body: DeviceRegistration, *, tracked: bool, duplicate: bool
+    checks: _Checks, body: DeviceRegistration, *, tracked: bool, duplicate: bool
 ) -> _Item:
-    """The key and the token, before anything is written."""
+    """The key, the token and the app's credentials for its platform, before anything is
+    written."""
     item = _Item(body, str(uuid.uuid4()) if tracked else None)
-    if not await key_valid_for(session, body.ApiToken, body.app_id):
+    if not await checks.key_valid(body.ApiToken, body.app_id):
         log.info("compat registration for app %r refused: invalid ApiToken", body.app_id)
         return item
     item.key_valid = True
@@ -192,6 +265,14 @@ async def _check(
             if error.too_long
             else RegistrationFailure.FAILED_TO_STORE_DEVICE
         )
+        return item
+    if not await checks.sends_to(body.app_id, body.provider):
+        log.info(
+            "compat registration for app %r failed: the app has no %s credentials",
+            body.app_id,
+            body.provider.value,
+        )
+        item.reason = RegistrationFailure.DRY_RUN_SENDING_FAILED
         return item
     item.registration = Registration(body.app_id, body.UserId, body.provider, token)
     return item
@@ -254,10 +335,37 @@ def _schedule(
             tasks.add_task(send_callback, callback, outcome, policy)
 
 
+ACCEPTED_DESCRIPTION = (
+    "Accepted. The body is empty, unless `x-ms-track-registration: true` asked for the "
+    "registration request ids"
+)
+
+
+async def _register_checked(
+    checks: _Checks, items: list[_Item], callback: Callback | None
+) -> list[Outcome]:
+    """Settle the keys, check where the callback leads (only for a caller with a valid key),
+    then store the items (committed before the answer)."""
+    checks.settle()
+    policy = CallbackPolicy.from_settings(checks.state.settings)
+    if callback is not None and checks.any_valid:
+        await check_callback_url(callback.url, policy)
+    results = await _register_all(checks.session, items)
+    await checks.session.commit()
+    return results
+
+
+def _accepted(answer: object | None) -> Response:
+    if answer is None:
+        return Response(status_code=status.HTTP_202_ACCEPTED)
+    return JSONResponse(answer, status_code=status.HTTP_202_ACCEPTED)
+
+
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model_exclude_none=True,
+    response_class=Response,
+    responses={202: {"model": RegistrationAccepted, "description": ACCEPTED_DESCRIPTION}},
     summary="Register a device",
 )
 async def register(
@@ -266,22 +374,26 @@ async def register(
     session: WriteSession,
     tasks: BackgroundTasks,
     state: State,
+    source: Source,
     track: Track = None,
     callback_url: CallbackUrl = None,
     callback_headers: CallbackHeaders = None,
-) -> RegistrationAccepted:
-    callback = await _callback(callback_url, callback_headers, state)
-    item = await _check(session, body, tracked=_tracked(track), duplicate=False)
-    [outcome] = await _register_all(session, [item])
-    await session.commit()
+) -> Response:
+    callback = _callback(callback_url, callback_headers)
+    checks = _Checks(session, state, source)
+    item = await _check(checks, body, tracked=_tracked(track), duplicate=False)
+    [outcome] = await _register_checked(checks, [item], callback)
     _schedule(tasks, callback, [outcome], state)
-    return RegistrationAccepted(RegistrationRequestId=outcome.request_id)
+    if outcome.request_id is None:
+        return _accepted(None)
+    return _accepted({"RegistrationRequestId": outcome.request_id})
 
 
 @router.post(
     "/batch",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model_exclude_none=True,
+    response_class=Response,
+    responses={202: {"model": list[RegistrationAccepted], "description": ACCEPTED_DESCRIPTION}},
     summary="Register up to 100 devices",
 )
 async def register_batch(
@@ -290,34 +402,41 @@ async def register_batch(
     session: WriteSession,
     tasks: BackgroundTasks,
     state: State,
+    source: Source,
     track: Track = None,
     callback_url: CallbackUrl = None,
     callback_headers: CallbackHeaders = None,
-) -> list[RegistrationAccepted]:
+) -> Response:
     """Each item is registered on its own (a token repeated within the batch fails as
-    DuplicateExists); the ids come back in request order."""
-    callback = await _callback(callback_url, callback_headers, state)
+    DuplicateExists); with `x-ms-track-registration: true` the ids come back in request
+    order."""
+    callback = _callback(callback_url, callback_headers)
+    checks = _Checks(session, state, source)
     seen: set[tuple[str, str]] = set()
     items = []
     for registration in body:
         key = _dedup_key(registration)
         items.append(
-            await _check(session, registration, tracked=_tracked(track), duplicate=key in seen)
+            await _check(checks, registration, tracked=_tracked(track), duplicate=key in seen)
         )
         seen.add(key)
-    results = await _register_all(session, items)
-    await session.commit()
+    results = await _register_checked(checks, items, callback)
     _schedule(tasks, callback, results, state)
-    return [RegistrationAccepted(RegistrationRequestId=r.request_id) for r in results]
+    if not _tracked(track):
+        return _accepted(None)
+    return _accepted([{"RegistrationRequestId": r.request_id} for r in results])
 
 
 @router.post("/status", summary="Status of tracked registrations")
 async def registration_status(
-    org_id: OrgId, body: StatusRequest, session: WriteSession
+    org_id: OrgId, body: StatusRequest, session: WriteSession, state: State, source: Source
 ) -> list[RegistrationState]:
     """Each id's status. Ids this app did not track (or that were sent with an invalid
     ApiToken) are Pending. An invalid ApiToken here is a 400."""
-    if not await key_valid_for(session, body.ApiToken, body.app_id):
+    checks = _Checks(session, state, source)
+    valid = await checks.key_valid(body.ApiToken, body.app_id)
+    checks.settle()
+    if not valid:
         raise ApiError(400, "api_token_not_valid", "ApiToken is not valid for MobileAppId")
     known = await outcomes(session, body.app_id, body.RegistrationRequestIds)
     answer = []
@@ -342,11 +461,19 @@ router.add_api_route(
 )
 
 
-async def _clean_up(session: AsyncSession, item: DeviceCleanup) -> None:
-    if not await key_valid_for(session, item.ApiToken, item.app_id):
-        log.info("compat cleanup for app %r ignored: invalid ApiToken", item.app_id)
-        return
-    await clean_up(session, app_id=item.app_id, profile_id=item.UserId, token=item.DeviceToken)
+async def _clean_up_all(checks: _Checks, items: Sequence[DeviceCleanup]) -> None:
+    valid = []
+    for item in items:
+        if await checks.key_valid(item.ApiToken, item.app_id):
+            valid.append(item)
+        else:
+            log.info("compat cleanup for app %r ignored: invalid ApiToken", item.app_id)
+    checks.settle()
+    for item in valid:
+        await clean_up(
+            checks.session, app_id=item.app_id, profile_id=item.UserId, token=item.DeviceToken
+        )
+    await checks.session.commit()
 
 
 @router.post(
@@ -355,9 +482,10 @@ async def _clean_up(session: AsyncSession, item: DeviceCleanup) -> None:
     response_class=Response,
     summary="Remove a user's device, or all of the user's devices",
 )
-async def cleanup(org_id: OrgId, body: DeviceCleanup, session: WriteSession) -> Response:
-    await _clean_up(session, body)
-    await session.commit()
+async def cleanup(
+    org_id: OrgId, body: DeviceCleanup, session: WriteSession, state: State, source: Source
+) -> Response:
+    await _clean_up_all(_Checks(session, state, source), [body])
     return Response(status_code=status.HTTP_202_ACCEPTED)
 
 
@@ -371,8 +499,8 @@ async def cleanup_batch(
     org_id: OrgId,
     body: Annotated[list[DeviceCleanup], Field(min_length=1, max_length=MAX_BATCH)],
     session: WriteSession,
+    state: State,
+    source: Source,
 ) -> Response:
-    for item in body:
-        await _clean_up(session, item)
-    await session.commit()
+    await _clean_up_all(_Checks(session, state, source), body)
     return Response(status_code=status.HTTP_202_ACCEPTED)
