@@ -350,5 +350,12 @@ def _duration(span: timedelta) -> str:
     return f"{seconds}s"
 
 
+# a file: reference on a hung mount must not hold the worker's event loop (heartbeats, the
+# other batches): credentials are opened on a thread, within this long
+OPEN_CREDENTIALS_TIMEOUT_S = 5.0
+
+
 async def _open(app: App, secrets: SecretBox) -> AppCredentials:
-    return open_credentials(app, secrets)
+    return await asyncio.wait_for(
+        asyncio.to_thread(open_credentials, app, secrets), OPEN_CREDENTIALS_TIMEOUT_S
+    )
