@@ -188,11 +188,11 @@ class DeliveryActivities:
 
     async def _open_senders(self, app: App) -> AppSenders | SendResult:
         try:
-            return await self._senders.get(
-                app.id,
-                credentials_generation(app, self._secrets),
-                lambda: _open(app, self._secrets),
+            generation = await asyncio.wait_for(
+                asyncio.to_thread(credentials_generation, app, self._secrets),
+                OPEN_CREDENTIALS_TIMEOUT_S,
             )
+            return await self._senders.get(app.id, generation, lambda: _open(app, self._secrets))
         except Exception as error:
             # e.g. an env: or file: reference this worker cannot read: retried (another worker
             # may read it), never a reason to stop the app everywhere; the type only, as the
