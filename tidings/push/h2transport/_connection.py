@@ -417,7 +417,11 @@ class Connection(asyncio.Protocol):
         reason = f"GOAWAY {code_name(event.error_code)} last_stream_id={last}"
         if self.goaway_reason is None:
             logger.info(
-                "%s from %s (%d streams in flight)", reason, self._pool.origin, len(self.streams)
+                "%s from %s (%d streams in flight) %r",
+                reason,
+                self._pool.origin,
+                len(self.streams),
+                (event.additional_data or b"")[:200],
             )
         self.goaway_reason = reason
         self._stop_accepting()

@@ -120,6 +120,11 @@ class Pool:
 
     def dispatch(self) -> None:
         """Hand free slots to waiting requests, oldest first; open connections if needed."""
+        self._hand_out()
+        if self.waiters:
+            self._open_if_needed(self.waiters[0].connect_timeout)
+
+    def _hand_out(self) -> None:
         waiters = self.waiters
         while waiters:
             waiter = waiters[0]
@@ -132,8 +137,6 @@ class Pool:
             waiters.popleft()
             conn.reserved += 1
             waiter.future.set_result(conn)
-        if waiters:
-            self._open_if_needed(waiters[0].connect_timeout)
 
     def _open_if_needed(self, connect_timeout: float | None) -> None:
         if self.closed or not self._has_room():
@@ -170,13 +173,13 @@ class Pool:
             conn.abort()
             self._connect_failed(f"connect failed: {error}")
             return
+        if not conn.accepting:  # GOAWAY or closed right after its SETTINGS
+            conn.close()
+            self._connect_failed(f"connect failed: {conn.goaway_reason or 'connection closed'}")
+            return
         self.connecting -= 1
         if self.closed:
             conn.shut("transport closed")
-            return
-        if not conn.accepting:
-            conn.close()
-            self._fail_waiters_if_stranded(f"connect failed: {conn.goaway_reason or 'closed'}")
             return
         logger.debug("connected to %s (%d streams)", self.origin, conn.limit)
         self.connections.append(conn)
@@ -187,6 +190,11 @@ class Pool:
         self.connecting -= 1
         logger.debug("connecting to %s: %s", self.origin, reason)
         self._fail_waiters_if_stranded(reason)
+        # Requests that wanted another connection than the one that refused them take any
+        # now; no new attempt is made until the next request or freed slot asks for one.
+        for waiter in self.waiters:
+            waiter.avoid = None
+        self._hand_out()
 
     def _fail_waiters_if_stranded(self, reason: str) -> None:
         """Fail the waiting requests when no connection is left that could serve them."""
