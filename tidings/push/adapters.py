@@ -27,7 +27,9 @@ store of every connection, and each does something tidings must not do at scale:
 
 So this module subclasses aioapns' connection pools (one shared JWT provider per signing key,
 an optional host:port route that keeps Apple's host name for SNI and certificate checks) and
-rebuilds firebase-admin's async HTTP client with retries off, our TLS trust, optionally
+rebuilds firebase-admin's async HTTP client on tidings' own HTTP/2 transport
+(tidings.push.h2transport: no SDK retries, and every failure known as never processed or
+answer lost, which httpcore cannot tell apart), with our TLS trust, optionally
 another base URL, and an OAuth2 flow that refreshes at most once per 401, off the event loop,
 shared by every request that saw the same stale token, and never for THIRD_PARTY_AUTH_ERROR.
 Everything else (HTTP/2 framing, stream accounting, FCM message encoding, error parsing,
@@ -77,6 +79,8 @@ from h2.events import (
     StreamReset,
 )
 from h2.exceptions import H2Error, NoAvailableStreamIDError
+
+from tidings.push.h2transport import H2Transport
 
 # Apple: refresh no more often than every 20 minutes and at least every 60 minutes.
 APNS_JWT_LIFETIME_S = 40 * 60
@@ -608,14 +612,9 @@ def configure_fcm_app(
     service = messaging._get_messaging_service(app)
     if endpoint:
         service._fcm_url = f"{endpoint.rstrip('/')}/v1/projects/{service._project_id}/messages:send"
-    transport = httpx.AsyncHTTPTransport(
-        http2=True,
-        retries=0,
-        verify=ssl_context if ssl_context is not None else True,
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
-    )
+    # tidings' own HTTP/2 transport: it tells a request FCM cannot have processed (resent
+    # at once) from one whose answer was lost (see tidings.push.h2transport)
+    transport = H2Transport(ssl_context=ssl_context, max_connections=max_connections)
     wrapper = service._async_client
     wrapper._async_client = httpx.AsyncClient(
         http2=True,

@@ -24,8 +24,9 @@ from firebase_admin import credentials as firebase_credentials
 from firebase_admin import messaging
 from google.auth import exceptions as google_auth_exceptions
 
-from tidings.push.adapters import NotProcessed, TokenRefreshFailed, close_fcm_app, configure_fcm_app
+from tidings.push.adapters import TokenRefreshFailed, close_fcm_app, configure_fcm_app
 from tidings.push.credentials import FcmCredentials
+from tidings.push.h2transport import AnswerLost, RequestNotProcessed
 from tidings.push.masking import mask_token
 from tidings.push.message import PushMessage, android_tag, fcm_apns_headers, fcm_aps_dictionary
 from tidings.push.outcome import Outcome, SendResult, classify_fcm, fcm_known
@@ -251,7 +252,9 @@ def _classify_failure(cause: Exception) -> SendResult:
         )
     if refresh:
         return SendResult(Outcome.RETRY_LATER, reason=f"not sent: token refresh ({_name(cause)})")
-    if isinstance(cause, NotProcessed | httpx.WriteTimeout | NOT_SENT_ERRORS):
+    if isinstance(cause, AnswerLost):
+        return SendResult(Outcome.ANSWER_LOST, reason=f"answer lost: {cause.reason}")
+    if isinstance(cause, RequestNotProcessed | httpx.WriteTimeout | NOT_SENT_ERRORS):
         return SendResult(Outcome.RETRY_LATER, reason=f"not sent: {_name(cause)}")
     return SendResult(Outcome.ANSWER_LOST, reason=f"answer lost: {_name(cause)}")
 

@@ -1,6 +1,6 @@
 """Throughput of H2Transport against httpx's own HTTP/2 transport (not a test; run by hand).
 
-    python -m tests.push.h2transport_bench [--messages N] [--rounds R] [--concurrent-batches B]
+    python bench/h2transport.py [--messages N] [--rounds R] [--concurrent-batches B]
 
 The FCM simulator runs in its own process (so its CPU is not the client's). Each round sends
 the same messages through firebase-admin's ``send_each_async`` (batches of 500, several at
@@ -43,14 +43,20 @@ def fcm_app(account: dict[str, str], endpoint: str, ca_file: str, h2: bool) -> f
     configure_fcm_app(
         app, endpoint=endpoint, ssl_context=context, max_connections=MAX_CONNECTIONS, timeout_s=30
     )
-    if h2:
+    if not h2:  # configure_fcm_app installs H2Transport; the baseline is httpx's own
         service = messaging._get_messaging_service(app)
         wrapper = service._async_client
         wrapper._async_client = httpx.AsyncClient(
+            http2=True,
             timeout=30,
             headers=wrapper._headers,
             auth=OAuthFlow(service._credential),
-            transport=H2Transport(ssl_context=context, max_connections=MAX_CONNECTIONS),
+            transport=httpx.AsyncHTTPTransport(
+                http2=True,
+                retries=0,
+                verify=context,
+                limits=httpx.Limits(max_connections=MAX_CONNECTIONS),
+            ),
         )
     return app
 
