@@ -86,14 +86,11 @@ def audience_choice(
     return AudienceChoice(ids, mails, predicates, app)
 
 
-async def load_journey(
-    database: Database, source: str, version: int | None = None
-) -> JourneyDefinition:
-    """A journey file, or a stored journey's id (a slug: no dot, no slash)."""
+def journey_file(source: str) -> Path | None:
+    """The journey file ``source`` names, or None for a stored journey's id (a slug: no
+    dot, no slash)."""
     path = Path(source)
-    if path.suffix or len(path.parts) > 1:
-        return load_definition(path)
-    return await load_stored(database, source, version)
+    return path if path.suffix or len(path.parts) > 1 else None
 
 
 @contextlib.asynccontextmanager
@@ -138,8 +135,11 @@ async def start(
 ) -> str:
     """Start a journey; a journey with a trigger is activated instead (its event starts it
     per profile). With ``wait``, watch the run live and print its report at the end."""
+    # a file is read (and checked) before anything starts: a bad one costs no dev server
+    path = journey_file(source)
+    from_file = load_definition(path) if path is not None else None
     async with engine(settings) as (client, database):
-        journey = await load_journey(database, source, version)
+        journey = from_file or await load_stored(database, source, version)
         if journey.trigger is not None:
             if audience.listed or audience.where:
                 raise StartError(
