@@ -23,7 +23,9 @@ def _number(pattern: str, output: str) -> int:
 
 def test_demo_prints_a_consistent_funnel(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "TIDINGS_"))}
-    env.update(TIDINGS_HOME=str(tmp_path / ".tidings"), COLUMNS="120")
+    # a home whose name looks like Rich markup is printed as it is
+    home = tmp_path / "[bold]demo[" / ".tidings"
+    env.update(TIDINGS_HOME=str(home), COLUMNS="300")
     tidings = Path(sys.executable).parent / "tidings"
     done = subprocess.run(
         [str(tidings), "demo", "--profiles", "40"],
@@ -35,6 +37,7 @@ def test_demo_prints_a_consistent_funnel(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     output = done.stdout
+    assert f"tidings demo · state in {home}" in output
     gone = _number(r"(\d+) tokens the simulators will report as unregistered", output)
     opened = _number(r"opened (\d+) pushes through the API", output)
     clicked = _number(r"followed (\d+) tracked links", output)
@@ -46,4 +49,4 @@ def test_demo_prints_a_consistent_funnel(tmp_path: Path) -> None:
     # each followed link was recorded as a click by the redirect itself
     assert funnel_value(output, "clicked") == clicked > 0
     # the embedded dev server was stopped with the command
-    assert not (tmp_path / ".tidings" / "temporal.json").exists()
+    assert not (home / "temporal.json").exists()
