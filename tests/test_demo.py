@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tidings.store.reports import OPENED_RULE
+
 
 def funnel_value(output: str, label: str) -> int:
     match = re.search(rf"{label}\s*│\s*(\d+)", output)
@@ -48,5 +50,6 @@ def test_demo_prints_a_consistent_funnel(tmp_path: Path) -> None:
     assert funnel_value(output, "opened") == opened > 0
     # each followed link was recorded as a click by the redirect itself
     assert funnel_value(output, "clicked") == clicked > 0
+    assert OPENED_RULE in output
     # the embedded dev server was stopped with the command
     assert not (home / "temporal.json").exists()

@@ -204,6 +204,7 @@ def _print_funnel(console: Console, funnel: Funnel) -> None:
     ):
         table.add_row(label, str(value))
     console.print(table)
+    console.print(Text(funnel.opened_rule, style="dim"))
     if funnel.not_sent_reasons:
         reasons = ", ".join(f"{r}: {n}" for r, n in funnel.not_sent_reasons.items())
         console.print(Text(f"not sent: {reasons}"))

@@ -36,7 +36,12 @@ from tidings.stack import running, temporal_server
 from tidings.store.db import Database
 from tidings.store.journeys import recent_runs
 from tidings.store.models import JourneyRun
-from tidings.store.reports import NodeFunnel, journey_event_counts, node_funnels
+from tidings.store.reports import (
+    OPENED_RULE,
+    NodeFunnel,
+    journey_event_counts,
+    node_funnels,
+)
 from tidings.temporal import configured_address, connect
 from tidings.worker_main import prepare_store
 
@@ -336,6 +341,7 @@ async def report(database: Database, run_id: str, console: Console) -> list[Node
             Text("\n".join(f"{r}: {n}" for r, n in sorted(funnel.not_sent.items())) or "-"),
         )
     console.print(table)
+    console.print(Text(OPENED_RULE, style="dim"))
     if run is not None:
         goal = events.get("goal", 0)
         console.print(

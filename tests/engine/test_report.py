@@ -1,6 +1,7 @@
 """The designer's per-node report on a real run: a push whose retries ran out is shown as
 failed beside the ones delivered, not lost between "sent" and "delivered"; a template that
-fails for one profile is that profile's not-sent reason."""
+fails for one profile is that profile's not-sent reason; opened counts clicks as the journey
+does."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rich.console import Console
 from tests.engine.conftest import SceneFactory, journey, push
 from tidings.designer import report
 from tidings.sim import Answer, Scenario
+from tidings.store.reports import OPENED_RULE, run_funnel
 
 
 async def test_the_report_shows_failed_sends_per_node(scene: SceneFactory) -> None:
@@ -76,3 +78,51 @@ async def test_a_template_failing_for_one_profile_is_that_profile_s_not_sent_rea
     assert (label.sent, label.delivered, label.not_sent) == (1, 1, {missing: 1})
     assert f"{division}: 1" in text
     assert f"{missing}: 1" in text
+
+
+async def test_opened_counts_a_click_as_the_journey_does(scene: SceneFactory) -> None:
+    """A click implies an open: the journey sends a profile that only clicked down its
+    "opened" branch, and the report counts that push as opened too, and says so."""
+    async with scene() as s:
+        for name in ("opens", "clicks", "both", "ignores"):
+            await s.profile(name)
+        definition = journey(
+            push("welcome", next="wait"),
+            {
+                "id": "wait",
+                "type": "wait_for",
+                "interaction": "opened",
+                "push": "welcome",
+                "timeout": "4s",
+                "matched": "thanks",
+                "timed_out": "reminder",
+            },
+            push("thanks", "thanks for reading"),
+            push("reminder", "you missed this"),
+        )
+        started = await s.start(definition, ["opens", "clicks", "both", "ignores"])
+        await s.interact(await s.delivered(started.run_id, "welcome", "opens"), "opened")
+        await s.interact(await s.delivered(started.run_id, "welcome", "clicks"), "clicked")
+        both = await s.delivered(started.run_id, "welcome", "both")
+        await s.interact(both, "opened")
+        await s.interact(both, "clicked")
+        result = await s.finish(started)
+
+        console = Console(record=True, width=200)
+        funnels = await report(s.db, started.run_id, console)
+        text = console.export_text()
+        async with s.db.read() as session:
+            whole = await run_funnel(session, started.run_id)
+
+    by_node = {f.node_id: f for f in funnels}
+    assert result.counts["wait.matched"] == 3
+    assert by_node["thanks"].targeted == 3
+    # the funnel agrees with the branch the journey took
+    assert by_node["welcome"].opened == result.counts["wait.matched"]
+    assert by_node["welcome"].clicked == 2
+    assert (whole.opened, whole.clicked) == (3, 2)
+    assert by_node["welcome"].opened_rule == whole.opened_rule == OPENED_RULE
+    assert "a click implies an open" in OPENED_RULE
+    # node, targeted, sent, delivered, failed, opened, clicked
+    assert re.search(r"welcome\s+│\s+4\s+│\s+4\s+│\s+4\s+│\s+0\s+│\s+3\s+│\s+2\s+│", text), text
+    assert OPENED_RULE in " ".join(text.split())
