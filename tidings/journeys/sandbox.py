@@ -126,8 +126,8 @@ class _StandaloneLoader(BaseLoader):
 
 
 class BudgetedSandbox(ImmutableSandboxedEnvironment):
-    """An immutable sandbox whose templates run under the limits of this module (inside a
-    :func:`budget`; outside one only the size limits apply)."""
+    """An immutable sandbox whose templates run under the limits of
+    tidings.journeys.template_limits: steps and time inside a ``budget()``, sizes always."""
 
     code_generator_class = _BudgetedCodeGenerator
     intercepted_binops = frozenset({"*", "**", "%", "+"})
