@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tidings.store.reports import OPENED_RULE
+
 
 def funnel_value(output: str, label: str) -> int:
     match = re.search(rf"{label}\s*│\s*(\d+)", output)
@@ -23,7 +25,9 @@ def _number(pattern: str, output: str) -> int:
 
 def test_demo_prints_a_consistent_funnel(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "TIDINGS_"))}
-    env.update(TIDINGS_HOME=str(tmp_path / ".tidings"), COLUMNS="120")
+    # a home whose name looks like Rich markup is printed as it is
+    home = tmp_path / "[bold]demo[" / ".tidings"
+    env.update(TIDINGS_HOME=str(home), COLUMNS="300")
     tidings = Path(sys.executable).parent / "tidings"
     done = subprocess.run(
         [str(tidings), "demo", "--profiles", "40"],
@@ -35,6 +39,7 @@ def test_demo_prints_a_consistent_funnel(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     output = done.stdout
+    assert f"tidings demo · state in {home}" in output
     gone = _number(r"(\d+) tokens the simulators will report as unregistered", output)
     opened = _number(r"opened (\d+) pushes through the API", output)
     clicked = _number(r"followed (\d+) tracked links", output)
@@ -45,5 +50,6 @@ def test_demo_prints_a_consistent_funnel(tmp_path: Path) -> None:
     assert funnel_value(output, "opened") == opened > 0
     # each followed link was recorded as a click by the redirect itself
     assert funnel_value(output, "clicked") == clicked > 0
+    assert OPENED_RULE in output
     # the embedded dev server was stopped with the command
-    assert not (tmp_path / ".tidings" / "temporal.json").exists()
+    assert not (home / "temporal.json").exists()

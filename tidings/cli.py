@@ -8,8 +8,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from tidings import designer_cli
+from tidings.designer_cli import problem, success
 from tidings.logs import configure_logging
 from tidings.settings import Settings
 
@@ -86,8 +88,6 @@ def sim(
 ) -> None:
     """Serve the APNs and FCM simulators until Ctrl-C; their endpoints also go to
     <home>/sim/endpoints.json."""
-    from rich.markup import escape
-
     from tidings.sim import read_endpoints, serve
 
     settings = _settings()
@@ -104,7 +104,7 @@ def sim(
         if not ready.is_set():
             listening.cancel()
             error = serving.exception() if not serving.cancelled() else None
-            errors.print(f"[red]✗[/] {escape(_sim_failure(error, host, ports))}", soft_wrap=True)
+            errors.print(problem(_sim_failure(error, host, ports)), soft_wrap=True)
             raise typer.Exit(1)
         endpoints = read_endpoints(settings.home)
         _announce_sim(endpoints, settings.home, host)
@@ -178,18 +178,15 @@ def db_upgrade() -> None:
 @journeys_app.command("validate")
 def journeys_validate(path: Annotated[Path, typer.Argument(dir_okay=False)]) -> None:
     """Check a journey file; list every problem with its node and field (exit code 1)."""
-    from rich.markup import escape
-
     from tidings.journeys.validation import JourneyInvalid, load_definition
 
     try:
         journey = load_definition(path)
     except JourneyInvalid as error:
         for issue in error.issues:
-            # an issue quotes the file: brackets in it are text, not Rich markup
-            errors.print(f"[red]✗[/] {escape(str(issue))}")
+            errors.print(problem(issue))
         raise typer.Exit(1) from None
-    console.print(f"[green]✓[/] {path}: journey {journey.id!r}, {len(journey.nodes)} nodes")
+    console.print(success(f"{path}: journey {journey.id!r}, {len(journey.nodes)} nodes"))
 
 
 @journeys_app.command("save")
@@ -205,7 +202,7 @@ def journeys_save(path: Annotated[Path, typer.Argument(dir_okay=False, exists=Tr
         journey = load_definition(path)
     except JourneyInvalid as error:
         for issue in error.issues:
-            errors.print(f"[red]✗[/] {issue}")
+            errors.print(problem(issue))
         raise typer.Exit(1) from None
 
     async def save() -> int:
@@ -213,7 +210,7 @@ def journeys_save(path: Annotated[Path, typer.Argument(dir_okay=False, exists=Tr
             return await save_journey(database, journey)
 
     version = asyncio.run(save())
-    console.print(f"[green]✓[/] stored journey {journey.id!r} as version {version}")
+    console.print(success(f"stored journey {journey.id!r} as version {version}"))
 
 
 @journeys_app.command("list")
@@ -237,7 +234,7 @@ def journeys_list() -> None:
     for column in ("id", "name", "latest version", "updated"):
         table.add_column(column)
     for row in asyncio.run(read()):
-        table.add_row(row[0], row[1], str(row[2]), row[3])
+        table.add_row(Text(row[0]), Text(row[1]), str(row[2]), row[3])
     console.print(table)
 
 
@@ -251,14 +248,15 @@ def apps_check(app_id: Annotated[str, typer.Argument(help="the app's id")]) -> N
     try:
         problems = asyncio.run(check_stored_app(settings, app_id))
     except LookupError as error:
-        errors.print(f"[red]✗[/] {error}")
+        errors.print(problem(error))
         raise typer.Exit(1) from None
-    for problem in problems:
-        mark = "[yellow]?[/]" if problem.transient else "[red]✗[/]"
-        errors.print(f"{mark} {problem}")
+    for found in problems:
+        errors.print(
+            Text.assemble(("?", "yellow"), " ", str(found)) if found.transient else problem(found)
+        )
     if problems:
         raise typer.Exit(1 if any(not p.transient for p in problems) else 2)
-    console.print(f"[green]✓[/] app {app_id!r}: the providers accept its credentials")
+    console.print(success(f"app {app_id!r}: the providers accept its credentials"))
 
 
 def main() -> None:

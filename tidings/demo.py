@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tidings.api.app import create_app
 from tidings.api.keys import admin_key
@@ -60,7 +61,7 @@ def demo_token(profile_index: int, device: int, provider: str) -> str:
 async def run_demo(settings: Settings, options: DemoOptions, console: Console) -> Funnel:
     rng = random.Random(options.seed)
     settings.home.mkdir(parents=True, exist_ok=True)
-    console.print(f"[bold]tidings demo[/] · state in {settings.home.resolve()}")
+    console.print(Text.assemble(("tidings demo", "bold"), f" · state in {settings.home.resolve()}"))
     upgrade(settings.resolved_database_url)
     async with Simulators(home=settings.home) as sims:
         settings = settings.model_copy(
@@ -75,9 +76,9 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console) -
         settings = settings.model_copy(
             update={"public_url": f"http://{settings.api_host}:{settings.api_port}"}
         )
-        console.print(f"· APNs simulator at {sims.apns_endpoint}, FCM at {sims.fcm_endpoint}")
+        console.print(Text(f"· APNs simulator at {sims.apns_endpoint}, FCM at {sims.fcm_endpoint}"))
         async with temporal_server(settings) as address:
-            console.print(f"· Temporal at {address}")
+            console.print(Text(f"· Temporal at {address}"))
             client = await connect(address)
             async with (
                 worker_resources(settings) as resources,
@@ -86,7 +87,7 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console) -
                     create_app(settings, resources.db), settings.api_host, settings.api_port
                 ) as api,
             ):
-                console.print(f"· API at {api} (OpenAPI at {api}/docs)")
+                console.print(Text(f"· API at {api} (OpenAPI at {api}/docs)"))
                 headers = {"Authorization": f"Bearer {admin_key(settings)}"}
                 async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as http:
                     profile_ids, gone = await _seed(http, sims, options, rng)
@@ -96,10 +97,11 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console) -
                     )
                     journey = load_definition(_example("welcome.yaml"))
                     started = await start_run(client, resources.db, settings, journey)
-                    console.print(f"· started run {started.run_id}")
+                    console.print(Text(f"· started run {started.run_id}"))
                     result = await started.handle.result()
                     if result.stopped:
-                        console.print(f"[red]sends stopped:[/] {result.stopped}")
+                        stopped = Text.assemble(("sends stopped:", "red"), f" {result.stopped}")
+                        console.print(stopped)
                     opened, clicked = await _open_some(http, sims, options, rng)
                     console.print(
                         f"· simulated devices opened {opened} pushes through the API and "
@@ -202,9 +204,10 @@ def _print_funnel(console: Console, funnel: Funnel) -> None:
     ):
         table.add_row(label, str(value))
     console.print(table)
+    console.print(Text(funnel.opened_rule, style="dim"))
     if funnel.not_sent_reasons:
         reasons = ", ".join(f"{r}: {n}" for r, n in funnel.not_sent_reasons.items())
-        console.print(f"not sent: {reasons}")
+        console.print(Text(f"not sent: {reasons}"))
 
 
 def _example(name: str) -> Path:

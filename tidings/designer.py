@@ -36,7 +36,12 @@ from tidings.stack import running, temporal_server
 from tidings.store.db import Database
 from tidings.store.journeys import recent_runs
 from tidings.store.models import JourneyRun
-from tidings.store.reports import NodeFunnel, journey_event_counts, node_funnels
+from tidings.store.reports import (
+    OPENED_RULE,
+    NodeFunnel,
+    journey_event_counts,
+    node_funnels,
+)
 from tidings.temporal import configured_address, connect
 from tidings.worker_main import prepare_store
 
@@ -86,14 +91,11 @@ def audience_choice(
     return AudienceChoice(ids, mails, predicates, app)
 
 
-async def load_journey(
-    database: Database, source: str, version: int | None = None
-) -> JourneyDefinition:
-    """A journey file, or a stored journey's id (a slug: no dot, no slash)."""
+def journey_file(source: str) -> Path | None:
+    """The journey file ``source`` names, or None for a stored journey's id (a slug: no
+    dot, no slash)."""
     path = Path(source)
-    if path.suffix or len(path.parts) > 1:
-        return load_definition(path)
-    return await load_stored(database, source, version)
+    return path if path.suffix or len(path.parts) > 1 else None
 
 
 @contextlib.asynccontextmanager
@@ -138,8 +140,11 @@ async def start(
 ) -> str:
     """Start a journey; a journey with a trigger is activated instead (its event starts it
     per profile). With ``wait``, watch the run live and print its report at the end."""
+    # a file is read (and checked) before anything starts: a bad one costs no dev server
+    path = journey_file(source)
+    from_file = load_definition(path) if path is not None else None
     async with engine(settings) as (client, database):
-        journey = await load_journey(database, source, version)
+        journey = from_file or await load_stored(database, source, version)
         if journey.trigger is not None:
             if audience.listed or audience.where:
                 raise StartError(
@@ -148,14 +153,20 @@ async def start(
                 )
             activation = await activate_trigger(database, journey)
             console.print(
-                f"activated [bold]{activation.run_id}[/]: the event "
-                f"{activation.event!r} now starts journey {journey.id!r} for its profile"
+                Text.assemble(
+                    "activated ",
+                    (activation.run_id, "bold"),
+                    f": the event {activation.event!r} now starts journey {journey.id!r} "
+                    "for its profile",
+                )
             )
             for old in activation.superseded:
-                console.print(f"  {old} takes no new entries any more")
+                console.print(Text(f"  {old} takes no new entries any more"))
             return activation.run_id
         started = await start_run(client, database, settings, journey, audience=audience)
-        console.print(f"started run [bold]{started.run_id}[/] of journey {journey.id!r}")
+        console.print(
+            Text.assemble("started run ", (started.run_id, "bold"), f" of journey {journey.id!r}")
+        )
         if wait:
             await watch(client, database, started.run_id, console, journey)
             await report(database, started.run_id, console)
@@ -199,9 +210,9 @@ def render_view(view: RunView, order: list[str]) -> Group:
         positions = dict(view.positions)
         for node in order:
             if node in positions:
-                nodes.add_row(node, str(positions.pop(node)))
+                nodes.add_row(Text(node), str(positions.pop(node)))
         for node, count in sorted(positions.items()):
-            nodes.add_row(node, str(count))
+            nodes.add_row(Text(node), str(count))
     else:
         nodes = Table(title="where profiles left the journey", header_style="bold", min_width=40)
         nodes.add_column("")
@@ -257,9 +268,13 @@ async def cancel(settings: Settings, run_id: str, console: Console, *, wait: boo
     async with engine(settings) as (client, database):
         outcome = await cancel_run(client, database, run_id)
         if outcome.already_finished:
-            console.print(f"run {run_id} had already finished")
+            console.print(Text(f"run {run_id} had already finished"))
             return
-        console.print(f"cancelling run [bold]{run_id}[/]: no new sends; sends in flight settle")
+        console.print(
+            Text.assemble(
+                "cancelling run ", (run_id, "bold"), ": no new sends; sends in flight settle"
+            )
+        )
         if wait:
             await watch(client, database, run_id, console)
             await report(database, run_id, console)
@@ -277,10 +292,10 @@ async def list_runs(settings: Settings, console: Console, limit: int = 20) -> li
             f"trigger {entry['trigger']}" if "trigger" in entry else str(entry.get("audience", ""))
         )
         table.add_row(
-            run.id,
-            run.journey_id,
+            Text(run.id),
+            Text(run.journey_id),
             str(run.journey_version or ""),
-            how,
+            Text(how),
             Text(str(run.status), _status_style(str(run.status))),
             f"{run.started_at:%Y-%m-%d %H:%M:%S}",
             f"{run.finished_at:%Y-%m-%d %H:%M:%S}" if run.finished_at else "",
@@ -298,7 +313,7 @@ async def report(database: Database, run_id: str, console: Console) -> list[Node
         funnels = await node_funnels(session, run_id, order)
         events = await journey_event_counts(session, run_id)
         run = await session.get(JourneyRun, run_id)
-    table = Table(title=f"run {run_id}: funnel per node", header_style="bold")
+    table = Table(title=Text(f"run {run_id}: funnel per node"), header_style="bold")
     table.add_column("node")
     for column in (
         "targeted",
@@ -314,7 +329,7 @@ async def report(database: Database, run_id: str, console: Console) -> list[Node
     table.add_column("not sent (reason: count)")
     for funnel in funnels:
         table.add_row(
-            funnel.node_id,
+            Text(funnel.node_id),
             str(funnel.targeted),
             str(funnel.sent),
             str(funnel.delivered),
@@ -323,15 +338,18 @@ async def report(database: Database, run_id: str, console: Console) -> list[Node
             str(funnel.clicked),
             str(funnel.tokens_invalidated),
             str(funnel.postponed),
-            "\n".join(f"{r}: {n}" for r, n in sorted(funnel.not_sent.items())) or "-",
+            Text("\n".join(f"{r}: {n}" for r, n in sorted(funnel.not_sent.items())) or "-"),
         )
     console.print(table)
+    console.print(Text(OPENED_RULE, style="dim"))
     if run is not None:
         goal = events.get("goal", 0)
         console.print(
-            f"status {run.status}"
-            + (f"; {goal} profiles left at the goal" if goal else "")
-            + (f"; {run.error}" if run.error else "")
+            Text(
+                f"status {run.status}"
+                + (f"; {goal} profiles left at the goal" if goal else "")
+                + (f"; {run.error}" if run.error else "")
+            )
         )
     return funnels
 

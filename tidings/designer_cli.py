@@ -9,12 +9,23 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from tidings.settings import Settings
 
 console = Console()
 errors = Console(stderr=True)
 T = TypeVar("T")
+
+
+def problem(text: object, label: str = "✗") -> Text:
+    """A line naming a problem. What it quotes (ids, names, file paths, CSV cells, template
+    text) prints as it is: never read as Rich markup or emoji codes."""
+    return Text.assemble((label, "red"), " ", str(text))
+
+
+def success(text: object) -> Text:
+    return Text.assemble(("✓", "green"), " ", str(text))
 
 
 def _settings() -> Settings:
@@ -34,10 +45,10 @@ def _run(step: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(step)
     except JourneyInvalid as error:
         for issue in error.issues:
-            errors.print(f"[red]✗[/] {issue}")
+            errors.print(problem(issue))
         raise typer.Exit(1) from None
     except (StartError, RunNotFound) as error:
-        errors.print(f"[red]cannot do that:[/] {error}")
+        errors.print(problem(error, "cannot do that:"))
         raise typer.Exit(1) from None
 
 

@@ -100,3 +100,37 @@ async def test_designer_commands_start_watch_report_and_cancel(
         unknown = await invoke(s, starter, "start", str(welcome), "--profile", "nobody")
         assert unknown.exit_code == 1
         assert "'nobody'" in unknown.output
+
+
+MARKED_UP = """\
+id: cli-markup
+name: "Sale [bold]now[/bold] :fire: [/red]"
+app: journeys
+nodes:
+  - {id: hello, type: push, content: {title: hi, body: there}}
+"""
+
+
+async def test_names_and_csv_cells_print_as_they_are(scene: SceneFactory, tmp_path: Path) -> None:
+    """What the commands quote from a designer's files (a journey's name, a CSV cell) is
+    text, never Rich markup or emoji codes: it prints literally, and a stray closing tag
+    does not crash the command."""
+    async with scene() as s:
+        await s.profile("ada")
+        journey_file = tmp_path / "markup.yaml"
+        journey_file.write_text(MARKED_UP)
+        audience = tmp_path / "audience.csv"
+        audience.write_text("profile_id\nada\n[/red]\na[bold]x\n")
+
+        unknown = await invoke(s, starter, "start", str(journey_file), "--profiles", str(audience))
+        assert isinstance(unknown.exception, SystemExit), unknown.exception
+        assert unknown.exit_code == 1
+        assert "cannot do that: 2 listed profiles are unknown: '[/red]', 'a[bold]x'" in (
+            unknown.output
+        )
+
+        saved = await invoke(s, tidings_cli, "journeys", "save", str(journey_file))
+        assert saved.exit_code == 0, saved.output
+        listed = await invoke(s, tidings_cli, "journeys", "list")
+        assert listed.exit_code == 0, listed.exception
+        assert "Sale [bold]now[/bold] :fire: [/red]" in listed.output

@@ -72,3 +72,30 @@ def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
     assert code == 1
     assert "✗ journey, file:" in output
     assert "absent.yaml" in output
+
+
+MARKUP = """\
+id: markup
+name: "Sale [bold]now[/bold] :fire:"
+app: demo
+nodes:
+  - {id: "a[bold]x", type: push, content: {title: hi, body: there}, next: "[/red]"}
+  - {id: "[/red]", type: exit}
+"""
+
+
+def test_what_a_problem_quotes_prints_as_it_is(tmp_path: Path) -> None:
+    """Node ids (and anything else a problem quotes) are text, not Rich markup: validate and
+    save print them literally, and a stray closing tag does not crash the command."""
+    path = tmp_path / "markup.yaml"
+    path.write_text(MARKUP)
+    for command in ("validate", "save"):
+        result = CliRunner().invoke(
+            app,
+            ["journeys", command, str(path)],
+            env={"COLUMNS": "300", "TIDINGS_HOME": str(tmp_path / ".tidings")},
+        )
+        assert result.exit_code == 1, (command, result.output)
+        assert isinstance(result.exception, SystemExit), (command, result.exception)
+        assert "✗ node 'a[bold]x', id: String should match pattern" in result.output, command
+        assert "✗ node '[/red]', id: String should match pattern" in result.output, command

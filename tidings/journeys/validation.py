@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from tidings.journeys.files import JourneyFileError, read_journey_data
 from tidings.journeys.model import (
     NODE_TYPES,
     WAITING_TYPES,
@@ -72,14 +71,12 @@ def parse_definition(data: Any) -> JourneyDefinition:
 
 
 def load_definition(path: Path) -> JourneyDefinition:
+    """A journey file (YAML, or JSON for a ``.json``), read under the limits of
+    tidings.journeys.files (size, no YAML aliases), then modelled and checked."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise JourneyInvalid([JourneyIssue(None, "file", f"{path}: {error.strerror}")]) from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise JourneyInvalid([JourneyIssue(None, "file", f"{path}: {error}")]) from None
+        data = read_journey_data(path)
+    except JourneyFileError as error:
+        raise JourneyInvalid([JourneyIssue(None, "file", str(error))]) from None
     return parse_definition(data)
 
 

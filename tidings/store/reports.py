@@ -1,4 +1,10 @@
-"""The funnel of a run, computed from the ledger and the interactions (the durable record)."""
+"""The funnel of a run, computed from the ledger and the interactions (the durable record).
+
+``opened`` counts a push as opened when its device reported an open *or a click*: a click
+implies an open (a user taps the notification to follow its link), which is how the journey
+itself decides (a wait_for or a condition on ``opened`` is satisfied by a click too), so the
+report and the branches a journey took agree. ``clicked`` counts clicks only.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +35,12 @@ ATTEMPTED = (
 NOT_SENT = (DeliveryStatus.NOT_SENT.value, DeliveryStatus.EXPIRED.value)
 EXPIRED_REASON = "expired before it could be sent (TTL)"
 
+OPENED_KINDS = ("opened", "clicked")
+OPENED_RULE = (
+    "opened: pushes whose device reported an open or a click (a click implies an open, as "
+    "in wait_for and condition nodes)"
+)
+
 
 def _not_sent_reason(status: str, reason: str | None) -> str:
     """A not-sent row's reason for the reports; expired rows share one (theirs name the
@@ -43,10 +55,11 @@ class Funnel:
     pushes_sent: int = 0
     delivered: int = 0
     tokens_invalidated: int = 0
-    opened: int = 0
+    opened: int = 0  # pushes opened or clicked (OPENED_RULE)
     clicked: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     not_sent_reasons: dict[str, int] = field(default_factory=dict)
+    opened_rule: str = OPENED_RULE
 
 
 async def run_funnel(session: AsyncSession, run_id: str) -> Funnel:
@@ -86,17 +99,24 @@ async def run_funnel(session: AsyncSession, run_id: str) -> Funnel:
     for status, reason, count in reasons.all():
         not_sent[_not_sent_reason(status, reason)] += count
     funnel.not_sent_reasons = dict(not_sent)
-    kinds = await session.exec(
-        select(col(Interaction.kind), func.count(func.distinct(col(Interaction.delivery_id))))
+    funnel.opened = sum((await _interacted(session, run_id, OPENED_KINDS)).values())
+    funnel.clicked = sum((await _interacted(session, run_id, ("clicked",))).values())
+    return funnel
+
+
+async def _interacted(
+    session: AsyncSession, run_id: str, kinds: tuple[str, ...]
+) -> dict[str | None, int]:
+    """Per push node, the run's pushes with at least one matched interaction of ``kinds``."""
+    rows = await session.exec(
+        select(col(Delivery.node_id), func.count(func.distinct(col(Interaction.delivery_id))))
         .join(Delivery, col(Delivery.id) == col(Interaction.delivery_id))
         .where(col(Delivery.run_id) == run_id)
         .where(col(Interaction.status) == InteractionStatus.MATCHED.value)
-        .group_by(col(Interaction.kind))
+        .where(col(Interaction.kind).in_(kinds))
+        .group_by(col(Delivery.node_id))
     )
-    per_kind = {str(kind): int(count) for kind, count in kinds.all()}
-    funnel.opened = per_kind.get("opened", 0)
-    funnel.clicked = per_kind.get("clicked", 0)
-    return funnel
+    return {node_id: int(count) for node_id, count in rows.all()}
 
 
 @dataclass
@@ -107,12 +127,13 @@ class NodeFunnel:
     targeted: int = 0  # profiles that reached the node (a ledger row each, sent or not)
     sent: int = 0  # pushes handed to a provider, whatever it answered
     delivered: int = 0
-    opened: int = 0
+    opened: int = 0  # pushes opened or clicked (OPENED_RULE)
     clicked: int = 0
     tokens_invalidated: int = 0
     failed: int = 0
     postponed: int = 0  # sends held for quiet hours (a profile may be held more than once)
     not_sent: dict[str, int] = field(default_factory=dict)  # reason -> ledger rows
+    opened_rule: str = OPENED_RULE
 
 
 async def node_funnels(
@@ -158,22 +179,10 @@ async def node_funnels(
         node_not_sent = of(node_id).not_sent
         label = _not_sent_reason(status, reason)
         node_not_sent[label] = node_not_sent.get(label, 0) + int(count)
-    kinds = await session.exec(
-        select(
-            col(Delivery.node_id),
-            col(Interaction.kind),
-            func.count(func.distinct(col(Interaction.delivery_id))),
-        )
-        .join(Delivery, col(Delivery.id) == col(Interaction.delivery_id))
-        .where(col(Delivery.run_id) == run_id)
-        .where(col(Interaction.status) == InteractionStatus.MATCHED.value)
-        .group_by(col(Delivery.node_id), col(Interaction.kind))
-    )
-    for node_id, kind, count in kinds.all():
-        if kind == "opened":
-            of(node_id).opened = int(count)
-        elif kind == "clicked":
-            of(node_id).clicked = int(count)
+    for node, count in (await _interacted(session, run_id, OPENED_KINDS)).items():
+        of(node).opened = count
+    for node, count in (await _interacted(session, run_id, ("clicked",))).items():
+        of(node).clicked = count
     postponed = await session.exec(
         select(col(JourneyEvent.node_id), func.count())
         .where(col(JourneyEvent.run_id) == run_id)

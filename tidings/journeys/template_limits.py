@@ -1,0 +1,150 @@
+"""The limits push templates run under, and the budget of steps and time that counts them.
+
+Every limit holds per push message for one profile:
+
+- :data:`MAX_STEPS` steps (loop iterations, calls, filters, operators, attribute lookups) and
+  :data:`TIME_LIMIT_S` seconds, whichever comes first (legitimate templates take a few
+  dozen steps and well under a millisecond);
+- no value a template builds or prints may be larger than :data:`MAX_VALUE_CHARS`
+  characters of text, and no integer larger than :data:`MAX_INT_BITS` bits;
+- one field's output is at most :data:`MAX_OUTPUT_CHARS` characters (a push payload is at
+  most 4 KiB anyway).
+
+A template over a limit raises :class:`BudgetExceeded`, a Jinja2 ``SecurityError``. Sizes are
+estimated as the length of a value's text (:func:`text_size`), walking containers only until
+the limit is passed, so checking a value costs at most the limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2.exceptions import SecurityError
+from jinja2.utils import Namespace
+
+MAX_STEPS = 20_000
+TIME_LIMIT_S = 0.1
+MAX_VALUE_CHARS = 100_000
+MAX_OUTPUT_CHARS = 16_384
+MAX_INT_BITS = 4_096
+
+
+class BudgetExceeded(SecurityError):
+    """A template went over one of its limits."""
+
+
+@dataclass
+class Budget:
+    deadline: float
+    steps: int = 0
+    exhausted: bool = False
+
+    def tick(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            self.exhausted = True
+            raise BudgetExceeded(
+                f"the template runs too long: it took more than {MAX_STEPS} steps "
+                "(loop iterations, calls, filters), the limit for one push"
+            )
+        if time.monotonic() > self.deadline:
+            self.exhausted = True
+            raise BudgetExceeded(
+                f"the template runs too long: it took more than {TIME_LIMIT_S:g}s, "
+                "the limit for one push"
+            )
+
+
+_budget: ContextVar[Budget | None] = ContextVar("tidings_template_budget", default=None)
+
+
+@contextlib.contextmanager
+def budget() -> Iterator[Budget]:
+    """Give the templates rendered inside one budget of steps and time (one push message)."""
+    current = Budget(time.monotonic() + TIME_LIMIT_S)
+    token = _budget.set(current)
+    try:
+        yield current
+    finally:
+        _budget.reset(token)
+
+
+@contextlib.contextmanager
+def unbudgeted() -> Iterator[None]:
+    """Outside any budget (compiling: a compiled template is kept for every later render,
+    so whether it compiles must not depend on what the render before it spent)."""
+    token = _budget.set(None)
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def tick() -> None:
+    current = _budget.get()
+    if current is not None:
+        current.tick()
+
+
+def text_size(value: Any, limit: int = MAX_VALUE_CHARS) -> int:
+    """About ``len(str(value))``, without building the text; once past ``limit`` it stops
+    walking and answers what it has counted (more than ``limit``)."""
+    if isinstance(value, str):
+        return len(value)
+    total = 0
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            total += len(item) + 2
+        elif isinstance(item, bool) or item is None:
+            total += 5
+        elif isinstance(item, int):
+            total += item.bit_length() // 3 + 1
+        elif isinstance(item, float):
+            total += 24
+        elif isinstance(item, Namespace):
+            # its text shows every attribute
+            todo.append(dict(getattr(item, "_Namespace__attrs", {})))
+        elif isinstance(item, Mapping):
+            total += 2 + 4 * len(item)
+            if total <= limit:
+                todo.extend(item.keys())
+                todo.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            total += 2 + 2 * len(item)
+            if total <= limit:
+                todo.extend(item)
+        elif isinstance(item, KeysView | ValuesView | ItemsView):
+            todo.append(list(item))  # a dict's keys, values or items show their contents
+        else:
+            total += 32
+        if total > limit:
+            return total
+    return total
+
+
+def too_large(what: str) -> BudgetExceeded:
+    return BudgetExceeded(
+        f"the template {what} more than {MAX_VALUE_CHARS} characters, the limit for a value"
+    )
+
+
+def check_size(value: Any, what: str = "builds a value of") -> None:
+    if text_size(value) > MAX_VALUE_CHARS:
+        raise too_large(what)
+
+
+def check_count(count: Any, what: str) -> None:
+    if isinstance(count, int) and count > MAX_VALUE_CHARS:
+        raise BudgetExceeded(f"{what} ({count}) is above the limit of {MAX_VALUE_CHARS}")
+
+
+def check_total(total: int) -> None:
+    if total > MAX_VALUE_CHARS:
+        raise too_large("would build a value of")
