@@ -233,6 +233,7 @@ def render_view(view: RunView, order: list[str]) -> Group:
         ("sent", counts.get("pushes_sent", sent)),
         ("delivered", counts.get("push.delivered", 0)),
         ("failed", counts.get("push.failed", 0)),
+        ("unknown (answer lost)", counts.get("push.unknown", 0)),
         ("invalidated", counts.get("invalidated", 0)),
         ("not sent", counts.get("push.not_sent", 0)),
         ("postponed (quiet hours)", counts.get("postponed", 0)),
@@ -306,8 +307,8 @@ async def list_runs(settings: Settings, console: Console, limit: int = 20) -> li
 
 async def report(database: Database, run_id: str, console: Console) -> list[NodeFunnel]:
     """The funnel per push node: targeted, sent, delivered, failed (retries exhausted),
-    opened, clicked, not sent by reason, tokens invalidated (and sends postponed for quiet
-    hours)."""
+    unknown (sent, answer lost), retried (took more than one request), opened, clicked, not
+    sent by reason, tokens invalidated (and sends postponed for quiet hours)."""
     order = await _node_order(database, run_id)
     async with database.read() as session:
         funnels = await node_funnels(session, run_id, order)
@@ -320,6 +321,8 @@ async def report(database: Database, run_id: str, console: Console) -> list[Node
         "sent",
         "delivered",
         "failed",
+        "unknown",
+        "retried",
         "opened",
         "clicked",
         "invalidated",
@@ -334,6 +337,8 @@ async def report(database: Database, run_id: str, console: Console) -> list[Node
             str(funnel.sent),
             str(funnel.delivered),
             str(funnel.failed),
+            str(funnel.unknown),
+            str(funnel.retried),
             str(funnel.opened),
             str(funnel.clicked),
             str(funnel.tokens_invalidated),

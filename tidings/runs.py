@@ -306,6 +306,7 @@ def _funnel_summary(funnel: Funnel) -> dict[str, int]:
         "profiles": funnel.profiles_targeted,
         "push.delivered": funnel.delivered,
         "pushes_sent": funnel.pushes_sent,
+        "push.unknown": funnel.unknown,
         "invalidated": funnel.tokens_invalidated,
     }
 

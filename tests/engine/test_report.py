@@ -31,7 +31,10 @@ async def test_the_report_shows_failed_sends_per_node(scene: SceneFactory) -> No
 
     hello, later = funnels
     assert (hello.targeted, hello.sent, hello.delivered, hello.failed) == (2, 2, 1, 1)
-    assert re.search(r"targeted\s+┃\s+sent\s+┃\s+delivered\s+┃\s+failed\s+┃\s+opened", text), text
+    assert re.search(
+        r"targeted\s+┃\s+sent\s+┃\s+delivered\s+┃\s+failed\s+┃\s+unknown\s+┃\s+retried\s+┃\s+opened",
+        text,
+    ), text
     # node, targeted, sent, delivered, failed
     assert re.search(r"hello\s+│\s+2\s+│\s+2\s+│\s+1\s+│\s+1\s+│", text), text
     assert re.search(r"later\s+│\s+2\s+│\s+2\s+│\s+1\s+│\s+1\s+│", text), text
@@ -124,5 +127,8 @@ async def test_opened_counts_a_click_as_the_journey_does(scene: SceneFactory) ->
     assert by_node["welcome"].opened_rule == whole.opened_rule == OPENED_RULE
     assert "a click implies an open" in OPENED_RULE
     # node, targeted, sent, delivered, failed, opened, clicked
-    assert re.search(r"welcome\s+│\s+4\s+│\s+4\s+│\s+4\s+│\s+0\s+│\s+3\s+│\s+2\s+│", text), text
+    # targeted, sent, delivered, failed, unknown, retried, opened, clicked
+    assert re.search(
+        r"welcome\s+│\s+4\s+│\s+4\s+│\s+4\s+│\s+0\s+│\s+0\s+│\s+0\s+│\s+3\s+│\s+2\s+│", text
+    ), text
     assert OPENED_RULE in " ".join(text.split())

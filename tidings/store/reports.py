@@ -25,6 +25,7 @@ from tidings.store.models import (
 
 ATTEMPTED = (
     DeliveryStatus.DELIVERED,
+    DeliveryStatus.UNKNOWN,
     DeliveryStatus.TOKEN_GONE,
     DeliveryStatus.TOKEN_SUSPECT,
     DeliveryStatus.CONFIG_FAULT,
@@ -60,6 +61,13 @@ class Funnel:
     by_status: dict[str, int] = field(default_factory=dict)
     not_sent_reasons: dict[str, int] = field(default_factory=dict)
     opened_rule: str = OPENED_RULE
+    # sent, and the provider's answer never came (they may have been delivered)
+    unknown: int = 0
+    # delivered after a request whose answer was lost: the provider may hold two copies
+    # (the device shows one: the collapse id and notification tag replace)
+    possible_duplicates: int = 0
+    # rows that took more than one request (retried after a transient failure)
+    retried: int = 0
 
 
 async def run_funnel(session: AsyncSession, run_id: str) -> Funnel:
@@ -75,6 +83,10 @@ async def run_funnel(session: AsyncSession, run_id: str) -> Funnel:
     funnel.pushes_sent = sum(funnel.by_status.get(s.value, 0) for s in ATTEMPTED)
     funnel.delivered = funnel.by_status.get(DeliveryStatus.DELIVERED.value, 0)
     funnel.tokens_invalidated = funnel.by_status.get(DeliveryStatus.TOKEN_GONE.value, 0)
+    funnel.unknown = funnel.by_status.get(DeliveryStatus.UNKNOWN.value, 0)
+    for retried, twice in (await _retries(session, run_id)).values():
+        funnel.retried += retried
+        funnel.possible_duplicates += twice
     funnel.profiles_targeted = (
         await session.exec(
             select(func.count(func.distinct(col(Delivery.profile_id)))).where(
@@ -104,6 +116,24 @@ async def run_funnel(session: AsyncSession, run_id: str) -> Funnel:
     return funnel
 
 
+async def _retries(session: AsyncSession, run_id: str) -> dict[str | None, tuple[int, int]]:
+    """Per push node: rows that took more than one request, and delivered rows one of whose
+    requests lost its answer (possible duplicates)."""
+    rows = await session.exec(
+        select(
+            col(Delivery.node_id),
+            func.count().filter(col(Delivery.attempts) > 1),
+            func.count().filter(
+                (col(Delivery.unknown_outcomes) > 0)
+                & (col(Delivery.status) == DeliveryStatus.DELIVERED.value)
+            ),
+        )
+        .where(col(Delivery.run_id) == run_id)
+        .group_by(col(Delivery.node_id))
+    )
+    return {node_id: (int(retried), int(twice)) for node_id, retried, twice in rows.all()}
+
+
 async def _interacted(
     session: AsyncSession, run_id: str, kinds: tuple[str, ...]
 ) -> dict[str | None, int]:
@@ -131,6 +161,9 @@ class NodeFunnel:
     clicked: int = 0
     tokens_invalidated: int = 0
     failed: int = 0
+    unknown: int = 0  # sent, answer never came (may have been delivered)
+    retried: int = 0  # rows that took more than one request
+    possible_duplicates: int = 0  # delivered after a request whose answer was lost
     postponed: int = 0  # sends held for quiet hours (a profile may be held more than once)
     not_sent: dict[str, int] = field(default_factory=dict)  # reason -> ledger rows
     opened_rule: str = OPENED_RULE
@@ -162,6 +195,11 @@ async def node_funnels(
             funnel.tokens_invalidated += count
         elif status == DeliveryStatus.FAILED.value:
             funnel.failed += count
+        elif status == DeliveryStatus.UNKNOWN.value:
+            funnel.unknown += count
+    for push_node, (retried, twice) in (await _retries(session, run_id)).items():
+        of(push_node).retried = retried
+        of(push_node).possible_duplicates = twice
     targeted = await session.exec(
         select(col(Delivery.node_id), func.count(func.distinct(col(Delivery.profile_id))))
         .where(col(Delivery.run_id) == run_id)
