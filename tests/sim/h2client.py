@@ -105,6 +105,7 @@ class RawH2Client:
             for future in self._responses.values():
                 if not future.done():
                     future.set_exception(ConnectionError("connection closed"))
+                    future.exception()  # a test may leave a stream unanswered on purpose
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, RemoteSettingsChanged):

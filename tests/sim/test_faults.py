@@ -106,6 +106,28 @@ async def test_goaway_answers_the_streams_below_it_and_processes_nothing_above(
     assert [r.tracking_id for r in sims.apns.accepted()] == [FIRST]
 
 
+async def test_goaway_after_a_higher_stream_was_answered_refuses_its_trigger(
+    sims: Simulators, apns_key: KeyFactory, raw_apns: RawConnect
+) -> None:
+    """Stream 3, answered first, was processed: the last-stream-id must cover it, so the
+    trigger (stream 1) learns it was not processed from REFUSED_STREAM instead."""
+    sims.apns.set_scenario(
+        Scenario(scripted={FIRST: [Answer(action="goaway", latency_ms=SLOW_MS)]})
+    )
+    key = apns_key()
+    client = await raw_apns()
+    _, trigger = client.send(push_to(key, FIRST), body(FIRST))
+    _, answered = client.send(push_to(key, SECOND), body(SECOND))
+    assert await outcome(answered) == 200
+    with pytest.raises(StreamRefused) as refused:
+        await asyncio.wait_for(trigger, 10)
+    assert refused.value.error_code == REFUSED_STREAM
+    await asyncio.wait_for(client.closed.wait(), 10)
+    assert client.goaway is not None
+    assert client.goaway.last_stream_id == 3
+    assert fates(sims) == {SECOND: (200, None), FIRST: (0, "goaway-refused")}
+
+
 async def test_streams_opened_after_a_goaway_are_not_processed(
     sims: Simulators, apns_key: KeyFactory, raw_apns: RawConnect
 ) -> None:

@@ -30,15 +30,16 @@ Action = Literal["goaway", "reset", "hang", "refuse", "answer_lost"]
 answer's latency has run:
 
 ``goaway``
-    A graceful HTTP/2 GOAWAY, error code NO_ERROR, debug data ``{"reason": <reason>}`` as
-    Apple sends it (``Answer.reason``, default ``Shutdown``). Its last-stream-id is the highest
-    stream the server still processes: the streams below the triggering one that were already
-    received are answered normally, each after its own latency, and then the connection
-    closes. The triggering stream and every stream with a higher id are never processed
-    (recorded ``goaway-refused``); the client learns from the last-stream-id that it may
-    resend them. (If a stream above the trigger was answered already, the last-stream-id must
-    cover it, so the trigger is refused with RST_STREAM REFUSED_STREAM instead.) HTTP/1.1 has
-    no GOAWAY: the connection is closed without answering.
+    A graceful HTTP/2 GOAWAY, error code NO_ERROR; on APNs with the debug data
+    ``{"reason": <reason>}`` as Apple sends it (``Answer.reason``, default ``Shutdown``).
+    Its last-stream-id is the highest stream the server still processes: the streams below
+    the triggering one that were already received are answered normally, each after its own
+    latency, and then the connection closes. The triggering stream and every stream with a
+    higher id are never processed (recorded ``goaway-refused``): the client learns from the
+    last-stream-id that it may resend them. A stream the client opens after the GOAWAY is
+    ignored (no record). If a stream above the trigger was answered already, the
+    last-stream-id must cover it, so the trigger is refused with RST_STREAM REFUSED_STREAM
+    too. HTTP/1.1 has no GOAWAY: the connection is closed without answering.
 ``reset``
     A TCP abort. Every stream in flight on that connection (received, not answered yet) is
     dropped and never processed (recorded ``reset``).
