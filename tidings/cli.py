@@ -152,9 +152,20 @@ def _announce_sim(endpoints: dict[str, object], home: Path, host: str) -> None:
         f"  export TIDINGS_FCM_ENDPOINT={endpoints['fcm_endpoint']}",
         f"  export TIDINGS_PROVIDER_CA_FILE={Path(str(endpoints['ca_file'])).resolve()}",
         f"control API: {endpoints['control_url']}",
-        "  GET /healthz, GET /stats, GET /{apns|fcm}/records, PUT /{apns|fcm}/scenario,",
-        "  POST /apns/keys, POST /apns/client-certificates, POST /fcm/service-accounts, "
-        "POST /reset",
+        '  (JSON bodies; the README\'s "The simulators" describes each call)',
+        "  credentials  POST /apns/keys {team_id, key_id, topics} -> {key_pem}",
+        "               POST /apns/client-certificates {topics} -> {cert_pem, key_pem}",
+        "               POST /fcm/service-accounts {project_id} -> service-account JSON",
+        "  tokens gone  POST /{apns|fcm}/unregistered {tokens: [...], at_ms}",
+        "  faults       PUT /{apns|fcm}/scenario {seed, scripted, mix, latency, ...}"
+        " (or --scenario FILE)",
+        "  received     GET /{apns|fcm}/records?token=&tracking_id=&accepted_only=true",
+        "               GET /{apns|fcm}/displayed?token=  GET /{apns|fcm}/summary  GET /stats",
+        "  start over   POST /reset (keys and service accounts stay)",
+        f"  e.g. curl -X POST {endpoints['control_url']}/apns/keys"
+        " -H 'content-type: application/json'"
+        """ -d '{"team_id": "TEAM000001", "key_id": "KEY0000001","""
+        """ "topics": ["com.example.app"]}'""",
         f"endpoints also in {(home / 'sim' / 'endpoints.json').resolve()}; Ctrl-C stops them",
     ]
     if host in ("0.0.0.0", "::", ""):

@@ -215,3 +215,71 @@ async def test_a_worker_told_to_stop_lets_its_sends_in_flight_finish(
         for token, provider in tokens.items():
             simulator = scene.sims.apns if provider == "apns" else scene.sims.fcm
             assert len(simulator.records(token=token)) == 1, token  # never sent again
+
+
+async def test_a_worker_killed_mid_batch_resends_only_what_it_had_not_recorded(
+    tmp_path: Path, database_url: str, temporal_client: Client, sims: Simulators
+) -> None:
+    """Outcomes are committed while the batch sends: a worker killed after answering most of
+    a batch has recorded them, so the next worker resends at most the requests it had in
+    flight (and a group of answers not yet committed), never the batch."""
+    devices = 60
+    async with scene_on(
+        tmp_path,
+        database_url,
+        temporal_client,
+        sims,
+        send_concurrency=IN_FLIGHT,
+        delivery_heartbeat_timeout_s=2.0,
+        cohort_size=devices,
+    ) as scene:
+        app = await scene.add_app()
+        tokens: dict[str, str] = {}
+        for n in range(devices):
+            provider, token = ("apns", apns_token(n)) if n % 2 else ("fcm", fcm_token(n))
+            await scene.add_device(app, f"p{n:02d}", provider, token)
+            tokens[token] = provider
+        queue = f"{scene.stack.settings.task_queue}-groups"
+        settings = scene.stack.settings.model_copy(update={"task_queue": queue})
+        env = worker_env(settings, temporal_client)
+        # waves of IN_FLIGHT requests per provider, each answered after 300 ms
+        scene.sims.apns.set_scenario(Scenario(latency=FixedLatency(ms=300)))
+        scene.sims.fcm.set_scenario(Scenario(latency=FixedLatency(ms=300)))
+        definition = parse_definition(
+            {
+                "id": "groups",
+                "name": "groups",
+                "app": app,
+                "nodes": [{"id": "push", "type": "push", "content": {"title": "Hi"}}],
+            }
+        )
+
+        def accepted() -> int:
+            return len(scene.sims.apns.accepted()) + len(scene.sims.fcm.accepted())
+
+        with worker_process(env, tmp_path / "worker-1.log") as first:
+            profiles = [f"p{n:02d}" for n in range(devices)]
+            started = await start_run(
+                temporal_client, scene.db, settings, definition, profile_ids=profiles
+            )
+            scene.runs.append(started)
+            for _ in range(1200):  # most of the batch answered, the rest still to go
+                if accepted() >= devices // 2:
+                    break
+                await asyncio.sleep(0.02)
+            answered = accepted()
+            assert devices // 2 <= answered < devices, (tmp_path / "worker-1.log").read_text()
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        scene.sims.apns.set_scenario(Scenario())
+        scene.sims.fcm.set_scenario(Scenario())
+        with worker_process(env, tmp_path / "worker-2.log"):
+            result = await asyncio.wait_for(started.handle.result(), 120)
+    assert result.counts["push.delivered"] == devices
+    resent = accepted() - devices
+    # in flight: IN_FLIGHT per provider; uncommitted: at most one group (50 ms of answers,
+    # here less than one wave). The batch's answered half is never sent again.
+    assert resent <= 2 * IN_FLIGHT < answered
+    for token, provider in tokens.items():
+        simulator = scene.sims.apns if provider == "apns" else scene.sims.fcm
+        assert len(simulator.displayed(token)) == 1, token

@@ -164,8 +164,19 @@ APNS_ROWS: dict[str, Row] = {
     # sent, and the answer lost: the push may have been delivered (an unknown outcome),
     # resent by the next attempt with the same apns-id and collapse id
     "connection reset": retried("apns", Answer(action="reset"), outcome=Outcome.ANSWER_LOST),
-    "GOAWAY": retried(
-        "apns", Answer(action="goaway", reason="Shutdown"), outcome=Outcome.ANSWER_LOST
+    # above the GOAWAY's last-stream-id: never processed, resent at once on a new
+    # connection within the same attempt
+    "GOAWAY": Row(
+        "apns",
+        (Answer(action="goaway", reason="Shutdown"),),
+        Outcome.DELIVERED,
+        DELIVERED,
+        VALID,
+        attempts=1,
+        requests=2,
+    ),
+    "REFUSED_STREAM": Row(
+        "apns", (Answer(action="refuse"),), Outcome.DELIVERED, DELIVERED, VALID, 1, 2
     ),
     "timeout": retried("apns", Answer(action="hang"), outcome=Outcome.ANSWER_LOST),
     "403 ExpiredProviderToken": retried(

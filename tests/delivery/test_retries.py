@@ -21,6 +21,7 @@ from tidings.journeys.model import PushContent
 from tidings.push.check import CHECK_DEVICE_TOKEN
 from tidings.sim import Answer, MixEntry, Scenario, Simulators
 from tidings.store.models import App, DeliveryStatus, DeviceState, JourneyRun, SendCause
+from tidings.store.reports import run_funnel
 
 DELIVERED = DeliveryStatus.DELIVERED
 
@@ -508,3 +509,36 @@ async def test_an_outage_shorter_than_the_retry_horizon_loses_nothing(scene: Sce
     for row in ledger.values():
         assert row.device_id is not None
         assert (await scene.device(row.device_id)).state == DeviceState.VALID
+
+
+async def test_a_lost_answer_is_resent_as_the_same_push_and_counted_as_a_possible_duplicate(
+    scene: Scene,
+) -> None:
+    """The provider accepts the push and the connection dies before its answer: the row is
+    an unknown outcome, resent by the next attempt with the same apns-id and collapse id /
+    notification tag, so the device shows one notification; the report counts it."""
+    app = await scene.add_app()
+    await scene.add_device(app, "p1", "apns", apns_token(1), attributes={"first_name": "A"})
+    await scene.add_device(app, "p1", "fcm", fcm_token(1))
+    lost = Scenario(
+        scripted={
+            apns_token(1): [Answer(action="answer_lost")],
+            fcm_token(1): [Answer(action="answer_lost")],
+        }
+    )
+    scene.sims.apns.set_scenario(lost)
+    scene.sims.fcm.set_scenario(lost.model_copy(deep=True))
+    run_id, result = await scene.run(app, ["p1"])
+    ledger = await scene.ledger(run_id)
+    assert {(r.status, r.attempts, r.unknown_outcomes) for r in ledger} == {(DELIVERED, 2, 1)}
+    for simulator, token in ((scene.sims.apns, apns_token(1)), (scene.sims.fcm, fcm_token(1))):
+        copies = simulator.accepted(token=token)
+        assert len(copies) == 2  # the provider holds both
+        assert len({c.display_key for c in copies}) == 1
+        assert len(simulator.displayed(token)) == 1  # the device shows one
+    apns_copies = scene.sims.apns.accepted(token=apns_token(1))
+    assert len({c.message_id for c in apns_copies}) == 1  # the same apns-id
+    assert result.counts["push.delivered"] == 2
+    async with scene.db.read() as session:
+        funnel = await run_funnel(session, run_id)
+    assert (funnel.possible_duplicates, funnel.retried, funnel.unknown) == (2, 2, 0)

@@ -126,7 +126,7 @@ async def test_a_refused_service_account_is_a_configuration_fault(sims: Simulato
     assert sims.fcm.records() == []  # nothing reached FCM
 
 
-async def test_apns_answers_keep_retry_after_raw_bodies_and_goaway_reasons(
+async def test_apns_answers_keep_retry_after_and_raw_bodies_and_resend_goaway_refusals(
     sims: Simulators,
     senders: tuple[ApnsSender, FcmSender, Keys],
     caplog: pytest.LogCaptureFixture,
@@ -152,9 +152,15 @@ async def test_apns_answers_keep_retry_after_raw_bodies_and_goaway_reasons(
     assert logged.levelname == "WARNING"
     assert "<html>Bad Gateway</html>" in logged.getMessage()
     assert html not in logged.getMessage()
+    # the GOAWAY's last-stream-id says the request was never processed: it is resent at once
+    # on a new connection, and delivered once
     third = await apns.send(item(goaway))
-    assert (third.outcome, third.reason) == (Outcome.ANSWER_LOST, "connection closed")
-    assert (await apns.send(item(busy))).outcome is Outcome.DELIVERED  # a new connection
+    assert third.outcome is Outcome.DELIVERED
+    assert [(r.status, r.reason) for r in sims.apns.records(token=goaway)] == [
+        (0, "goaway-refused"),
+        (200, None),
+    ]
+    assert (await apns.send(item(busy))).outcome is Outcome.DELIVERED
 
 
 async def test_a_request_abandoned_on_timeout_gives_its_stream_back(sims: Simulators) -> None:

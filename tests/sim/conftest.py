@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,14 @@ from tidings.sim import Simulators
 
 TOPIC = "com.example.app"
 TOKEN = "ab" * 32
+
+
+def fcm_token(name: str) -> str:
+    """A well-formed FCM registration token, ``<name>:APA91b<40 hex>``, told apart by name."""
+    return f"{name}:APA91b{hashlib.sha256(name.encode()).hexdigest()[:40]}"
+
+
+FCM_TOKEN = fcm_token("fcm-token-1")
 _ids = itertools.count(1)
 
 KeyFactory = Callable[..., "ApnsKey"]
@@ -43,7 +53,18 @@ class ApnsKey:
     team_id: str
 
     def jwt(self, *, iat: int | None = None, kid: str | None = None, iss: str | None = None) -> str:
-        claims = {"iss": iss or self.team_id, "iat": int(time.time()) if iat is None else iat}
+        """A provider token; without arguments the key's one token, minted once, as a client
+        reuses its JWT (a connection presenting a newer one too soon gets 429)."""
+        if iat is None and kid is None and iss is None:
+            return self.current_jwt
+        return self._mint(int(time.time()) if iat is None else iat, kid, iss)
+
+    @cached_property
+    def current_jwt(self) -> str:
+        return self._mint(int(time.time()), None, None)
+
+    def _mint(self, iat: int, kid: str | None, iss: str | None) -> str:
+        claims = {"iss": iss or self.team_id, "iat": iat}
         return jwt.encode(
             claims, self.key_pem, algorithm="ES256", headers={"kid": kid or self.key_id}
         )

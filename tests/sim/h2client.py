@@ -2,7 +2,8 @@
 
 Duplicate headers, a GET, a missing apns-topic: the simulators must answer those as Apple and
 Google do, and only a client that writes raw frames can send them. It also reports what the
-real clients hide: SETTINGS, GOAWAY debug data, response headers.
+real clients hide: SETTINGS, GOAWAY debug data and last-stream-id, RST_STREAM error codes,
+response headers, and answers that arrive after a graceful GOAWAY.
 """
 
 from __future__ import annotations
@@ -17,15 +18,42 @@ from h2.connection import H2Connection
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
+    Event,
     RemoteSettingsChanged,
     ResponseReceived,
     StreamEnded,
+    StreamReset,
 )
 from h2.settings import SettingCodes, Settings
+from hyperframe.frame import Frame, GoAwayFrame
 
 
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+class _GracefulH2Connection(H2Connection):
+    """h2 closes its connection state on a received GOAWAY (python-hyper/h2#1181) and then
+    rejects the answers RFC 9113 §6.8 lets streams up to the last-stream-id still receive.
+    This client keeps reading them, to see what the server sends."""
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Event]]:
+        state = self.state_machine.state
+        result = super()._receive_goaway_frame(frame)
+        self.state_machine.state = state
+        return result
+
+
+class StreamRefused(Exception):
+    """The server reset the stream (``error_code``: 7 is REFUSED_STREAM)."""
+
+    def __init__(self, error_code: int) -> None:
+        super().__init__(f"stream reset with error code {error_code}")
+        self.error_code = error_code
+
+
+class NotProcessed(Exception):
+    """The stream is above the last-stream-id of the server's GOAWAY."""
 
 
 @dataclass
@@ -51,7 +79,9 @@ class RawH2Client:
         self._reader, self._writer = await asyncio.open_connection(
             self.host, self.port, ssl=self.ssl_context, server_hostname=self.server_name
         )
-        self._conn = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+        self._conn = _GracefulH2Connection(
+            H2Configuration(client_side=True, header_encoding="utf-8")
+        )
         if self.initial_window is not None:
             self._conn.local_settings = Settings(
                 client=True, initial_values={SettingCodes.INITIAL_WINDOW_SIZE: self.initial_window}
@@ -75,6 +105,7 @@ class RawH2Client:
             for future in self._responses.values():
                 if not future.done():
                     future.set_exception(ConnectionError("connection closed"))
+                    future.exception()  # a test may leave a stream unanswered on purpose
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, RemoteSettingsChanged):
@@ -94,12 +125,23 @@ class RawH2Client:
             status, headers, body = self._partial.pop(event.stream_id)
             response = RawResponse(status, headers, bytes(body))
             self._responses.pop(event.stream_id).set_result(response)
+        elif isinstance(event, StreamReset):
+            assert event.stream_id is not None
+            future = self._responses.pop(event.stream_id, None)
+            if future is not None and not future.done():
+                future.set_exception(StreamRefused(int(event.error_code or 0)))
         elif isinstance(event, ConnectionTerminated):
             self.goaway = event
+            last = event.last_stream_id or 0
+            for stream_id in [s for s in self._responses if s > last]:
+                future = self._responses.pop(stream_id)
+                if not future.done():
+                    future.set_exception(NotProcessed(f"stream {stream_id} > {last}"))
 
-    async def request(
-        self, headers: list[tuple[str, str]], body: bytes = b"", wait_s: float = 5
-    ) -> RawResponse:
+    def send(
+        self, headers: list[tuple[str, str]], body: bytes = b""
+    ) -> tuple[int, asyncio.Future[RawResponse]]:
+        """Open a stream and send the request: (stream id, its answer to come)."""
         stream_id = self._conn.get_next_available_stream_id()
         future: asyncio.Future[RawResponse] = asyncio.get_running_loop().create_future()
         self._responses[stream_id] = future
@@ -107,6 +149,18 @@ class RawH2Client:
         if body:
             self._conn.send_data(stream_id, body, end_stream=True)
         self._writer.write(self._conn.data_to_send())
+        return stream_id, future
+
+    def cancel(self, stream_id: int) -> None:
+        """Reset a stream we opened (RST_STREAM CANCEL), as a client giving up on it does."""
+        self._conn.reset_stream(stream_id)
+        self._writer.write(self._conn.data_to_send())
+        self._responses.pop(stream_id, None)
+
+    async def request(
+        self, headers: list[tuple[str, str]], body: bytes = b"", wait_s: float = 5
+    ) -> RawResponse:
+        _, future = self.send(headers, body)
         return await asyncio.wait_for(future, wait_s)
 
     async def close(self) -> None:

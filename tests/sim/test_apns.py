@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import jwt
 import pytest
 from aioapns import NotificationRequest, PushType
 
@@ -333,34 +335,87 @@ async def test_expired_provider_token(apns_key: KeyFactory, apns_pool: PoolFacto
     assert (result.status, result.description) == ("403", "ExpiredProviderToken")
 
 
-async def test_too_many_provider_token_updates(
-    sims: Simulators, apns_key: KeyFactory, apns_pool: PoolFactory
+async def test_a_connection_that_changes_its_token_too_soon_gets_429(
+    sims: Simulators, apns_key: KeyFactory, raw_apns: RawConnect
 ) -> None:
     key = apns_key()
-    first = apns_pool(key, auth=FixedProviderToken(key, age_s=600))
-    assert (await first.send_notification(alert())).is_successful
-    fresher = apns_pool(key, auth=FixedProviderToken(key, age_s=0))
-    result = await fresher.send_notification(alert())
-    assert (result.status, result.description) == ("429", "TooManyProviderTokenUpdates")
-    # The older token stays good; the limit counts per team, across that team's keys.
-    assert (await first.send_notification(alert())).is_successful
-    other_key = apns_key(team_id=key.team_id)
-    other = apns_pool(other_key, auth=FixedProviderToken(other_key, age_s=0))
-    result = await other.send_notification(alert())
-    assert result.description == "TooManyProviderTokenUpdates"
+    now = int(time.time())
+    body = json.dumps(ALERT).encode()
+    older, newer = key.jwt(iat=now - 600), key.jwt(iat=now)
+    client = await raw_apns()
+    assert (
+        await client.request(request_headers(key, authorization=f"bearer {older}"), body)
+    ).status == 200
+    refused = await client.request(request_headers(key, authorization=f"bearer {newer}"), body)
+    assert (refused.status, json.loads(refused.body)) == (
+        429,
+        {"reason": "TooManyProviderTokenUpdates"},
+    )
+    # The connection's token stays good; a new connection may present the newer one at once.
+    assert (
+        await client.request(request_headers(key, authorization=f"bearer {older}"), body)
+    ).status == 200
+    fresh = await raw_apns()
+    assert (
+        await fresh.request(request_headers(key, authorization=f"bearer {newer}"), body)
+    ).status == 200
     # A scenario can turn the limit off.
     sims.apns.set_scenario(Scenario(token_update_min_interval_s=0))
-    assert (await fresher.send_notification(alert())).is_successful
+    assert (
+        await client.request(request_headers(key, authorization=f"bearer {newer}"), body)
+    ).status == 200
 
 
-async def test_token_update_after_the_interval_is_accepted(
-    apns_key: KeyFactory, apns_pool: PoolFactory
+async def test_a_token_update_after_the_interval_is_accepted(
+    apns_key: KeyFactory, raw_apns: RawConnect
 ) -> None:
     key = apns_key()
-    old = apns_pool(key, auth=FixedProviderToken(key, age_s=1300))
-    assert (await old.send_notification(alert())).is_successful
-    new = apns_pool(key, auth=FixedProviderToken(key, age_s=0))
-    assert (await new.send_notification(alert())).is_successful
+    now = int(time.time())
+    client = await raw_apns()
+    for iat in (now - 1300, now):
+        headers = request_headers(key, authorization=f"bearer {key.jwt(iat=iat)}")
+        assert (await client.request(headers, json.dumps(ALERT).encode())).status == 200
+
+
+async def test_workers_sharing_one_key_each_with_its_own_jwt_are_all_delivered(
+    sims: Simulators, apns_key: KeyFactory, apns_pool: PoolFactory
+) -> None:
+    """Two processes holding one .p8 key mint their own JWTs minutes apart, each on its own
+    connection: Apple takes both (its limit is on one connection changing its token)."""
+    key = apns_key()
+    first = apns_pool(key, auth=FixedProviderToken(key, age_s=600))
+    second = apns_pool(key, auth=FixedProviderToken(key, age_s=0))
+    for n in range(3):
+        assert (await first.send_notification(alert(tracking_id=f"first-{n}"))).is_successful
+        assert (await second.send_notification(alert(tracking_id=f"second-{n}"))).is_successful
+    assert len({r.provider_token for r in sims.apns.accepted(token=TOKEN)}) == 2
+    assert sims.apns.stats()["accepted"] == 6
+
+
+@pytest.mark.parametrize(
+    ("iat", "status"), [("integer", 200), ("numeric string", 200), ("words", 403)]
+)
+async def test_iat_may_be_a_numeric_string(
+    apns_key: KeyFactory, raw_apns: RawConnect, iat: str, status: int
+) -> None:
+    """Some clients (kalyke-apns) send ``"iat": "1700000000"``; Apple accepts it."""
+    key = apns_key()
+    now = int(time.time())
+    values: dict[str, int | str] = {"integer": now, "numeric string": str(now), "words": "soon"}
+    value = values[iat]
+    token = jwt.encode(
+        {"iss": key.team_id, "iat": value},
+        key.key_pem,
+        algorithm="ES256",
+        headers={"kid": key.key_id},
+    )
+    client = await raw_apns()
+    response = await client.request(
+        request_headers(key, authorization=f"bearer {token}"), json.dumps(ALERT).encode()
+    )
+    assert response.status == status
+    if status == 403:
+        assert json.loads(response.body) == {"reason": "InvalidProviderToken"}
 
 
 @pytest.mark.parametrize("problem", ["unknown kid", "wrong team", "bad signature", "alg"])

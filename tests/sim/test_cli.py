@@ -115,6 +115,36 @@ async def _printed_endpoints(process: asyncio.subprocess.Process) -> dict[str, s
     return printed
 
 
+async def _printed_control_calls(process: asyncio.subprocess.Process) -> list[str]:
+    """The rest of the banner, after the control API line."""
+    assert process.stdout is not None
+    lines = []
+    while not (line := (await process.stdout.readline()).decode()).startswith("endpoints also"):
+        assert line, "tidings sim exited before it was ready"
+        lines.append(line.rstrip("\n"))
+    return lines
+
+
+async def _check_control_calls(control_url: str, lines: list[str]) -> None:
+    """What the banner says works: each GET it names answers, and its curl example (run
+    with httpx) creates an APNs key."""
+    text = "\n".join(lines)
+    [example] = [line for line in lines if "curl" in line]
+    match = re.search(r"curl -X POST (\S+) -H '([^:]+): ([^']+)' -d '(.*)'$", example)
+    assert match is not None, example
+    url, header, value, body = match.groups()
+    async with httpx.AsyncClient() as http:
+        created = await http.post(url, content=body, headers={header: value})
+        assert created.status_code == 200
+        assert created.json()["key_pem"].startswith("-----BEGIN PRIVATE KEY-----")
+        named = re.findall(r"GET (/\S+)", text)
+        assert {p.split("?")[0] for p in named} >= {"/{apns|fcm}/records", "/{apns|fcm}/summary"}
+        for path in named:
+            path = path.replace("{apns|fcm}", "apns").replace("token=", "token=ab")
+            answer = await http.get(f"{control_url}{path.replace('accepted_only=true', '')}")
+            assert answer.status_code == 200, path
+
+
 async def test_tidings_sim_prints_working_endpoints_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     """Every printed endpoint works as printed: the real aioapns client pushes to the APNs
     simulator through the exported variables, and the control API sees it."""
@@ -122,6 +152,8 @@ async def test_tidings_sim_prints_working_endpoints_and_stops_on_ctrl_c(tmp_path
     process = await _tidings_sim(home, "--host", "127.0.0.1")
     try:
         printed = await asyncio.wait_for(_printed_endpoints(process), 60)
+        calls = await asyncio.wait_for(_printed_control_calls(process), 10)
+        await _check_control_calls(printed["control"], calls)
         assert set(printed) == {
             "TIDINGS_APNS_ENDPOINT",
             "TIDINGS_FCM_ENDPOINT",

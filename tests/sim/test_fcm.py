@@ -12,14 +12,17 @@ import jwt
 import pytest
 from firebase_admin import App, exceptions, messaging
 
-from tests.sim.conftest import AppFactory
+from tests.sim.conftest import FCM_TOKEN, AppFactory, fcm_token
 from tidings.sim import Answer, Scenario, Simulators
 
 FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 
 
-def push(token: str = "fcm-token-1", tracking_id: str | None = None) -> messaging.Message:
+GONE, FOREIGN, FAILING = fcm_token("gone"), fcm_token("foreign"), fcm_token("failing")
+
+
+def push(token: str = FCM_TOKEN, tracking_id: str | None = None) -> messaging.Message:
     return messaging.Message(
         fid=token,
         data={"trackingId": tracking_id} if tracking_id else {"k": "v"},
@@ -50,24 +53,24 @@ async def test_accepts_a_message_and_records_it(sims: Simulators, fcm_app: AppFa
     assert response.message_id.startswith("projects/demo-project/messages/0:")
     [record] = sims.fcm.records(tracking_id="track-1")
     assert record.provider == "fcm"
-    assert (record.status, record.reason, record.token) == (200, None, "fcm-token-1")
+    assert (record.status, record.reason, record.token) == (200, None, FCM_TOKEN)
     assert record.collapse_id == "track-1"
     assert record.message_id == response.message_id
     assert record.payload is not None
     assert record.payload["android"]["priority"] == "high"
     assert record.validate_only is False
-    assert sims.fcm.accepted(token="fcm-token-1") == [record]
+    assert sims.fcm.accepted(token=FCM_TOKEN) == [record]
 
 
 async def test_legacy_token_field_is_a_target_too(sims: Simulators, fcm_app: AppFactory) -> None:
-    message = {"token": "legacy-token", "data": {"trackingId": "legacy"}}
+    message = {"token": fcm_token("legacy"), "data": {"trackingId": "legacy"}}
     body = await post_raw(sims, fcm_app(), {"message": message})
     assert body.status_code == 200
-    assert sims.fcm.records(tracking_id="legacy")[0].token == "legacy-token"
+    assert sims.fcm.records(tracking_id="legacy")[0].token == fcm_token("legacy")
 
 
 async def test_a_batch_of_500(sims: Simulators, fcm_app: AppFactory) -> None:
-    batch = [push(f"tok-{i}", f"t-{i}") for i in range(500)]
+    batch = [push(fcm_token(f"tok-{i}"), f"t-{i}") for i in range(500)]
     result = await messaging.send_each_async(batch, app=fcm_app())
     assert result.success_count == 500
     assert sims.fcm.stats()["accepted"] == 500
@@ -82,24 +85,98 @@ async def test_validate_only_is_recorded_but_never_accepted(
     [record] = sims.fcm.records(tracking_id="dry")
     assert record.validate_only is True
     assert sims.fcm.accepted(tracking_id="dry") == []
-    assert sims.fcm.displayed("fcm-token-1") == []
+    assert sims.fcm.displayed(FCM_TOKEN) == []
 
 
 async def test_validate_only_still_reports_an_unregistered_token(
     sims: Simulators, fcm_app: AppFactory
 ) -> None:
-    sims.fcm.mark_unregistered(["gone"])
-    response = await send_one(fcm_app(), push("gone"), dry_run=True)
+    sims.fcm.mark_unregistered([GONE])
+    response = await send_one(fcm_app(), push(GONE), dry_run=True)
     assert isinstance(response.exception, messaging.UnregisteredError)
 
 
-async def test_displayed_keeps_one_message_per_collapse_key(
+def to_device(
+    token: str,
+    tracking_id: str,
+    *,
+    tag: str | None = None,
+    apns_collapse_id: str | None = None,
+    shown: bool = True,
+    android: bool = True,
+) -> messaging.Message:
+    """A push as tidings builds one: collapse_key = tracking id, for Android and iOS alike."""
+    return messaging.Message(
+        fid=token,
+        data={"trackingId": tracking_id},
+        notification=messaging.Notification(title="Hi", body=tracking_id) if shown else None,
+        android=messaging.AndroidConfig(
+            collapse_key=tracking_id,
+            notification=messaging.AndroidNotification(tag=tag) if shown else None,
+        )
+        if android
+        else None,
+        apns=messaging.APNSConfig(
+            headers={"apns-collapse-id": apns_collapse_id} if apns_collapse_id else None
+        ),
+    )
+
+
+async def shown(
+    sims: Simulators, app: App, token: str, messages: list[messaging.Message]
+) -> list[str | None]:
+    for message in messages:
+        assert (await send_one(app, message)).success
+    return [r.tracking_id for r in sims.fcm.displayed(token)]
+
+
+async def test_an_online_android_device_shows_every_copy_a_collapse_key_cannot_replace(
     sims: Simulators, fcm_app: AppFactory
 ) -> None:
+    """collapse_key replaces only a message not yet delivered; the device is online."""
+    device = fcm_token("android-1")
+    copies = [to_device(device, "same") for _ in range(3)]
+    assert await shown(sims, fcm_app(), device, copies) == ["same"] * 3
+
+
+async def test_android_replaces_a_shown_notification_by_its_tag(
+    sims: Simulators, fcm_app: AppFactory
+) -> None:
+    device = fcm_token("android-2")
+    pushes = [
+        to_device(device, "first", tag="a"),
+        to_device(device, "other", tag="b"),
+        to_device(device, "resent", tag="a"),
+        to_device(device, "untagged"),
+    ]
+    assert await shown(sims, fcm_app(), device, pushes) == ["other", "resent", "untagged"]
+    assert [r.display_key for r in sims.fcm.accepted(token=device)] == ["a", "b", "a", None]
+
+
+async def test_a_data_only_message_reaches_the_app_every_time(
+    sims: Simulators, fcm_app: AppFactory
+) -> None:
+    device = fcm_token("android-3")
+    copies = [to_device(device, "data", tag="t", shown=False) for _ in range(2)]
+    assert await shown(sims, fcm_app(), device, copies) == ["data", "data"]
+
+
+async def test_ios_through_fcm_replaces_by_the_apns_collapse_id(
+    sims: Simulators, fcm_app: AppFactory
+) -> None:
+    iphone, inferred = fcm_token("iphone"), fcm_token("iphone-inferred")
+    sims.fcm.set_scenario(Scenario(platforms={iphone: "ios"}))
     app = fcm_app()
-    for key in ["a", "b", "a"]:
-        assert (await send_one(app, push("device", key))).success
-    assert [r.collapse_id for r in sims.fcm.displayed("device")] == ["b", "a"]
+    pushes = [
+        to_device(iphone, "one", tag="ignored-on-ios", apns_collapse_id="c1"),
+        to_device(iphone, "two", apns_collapse_id="c1"),
+        to_device(iphone, "three", tag="ignored-on-ios"),
+        to_device(iphone, "data", apns_collapse_id="c1", shown=False),
+    ]
+    assert await shown(sims, app, iphone, pushes) == ["two", "three", "data"]
+    # A message with an apns section and no android one goes to an iOS device.
+    only_apns = [to_device(inferred, n, apns_collapse_id="c", android=False) for n in "xy"]
+    assert await shown(sims, app, inferred, only_apns) == ["y"]
 
 
 # -- OAuth2 -------------------------------------------------------------------------------------
@@ -235,7 +312,7 @@ async def test_unknown_project_and_another_projects_token(
 async def test_missing_and_unknown_access_tokens(sims: Simulators, fcm_app: AppFactory) -> None:
     fcm_app()
     url = f"{sims.fcm_endpoint}/v1/projects/demo-project/messages:send"
-    body = {"message": {"fid": "t", "data": {"a": "b"}}}
+    body = {"message": {"fid": FCM_TOKEN, "data": {"a": "b"}}}
     ctx = ssl.create_default_context(cafile=str(sims.ca_file))
     async with httpx.AsyncClient(http2=True, verify=ctx) as client:
         missing = await client.post(url, json=body)
@@ -313,8 +390,8 @@ async def test_each_error_code_has_googles_exact_shape(
 ) -> None:
     # firebase-admin refreshes its credential and retries twice on any 401.
     answers = [Answer(error_code=error_code)] * (3 if code == 401 else 1)
-    sims.fcm.set_scenario(Scenario(scripted={"failing": answers}))
-    response = await send_one(fcm_app(), push("failing"))
+    sims.fcm.set_scenario(Scenario(scripted={FAILING: answers}))
+    response = await send_one(fcm_app(), push(FAILING))
     assert type(response.exception) is exc_type
     assert http_response(response).status_code == code
     assert error_json(response) == {
@@ -327,24 +404,38 @@ async def test_each_error_code_has_googles_exact_shape(
     }
     retry_after = http_response(response).headers.get("retry-after")
     assert retry_after == ("60" if error_code == "QUOTA_EXCEEDED" else None)
-    assert sims.fcm.records(token="failing")[-1].reason == error_code
+    assert sims.fcm.records(token=FAILING)[-1].reason == error_code
 
 
 async def test_unregistered_and_sender_mismatch_from_the_registry(
     sims: Simulators, fcm_app: AppFactory
 ) -> None:
-    sims.fcm.set_scenario(Scenario(token_projects={"foreign": "someone-else"}))
-    sims.fcm.mark_unregistered(["gone"])
+    sims.fcm.set_scenario(Scenario(token_projects={FOREIGN: "someone-else"}))
+    sims.fcm.mark_unregistered([GONE])
     app = fcm_app()
-    assert isinstance((await send_one(app, push("gone"))).exception, messaging.UnregisteredError)
-    mismatch = await send_one(app, push("foreign"))
+    assert isinstance((await send_one(app, push(GONE))).exception, messaging.UnregisteredError)
+    mismatch = await send_one(app, push(FOREIGN))
     assert isinstance(mismatch.exception, messaging.SenderIdMismatchError)
 
 
 # -- invalid arguments --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("token", [" ", "has space", "x" * 4097, "tab\there"])
+MALFORMED_TOKENS = [
+    " ",
+    "abc",
+    "has space" + "x" * 40,
+    "x" * 4097,
+    "tab\there" + "x" * 40,
+    "prefix:short",
+    "two:colons:" + "x" * 40,
+    "dots.are.not.base64url" + "x" * 40,
+    "é" * 40,
+    ":" + "x" * 40,
+]
+
+
+@pytest.mark.parametrize("token", MALFORMED_TOKENS)
 async def test_malformed_registration_token_names_message_token(
     sims: Simulators, fcm_app: AppFactory, token: str
 ) -> None:
@@ -355,6 +446,34 @@ async def test_malformed_registration_token_names_message_token(
     assert body["details"][0] == {"@type": FCM_ERROR, "errorCode": "INVALID_ARGUMENT"}
     assert body["details"][1]["@type"] == BAD_REQUEST
     assert body["details"][1]["fieldViolations"][0]["field"] == "message.token"
+
+
+WELL_FORMED_TOKENS = [
+    pytest.param("c" + "A" * 21 + ":APA91b" + "x_-9" * 34, id="installation id prefix"),
+    pytest.param("APA91b" + "x" * 146, id="legacy"),
+    pytest.param(fcm_token("tests"), id="tests"),
+    pytest.param("x" * 32, id="shortest"),
+]
+
+
+@pytest.mark.parametrize("token", WELL_FORMED_TOKENS)
+async def test_well_formed_registration_tokens_are_accepted(
+    sims: Simulators, fcm_app: AppFactory, token: str
+) -> None:
+    response = await post_raw(sims, fcm_app(), {"message": {"token": token, "data": {"a": "b"}}})
+    assert response.status_code == 200
+    assert [r.token for r in sims.fcm.accepted()] == [token]
+
+
+async def test_the_fid_target_also_takes_an_installation_id(
+    sims: Simulators, fcm_app: AppFactory
+) -> None:
+    fid = "c" + "Ab_-" * 5 + "x"
+    app = fcm_app()
+    assert (await post_raw(sims, app, {"message": {"fid": fid}})).status_code == 200
+    # not as a registration token: those are longer
+    refused = await post_raw(sims, app, {"message": {"token": fid}})
+    assert refused.status_code == 400
 
 
 async def post_raw(sims: Simulators, app: App, body: dict[str, Any]) -> httpx.Response:
@@ -376,15 +495,19 @@ INVALID_MESSAGES: list[tuple[str, dict[str, Any], str]] = [
     ("two targets", {"token": "a", "topic": "b"}, "message"),
     ("empty token", {"token": ""}, "message.token"),
     ("bad topic", {"topic": "no spaces please"}, "message.topic"),
-    ("data not string", {"token": "t", "data": {"n": 1}}, "message.data[0].value"),
-    ("reserved from", {"token": "t", "data": {"from": "x"}}, "message.data"),
-    ("reserved google", {"token": "t", "data": {"google.sent": "x"}}, "message.data"),
-    ("reserved gcm", {"token": "t", "data": {"gcm.n": "x"}}, "message.data"),
-    ("ttl format", {"token": "t", "android": {"ttl": "1h"}}, "message.android.ttl"),
-    ("ttl too long", {"token": "t", "android": {"ttl": "2419201s"}}, "message.android.ttl"),
-    ("priority", {"token": "t", "android": {"priority": "urgent"}}, "message.android.priority"),
-    ("too big", {"token": "t", "data": {"blob": LONG}}, "message"),
-    ("unknown field", {"token": "t", "bogus": 1}, "message"),
+    ("data not string", {"token": FCM_TOKEN, "data": {"n": 1}}, "message.data[0].value"),
+    ("reserved from", {"token": FCM_TOKEN, "data": {"from": "x"}}, "message.data"),
+    ("reserved google", {"token": FCM_TOKEN, "data": {"google.sent": "x"}}, "message.data"),
+    ("reserved gcm", {"token": FCM_TOKEN, "data": {"gcm.n": "x"}}, "message.data"),
+    ("ttl format", {"token": FCM_TOKEN, "android": {"ttl": "1h"}}, "message.android.ttl"),
+    ("ttl too long", {"token": FCM_TOKEN, "android": {"ttl": "2419201s"}}, "message.android.ttl"),
+    (
+        "priority",
+        {"token": FCM_TOKEN, "android": {"priority": "urgent"}},
+        "message.android.priority",
+    ),
+    ("too big", {"token": FCM_TOKEN, "data": {"blob": LONG}}, "message"),
+    ("unknown field", {"token": FCM_TOKEN, "bogus": 1}, "message"),
 ]
 
 
@@ -408,12 +531,14 @@ async def test_invalid_payload_names_the_field(
 async def test_valid_android_options(
     sims: Simulators, fcm_app: AppFactory, android: dict[str, Any]
 ) -> None:
-    response = await post_raw(sims, fcm_app(), {"message": {"token": "t", "android": android}})
+    response = await post_raw(
+        sims, fcm_app(), {"message": {"token": FCM_TOKEN, "android": android}}
+    )
     assert response.status_code == 200
 
 
 async def test_bad_json_and_unknown_top_level_field(sims: Simulators, fcm_app: AppFactory) -> None:
     app = fcm_app()
-    unknown = await post_raw(sims, app, {"message": {"token": "t"}, "dry": True})
+    unknown = await post_raw(sims, app, {"message": {"token": FCM_TOKEN}, "dry": True})
     assert unknown.status_code == 400
     assert 'Unknown name "dry"' in unknown.json()["error"]["message"]

@@ -12,7 +12,8 @@ from aioapns.exceptions import MaxAttemptsExceeded
 from firebase_admin import exceptions, messaging
 from pydantic import ValidationError
 
-from tests.sim.conftest import TOKEN, AppFactory, KeyFactory, PoolFactory, RawConnect
+from tests.sim.conftest import TOKEN, AppFactory, KeyFactory, PoolFactory, RawConnect, fcm_token
+from tests.sim.h2client import NotProcessed
 from tests.sim.test_apns import ALERT, alert, request_headers
 from tests.sim.test_fcm import push, send_one
 from tidings.push.h2transport import AnswerLost
@@ -27,6 +28,7 @@ from tidings.sim.scenario import (
 )
 
 OTHER = "cd" * 32
+TOK = fcm_token("tok")
 
 
 async def test_apns_scripted_answers_are_consumed_in_order(
@@ -87,7 +89,7 @@ async def test_fcm_scripted_answers_and_retry_after(sims: Simulators, fcm_app: A
     sims.fcm.set_scenario(
         Scenario(
             scripted={
-                "tok": [
+                TOK: [
                     Answer(error_code="UNAVAILABLE", retry_after_s=12),
                     Answer(status=500),
                     Answer(raw_body="<html><body>502 Bad Gateway</body></html>", status=502),
@@ -97,19 +99,19 @@ async def test_fcm_scripted_answers_and_retry_after(sims: Simulators, fcm_app: A
         )
     )
     app = fcm_app()
-    unavailable = await send_one(app, push("tok"))
+    unavailable = await send_one(app, push(TOK))
     assert isinstance(unavailable.exception, exceptions.UnavailableError)
     assert unavailable.exception.http_response.headers["retry-after"] == "12"
-    internal = await send_one(app, push("tok"))
+    internal = await send_one(app, push(TOK))
     assert isinstance(internal.exception, exceptions.InternalError)
-    html = await send_one(app, push("tok"))
+    html = await send_one(app, push(TOK))
     assert html.exception.http_response.status_code == 502
     assert html.exception.http_response.headers["content-type"].startswith("text/html")
     assert "502 Bad Gateway" in html.exception.http_response.text
-    empty = await send_one(app, push("tok"))
+    empty = await send_one(app, push(TOK))
     assert isinstance(empty.exception, exceptions.InternalError)
     assert empty.exception.http_response.content == b""
-    assert (await send_one(app, push("tok"))).success
+    assert (await send_one(app, push(TOK))).success
 
 
 MIX = Scenario(
@@ -152,7 +154,9 @@ async def test_fcm_percentage_mix(sims: Simulators, fcm_app: AppFactory) -> None
     sims.fcm.set_scenario(
         Scenario(seed=3, mix=[MixEntry(percent=50, answer=Answer(error_code="QUOTA_EXCEEDED"))])
     )
-    result = await messaging.send_each_async([push(f"t{i}") for i in range(100)], app=fcm_app())
+    result = await messaging.send_each_async(
+        [push(fcm_token(f"t{i}")) for i in range(100)], app=fcm_app()
+    )
     failures = [r for r in result.responses if not r.success]
     assert 25 <= len(failures) <= 75
     assert all(isinstance(r.exception, messaging.QuotaExceededError) for r in failures)
@@ -181,7 +185,9 @@ async def test_latency_distribution_applies_to_every_answer(
     pool = apns_pool(apns_key())
     results = await asyncio.gather(*(pool.send_notification(alert()) for _ in range(20)))
     assert all(r.is_successful for r in results)
-    batch = await messaging.send_each_async([push(f"t{i}") for i in range(20)], app=fcm_app())
+    batch = await messaging.send_each_async(
+        [push(fcm_token(f"t{i}")) for i in range(20)], app=fcm_app()
+    )
     assert batch.success_count == 20
 
 
@@ -211,13 +217,14 @@ async def test_apns_goaway_carries_the_reason(
     with pytest.raises(MaxAttemptsExceeded):
         await apns_pool(apns_key()).send_notification(alert())
     client = await raw_apns()
-    with pytest.raises(ConnectionError):
+    with pytest.raises(NotProcessed):
         await client.request(request_headers(apns_key()), json.dumps(ALERT).encode())
     assert client.goaway is not None
-    assert client.goaway.error_code == 0
+    assert (client.goaway.error_code, client.goaway.last_stream_id) == (0, 0)
     assert json.loads(client.goaway.additional_data or b"") == {"reason": "Shutdown"}
-    assert [r.reason for r in sims.apns.records()] == ["goaway", "goaway"]
+    assert [r.reason for r in sims.apns.records()] == ["goaway-refused", "goaway-refused"]
     assert [r.status for r in sims.apns.records()] == [0, 0]
+    assert sims.apns.accepted() == []
 
 
 async def test_apns_goaway_with_a_chosen_reason(
@@ -227,7 +234,7 @@ async def test_apns_goaway_with_a_chosen_reason(
         Scenario(scripted={TOKEN: [Answer(action="goaway", reason="IdleTimeout")]})
     )
     client = await raw_apns()
-    with pytest.raises(ConnectionError):
+    with pytest.raises(NotProcessed):
         await client.request(request_headers(apns_key()), json.dumps(ALERT).encode())
     assert client.goaway is not None
     assert json.loads(client.goaway.additional_data or b"") == {"reason": "IdleTimeout"}
@@ -247,23 +254,33 @@ async def test_apns_reset_and_hang(
 
 
 async def test_fcm_connection_faults(sims: Simulators, fcm_app: AppFactory) -> None:
+    away, reset, hang = fcm_token("away"), fcm_token("reset"), fcm_token("hang")
     sims.fcm.set_scenario(
         Scenario(
             scripted={
-                "away": [Answer(action="goaway")],
-                "reset": [Answer(action="reset")],
-                "hang": [Answer(action="hang")],
+                away: [Answer(action="goaway")],
+                reset: [Answer(action="reset")],
+                hang: [Answer(action="hang")],
             }
         )
     )
-    for token in ("away", "reset"):
-        response = await send_one(fcm_app(token, fresh=True), push(token))
+    # firebase-admin on tidings' transport: the GOAWAY (last-stream-id 0) says the first
+    # stream was never processed, so it is resent at once on a new connection and delivered;
+    # the reset and the hung stream were sent whole and never answered
+    away_answer = await send_one(fcm_app("faults", fresh=True), push(away))
+    assert away_answer.success
+    for token in (reset, hang):
+        app = fcm_app("faults", fresh=True, timeout_s=0.5)
+        response = await send_one(app, push(token))
         assert isinstance(response.exception, exceptions.FirebaseError)
         assert response.exception.http_response is None
-    hung = await send_one(fcm_app("hang", fresh=True, timeout_s=0.5), push("hang"))
-    # tidings' transport under firebase-admin: sent whole, never answered
-    assert isinstance(hung.exception, exceptions.FirebaseError)
-    assert isinstance(hung.exception.cause, AnswerLost)
+        assert isinstance(response.exception.cause, AnswerLost)
+    assert sorted((r.status, r.reason or "") for r in sims.fcm.records()) == [
+        (0, "goaway-refused"),
+        (0, "hang"),
+        (0, "reset"),
+        (200, ""),
+    ]
 
 
 async def test_scenario_unregistered_tokens(

@@ -80,6 +80,7 @@ from h2.events import (
 )
 from h2.exceptions import H2Error, NoAvailableStreamIDError
 
+from tidings.push.h2compat import GoawayKeepsStreams
 from tidings.push.h2transport import H2Transport
 
 # Apple: refresh no more often than every 20 minutes and at least every 60 minutes.
@@ -217,6 +218,8 @@ class _ProtocolFixes(APNsBaseClientProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # answers still due after a graceful GOAWAY are read, not dropped (h2compat)
+        self.conn = GoawayKeepsStreams()
         self.free_channels = StreamSlots(INITIAL_STREAMS)
         self._bodies: dict[int, bytearray] = {}
         self.answer_extras: dict[str, AnswerExtras] = {}

@@ -7,7 +7,7 @@ and drive them from elsewhere with :class:`SimulatorClient`.
 """
 
 from .client import SimulatorClient
-from .records import SimRecord
+from .records import SimRecord, SimSummary, TokenSummary
 from .runner import Simulators, read_endpoints, serve
 from .scenario import Answer, FixedLatency, LognormalLatency, MixEntry, Scenario, UniformLatency
 
@@ -18,8 +18,10 @@ __all__ = [
     "MixEntry",
     "Scenario",
     "SimRecord",
+    "SimSummary",
     "SimulatorClient",
     "Simulators",
+    "TokenSummary",
     "UniformLatency",
     "read_endpoints",
     "serve",

@@ -4,6 +4,11 @@ Requests are checked in a fixed order (method and path, duplicate headers, authe
 device token, topic, push type, the other ``apns-*`` headers, payload, environment), so one
 bad request yields exactly one reason. Only a request that passes every check meets the
 scenario (scripted answers, the percentage mix) and the unregistered tokens.
+
+Provider tokens are limited per connection, as Apple applies ``TooManyProviderTokenUpdates``:
+a connection that switches to a newer JWT sooner than the scenario's
+``token_update_min_interval_s`` (20 minutes) after its previous one is refused. Several
+processes sharing one signing key, each with its own connection and JWT, is normal.
 """
 
 from __future__ import annotations
@@ -16,12 +21,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .apns_auth import Denied, ProviderAuth
+from .apns_auth import TOO_MANY_UPDATES, Denied, ProviderAuth
 from .base import SimulatorBase
-from .h2server import H2ServerConnection, Reply, Request
 from .records import SimRecord
 from .scenario import Answer
 from .tls import CertificateAuthority
+from .wire import ANSWER_LOST, Reply, Request, ServerConnection
 
 PUSH_TYPES = frozenset(
     {
@@ -113,6 +118,13 @@ class _ConnState:
     cert_topics: tuple[str, ...] | None
     environment: str | None
     jwt_accepted: bool = False
+    # The newest provider token this connection has presented: Apple limits how often a
+    # connection changes it.
+    token_iat: int | None = None
+    # The last authorization header and its fingerprint: clients reuse one JWT for thousands
+    # of requests, so it is hashed once.
+    authorization: str | None = None
+    fingerprint: str | None = None
 
 
 class _Rejected(Exception):
@@ -153,21 +165,16 @@ class ApnsSimulator(SimulatorBase):
         """(certificate PEM, key PEM) for certificate auth, signed by the simulators' CA."""
         return self.auth.create_client_certificate(topics)
 
-    def reset(self) -> None:
-        """Also forget the teams' token history, so a new test may mint a new JWT at once."""
-        super().reset()
-        self.auth.forget_token_history()
+    # -- wire.Handler -----------------------------------------------------------------------
 
-    # -- h2server.Handler -------------------------------------------------------------------
-
-    def initial_stream_limit(self, conn: H2ServerConnection) -> int:
+    def initial_stream_limit(self, conn: ServerConnection) -> int:
         cert_topics = self.auth.certificate_topics(conn.peer_cert) if conn.peer_cert else None
         environment = _environment(conn.server_name) if conn.server_name else None
         conn.state = _ConnState(cert_topics=cert_topics, environment=environment)
         # Apple allows one stream until a connection has proven itself with a valid JWT.
         return self.scenario.max_concurrent_streams if cert_topics else 1
 
-    def handle(self, request: Request, conn: H2ServerConnection) -> Reply:
+    def handle(self, request: Request, conn: ServerConnection) -> Reply:
         state: _ConnState = conn.state
         now = time.time()
         headers: dict[str, str] = {}
@@ -202,15 +209,15 @@ class ApnsSimulator(SimulatorBase):
             reply, reason = self._error(rejected.status, rejected.reason, apns_id)
         if self._state.scenario.latency is not None or answer is not None:
             reply.delay_s = self._state.latency_s(answer)
-        self._record(request, token, headers, payload, reply, reason, apns_id, state, now)
-        return reply
+        record = self._record(request, token, headers, payload, reply, reason, apns_id, state, now)
+        return self._received(reply, record)
 
     # -- checks -----------------------------------------------------------------------------
 
     def _check(
         self,
         request: Request,
-        conn: H2ServerConnection,
+        conn: ServerConnection,
         state: _ConnState,
         method: str,
         path: str,
@@ -268,18 +275,24 @@ class ApnsSimulator(SimulatorBase):
         return payload
 
     def _authorize(
-        self, conn: H2ServerConnection, state: _ConnState, authorization: str | None, now: float
+        self, conn: ServerConnection, state: _ConnState, authorization: str | None, now: float
     ) -> tuple[str, ...]:
         if state.cert_topics:
             return state.cert_topics
         scenario = self._state.scenario
-        allowed = self.auth.authorize(authorization, now, scenario.token_update_min_interval_s)
-        if isinstance(allowed, Denied):
-            raise _Rejected(allowed.status, allowed.reason)
+        verified = self.auth.authorize(authorization, now)
+        if isinstance(verified, Denied):
+            raise _Rejected(verified.status, verified.reason)
+        last = state.token_iat
+        if last is None or verified.issued_at > last:
+            interval = scenario.token_update_min_interval_s
+            if last is not None and interval > 0 and verified.issued_at - last < interval:
+                raise _Rejected(429, TOO_MANY_UPDATES)
+            state.token_iat = verified.issued_at
         if not state.jwt_accepted:
             state.jwt_accepted = True
             conn.advertise_stream_limit(scenario.max_concurrent_streams)
-        return allowed
+        return verified.topics
 
     @staticmethod
     def _payload(body: bytes) -> dict[str, Any]:
@@ -307,6 +320,13 @@ class ApnsSimulator(SimulatorBase):
     def _answer(
         self, answer: Answer | None, token: str, apns_id: str, environment: str | None
     ) -> tuple[Reply, str | None]:
+        if answer is not None and answer.action == "answer_lost":
+            # Processed exactly as without the fault; the server then loses the answer.
+            reply, reason = self._answer(
+                answer.model_copy(update={"action": None}), token, apns_id, environment
+            )
+            reply.action = "answer_lost"
+            return reply, reason if reason is not None else ANSWER_LOST
         if answer is not None and answer.action is not None:
             debug = {"reason": answer.reason or "Shutdown"}
             goaway = json.dumps(debug).encode() if answer.action == "goaway" else b""
@@ -364,7 +384,7 @@ class ApnsSimulator(SimulatorBase):
         apns_id: str,
         state: _ConnState,
         now: float,
-    ) -> None:
+    ) -> SimRecord:
         if payload is None and request.body:
             try:
                 parsed = json.loads(request.body)
@@ -375,24 +395,38 @@ class ApnsSimulator(SimulatorBase):
         tracking = payload.get("trackingId") if payload is not None else None
         tracking_id = tracking if isinstance(tracking, str) else collapse_id
         authorization = headers.get("authorization")
-        fingerprint = (
-            hashlib.sha256(authorization.encode()).hexdigest()[:16] if authorization else None
-        )
-        keep = self.record_payloads
-        self._records.add(
-            SimRecord(
-                provider="apns",
-                token=token,
-                tracking_id=tracking_id,
-                collapse_id=collapse_id,
-                status=reply.status,
-                reason=reason,
-                headers={k: v for k, v in headers.items() if k.startswith("apns-")} if keep else {},
-                payload=payload if keep else None,
-                environment=state.environment,
-                validate_only=False,
-                received_at=now,
-                message_id=apns_id,
-                provider_token=fingerprint,
+        if authorization != state.authorization:
+            state.authorization = authorization
+            state.fingerprint = (
+                hashlib.sha256(authorization.encode()).hexdigest()[:16] if authorization else None
             )
+        keep = self.record_payloads
+        return SimRecord(
+            provider="apns",
+            token=token,
+            tracking_id=tracking_id,
+            collapse_id=collapse_id,
+            status=reply.status,
+            reason=reason,
+            headers={k: v for k, v in headers.items() if k.startswith("apns-")}
+            if keep
+            else _NO_HEADERS,
+            payload=payload if keep else None,
+            environment=state.environment,
+            validate_only=False,
+            received_at=now,
+            message_id=apns_id,
+            provider_token=state.fingerprint,
+            display_key=collapse_id if _shows_alert(payload) else None,
         )
+
+
+# Records without headers share one (never mutated) dict rather than holding one each.
+_NO_HEADERS: dict[str, str] = {}
+
+
+def _shows_alert(payload: dict[str, Any] | None) -> bool:
+    """A notification the system shows (and replaces by collapse id); a background push is
+    handed to the app, which sees every copy."""
+    aps = payload.get("aps") if payload is not None else None
+    return isinstance(aps, dict) and bool(aps.get("alert"))

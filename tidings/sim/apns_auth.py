@@ -1,10 +1,11 @@
 """APNs provider authentication: signing keys, provider JWTs and client certificates.
 
 Apple verifies a provider JWT (ES256, ``kid`` = key id, ``iss`` = team id, ``iat``) against the
-public half of a .p8 key, rejects one older than an hour, and rejects a team that switches to
-a newer token sooner than every 20 minutes. Each distinct JWT string is verified once and
-remembered: clients reuse one JWT for thousands of requests, and ECDSA verification would
-otherwise dominate the simulator's hot path.
+public half of a .p8 key and rejects one older than an hour. ``iat`` may be a number or a
+numeric string (some clients send one; Apple accepts it). How often a connection may switch to
+a newer token is the connection's business (:mod:`tidings.sim.apns`). Each distinct JWT string
+is verified once and remembered: clients reuse one JWT for thousands of requests, and ECDSA
+verification would otherwise dominate the simulator's hot path.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class SigningKey:
 
 
 @dataclass(frozen=True, slots=True)
-class _VerifiedJwt:
+class VerifiedJwt:
     team_id: str
     issued_at: int
     topics: tuple[str, ...]
@@ -50,14 +51,13 @@ class Denied:
 
 
 class ProviderAuth:
-    """Keys, client certificates and the per-team token history of one APNs simulator."""
+    """Keys and client certificates of one APNs simulator."""
 
     def __init__(self, ca: CertificateAuthority) -> None:
         self._ca = ca
         self._keys: dict[str, SigningKey] = {}
         self._cert_topics: dict[int, tuple[str, ...]] = {}
-        self._verified: dict[str, _VerifiedJwt | str] = {}
-        self._team_iat: dict[str, int] = {}
+        self._verified: dict[str, VerifiedJwt | str] = {}
 
     def create_signing_key(self, team_id: str, key_id: str, topics: list[str]) -> str:
         """A fresh P-256 key as PKCS8 PEM (what Apple's .p8 file holds); the sim keeps its
@@ -94,13 +94,9 @@ class ProviderAuth:
         uids = cert.subject.get_attributes_for_oid(NameOID.USER_ID)
         return tuple(str(a.value) for a in uids)
 
-    def forget_token_history(self) -> None:
-        self._team_iat.clear()
-
-    def authorize(
-        self, authorization: str | None, now: float, min_update_interval_s: float
-    ) -> tuple[str, ...] | Denied:
-        """The topics this request may push to, or why Apple would refuse it."""
+    def authorize(self, authorization: str | None, now: float) -> VerifiedJwt | Denied:
+        """The verified provider token (its team, ``iat`` and topics), or why Apple would
+        refuse it."""
         if not authorization:
             return Denied(403, MISSING)
         scheme, _, token = authorization.partition(" ")
@@ -116,18 +112,9 @@ class ProviderAuth:
             return Denied(403, verified)
         if now - verified.issued_at > JWT_MAX_AGE_S:
             return Denied(403, EXPIRED)
-        last = self._team_iat.get(verified.team_id)
-        if last is None or verified.issued_at > last:
-            if (
-                last is not None
-                and min_update_interval_s > 0
-                and verified.issued_at - last < min_update_interval_s
-            ):
-                return Denied(429, TOO_MANY_UPDATES)
-            self._team_iat[verified.team_id] = verified.issued_at
-        return verified.topics
+        return verified
 
-    def _verify(self, token: str) -> _VerifiedJwt | str:
+    def _verify(self, token: str) -> VerifiedJwt | str:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -144,6 +131,16 @@ class ProviderAuth:
             )
         except jwt.PyJWTError:
             return INVALID
-        if claims.get("iss") != key.team_id or not isinstance(claims.get("iat"), int):
+        issued_at = _epoch_seconds(claims.get("iat"))
+        if claims.get("iss") != key.team_id or issued_at is None:
             return INVALID
-        return _VerifiedJwt(key.team_id, claims["iat"], key.topics)
+        return VerifiedJwt(key.team_id, issued_at, key.topics)
+
+
+def _epoch_seconds(value: object) -> int | None:
+    """``iat`` as whole seconds: an integer, or a string of digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return None

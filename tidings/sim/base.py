@@ -6,8 +6,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from .records import Provider, RecordStore, SimRecord
+from .records import Provider, RecordStore, SimRecord, TokenSummary
 from .scenario import Scenario, ScenarioState
+from .wire import Reply
 
 
 class SimulatorBase:
@@ -18,6 +19,11 @@ class SimulatorBase:
         self._records = RecordStore()
         self._state = ScenarioState()
         self._unregistered: dict[str, int] = {}
+        # Requests received whose answer is not written yet (and no fault settled them).
+        self._in_flight = 0
+        # Requests received before the last reset() belong to a test that is over: their
+        # late fates are not recorded.
+        self._since = 0.0
 
     # -- scenario ---------------------------------------------------------------------------
 
@@ -40,8 +46,27 @@ class SimulatorBase:
 
     # -- records ----------------------------------------------------------------------------
 
+    def _received(self, reply: Reply, record: SimRecord) -> Reply:
+        """``reply`` now carries ``record``, to be committed when its fate is known."""
+        reply.record = record
+        self._in_flight += 1
+        return reply
+
+    def commit(self, reply: Reply, unanswered: str | None) -> None:
+        """The server wrote ``reply`` (``unanswered`` None: processed) or never will (why)."""
+        record = reply.record
+        if record is None or record.received_at < self._since:
+            return
+        self._in_flight -= 1
+        self._records.add(record if unanswered is None else record.unanswered(unanswered))
+
+    @property
+    def in_flight(self) -> int:
+        """Requests received and not processed yet: their answers are still to be written."""
+        return self._in_flight
+
     def records(self, tracking_id: str | None = None, token: str | None = None) -> list[SimRecord]:
-        """Every request answered, accepted or not, oldest first."""
+        """Every request processed or left unanswered, in the order their fates were known."""
         return self._records.query(tracking_id=tracking_id, token=token)
 
     def accepted(self, tracking_id: str | None = None, token: str | None = None) -> list[SimRecord]:
@@ -49,14 +74,24 @@ class SimulatorBase:
         return self._records.query(tracking_id=tracking_id, token=token, accepted_only=True)
 
     def displayed(self, token: str) -> list[SimRecord]:
-        """What the device would show: accepted pushes, one per collapse id."""
+        """What the device shows: accepted pushes, the newest one per display key (APNs
+        ``apns-collapse-id``; FCM: ``android.notification.tag`` on Android, the
+        ``apns-collapse-id`` header on iOS); data-only pushes each count."""
         return self._records.displayed(token)
 
+    def summary(self) -> dict[str, TokenSummary]:
+        """Per token: requests, accepted pushes, distinct tracking ids, notifications shown."""
+        return self._records.summary()
+
     def stats(self) -> dict[str, Any]:
-        return self._records.stats()
+        """Counts of the records (``requests``, ``accepted``, ``by_status``, ``by_reason``, ...)
+        and ``in_flight``: requests received whose fate is not known yet."""
+        return {**self._records.stats(), "in_flight": self._in_flight}
 
     def reset(self) -> None:
         """Forget records, the scenario and unregistered tokens; keep credentials."""
         self._records.clear()
         self._state = ScenarioState()
         self._unregistered.clear()
+        self._in_flight = 0
+        self._since = time.time()

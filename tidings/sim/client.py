@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import httpx
 
-from .records import SimRecord
+from .records import SimRecord, SimSummary, TokenSummary
 from .scenario import Scenario
 
 ProviderName = Literal["apns", "fcm"]
@@ -109,6 +109,13 @@ class SimulatorClient:
     async def displayed(self, provider: ProviderName, token: str) -> list[SimRecord]:
         data = await self._call("GET", f"/{provider}/displayed", params={"token": token})
         return [SimRecord.from_dict(d) for d in data]
+
+    async def summary(self, provider: ProviderName) -> SimSummary:
+        """Per token: requests, accepted pushes, distinct tracking ids among them, and
+        notifications shown; plus the stats. One call for thousands of devices."""
+        data = await self._call("GET", f"/{provider}/summary")
+        tokens = {token: TokenSummary(*counts) for token, counts in data["tokens"].items()}
+        return SimSummary(tokens, data["stats"])
 
     async def reset(self) -> None:
         await self._call("POST", "/reset")

@@ -131,6 +131,20 @@ def create_app(sims: Simulators, loop: asyncio.AbstractEventLoop) -> FastAPI:
         found = await on_loop(lambda: sim.displayed(token))
         return [r.to_dict() for r in found]
 
+    @router.get("/{provider}/summary")
+    async def summary(sim: Sim) -> dict[str, Any]:
+        """Per token ``[requests, accepted, distinct tracking ids, displayed]``, and stats:
+        compact enough for a fault suite checking thousands of devices in one call."""
+
+        def build() -> dict[str, Any]:
+            tokens = {
+                token: [s.requests, s.accepted, s.tracking_ids, s.displayed]
+                for token, s in sim.summary().items()
+            }
+            return {"stats": sim.stats(), "tokens": tokens}
+
+        return await on_loop(build)
+
     @router.get("/stats")
     async def stats() -> dict[str, Any]:
         return await on_loop(sims.stats)

@@ -3,7 +3,14 @@
 Authentication first (an access token from :mod:`.oauth`), then the project, then the body
 (:mod:`.fcm_validation`), then the token's registry (sender, unregistered) and the scenario.
 Error bodies follow Google's shape exactly; firebase-admin maps them to its exception types by
-the ``FcmError`` detail, or by ``status`` when there is none.
+the ``FcmError`` detail, or by ``status`` when there is none. Served over HTTP/2 and HTTP/1.1
+alike (ALPN), as Google's endpoint is.
+
+What a device shows depends on its platform (the scenario's ``platforms``): Android replaces a
+shown notification only by ``android.notification.tag`` (``android.collapse_key`` replaces
+only a message not yet delivered, and the simulated devices are online); iOS replaces by the
+``apns-collapse-id`` header of ``apns.headers``. A data-only message goes to the app, which
+sees every copy.
 """
 
 from __future__ import annotations
@@ -16,10 +23,10 @@ from typing import Any
 
 from .base import SimulatorBase
 from .fcm_validation import InvalidArgument, parse_request
-from .h2server import H2ServerConnection, Reply, Request
 from .oauth import TokenIssuer
 from .records import SimRecord
-from .scenario import Answer, Scenario
+from .scenario import Answer, Platform, Scenario
+from .wire import ANSWER_LOST, Reply, Request, ServerConnection
 
 FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
@@ -132,12 +139,12 @@ class FcmSimulator(SimulatorBase):
         super().reset()
         self.issuer.ttl_s = self.scenario.access_token_ttl_s
 
-    # -- h2server.Handler -------------------------------------------------------------------
+    # -- wire.Handler -----------------------------------------------------------------------
 
-    def initial_stream_limit(self, conn: H2ServerConnection) -> int:
+    def initial_stream_limit(self, conn: ServerConnection) -> int:
         return self.scenario.max_concurrent_streams
 
-    def handle(self, request: Request, conn: H2ServerConnection) -> Reply:
+    def handle(self, request: Request, conn: ServerConnection) -> Reply:
         now = time.time()
         message: dict[str, Any] | None = None
         validate_only = False
@@ -154,8 +161,8 @@ class FcmSimulator(SimulatorBase):
             reply, reason = failed.reply, failed.reason
         if self._state.scenario.latency is not None or answer is not None:
             reply.delay_s = self._state.latency_s(answer)
-        self._record(request, message, validate_only, reply, reason, now)
-        return reply
+        record = self._record(request, message, validate_only, reply, reason, now)
+        return self._received(reply, record)
 
     def _authorize(self, headers: list[tuple[str, str]], now: float) -> str:
         """The project the request may send for, or raise the error Google answers."""
@@ -203,6 +210,16 @@ class FcmSimulator(SimulatorBase):
     def _answer(
         self, answer: Answer | None, project: str, message: dict[str, Any], validate_only: bool
     ) -> tuple[Reply, str | None]:
+        if answer is not None and answer.action == "answer_lost":
+            # Processed exactly as without the fault; the server then loses the answer.
+            try:
+                reply, reason = self._answer(
+                    answer.model_copy(update={"action": None}), project, message, validate_only
+                )
+            except _Failed as failed:
+                reply, reason = failed.reply, failed.reason
+            reply.action = "answer_lost"
+            return reply, reason if reason is not None else ANSWER_LOST
         token = message.get("token", message.get("fid"))
         if isinstance(token, str):
             owner = self._state.scenario.token_projects.get(token)
@@ -255,7 +272,7 @@ class FcmSimulator(SimulatorBase):
         reply: Reply,
         reason: str | None,
         now: float,
-    ) -> None:
+    ) -> SimRecord:
         if message is None:
             message = _message_of(request.body)
         android = message.get("android") if message else None
@@ -265,22 +282,51 @@ class FcmSimulator(SimulatorBase):
         message_id = None
         if reply.status == 200:
             message_id = json.loads(reply.body)["name"]
-        self._records.add(
-            SimRecord(
-                provider="fcm",
-                token=_target(message) if message else "",
-                tracking_id=tracking if isinstance(tracking, str) else collapse_id,
-                collapse_id=collapse_id if isinstance(collapse_id, str) else None,
-                status=reply.status,
-                reason=reason,
-                headers={},
-                payload=message if self.record_payloads else None,
-                environment=None,
-                validate_only=validate_only,
-                received_at=now,
-                message_id=message_id,
-            )
+        token = _target(message) if message else ""
+        return SimRecord(
+            provider="fcm",
+            token=token,
+            tracking_id=tracking if isinstance(tracking, str) else collapse_id,
+            collapse_id=collapse_id if isinstance(collapse_id, str) else None,
+            status=reply.status,
+            reason=reason,
+            headers=_NO_HEADERS,
+            payload=message if self.record_payloads else None,
+            environment=None,
+            validate_only=validate_only,
+            received_at=now,
+            message_id=message_id,
+            display_key=_display_key(message, self._state.scenario.platforms.get(token)),
         )
+
+
+# FCM records keep no headers; one shared (never mutated) dict spares a dict per record.
+_NO_HEADERS: dict[str, str] = {}
+
+
+def _display_key(message: dict[str, Any] | None, platform: Platform | None) -> str | None:
+    """What the device replaces a shown notification by; None: every copy shows (no key, or
+    a data-only message the app handles)."""
+    if not message:
+        return None
+    android = message.get("android")
+    apns = message.get("apns")
+    if platform is None:
+        platform = "ios" if isinstance(apns, dict) and not isinstance(android, dict) else "android"
+    shown = isinstance(message.get("notification"), dict)
+    if platform == "android":
+        notification = android.get("notification") if isinstance(android, dict) else None
+        if not (shown or isinstance(notification, dict)):
+            return None
+        tag = notification.get("tag") if isinstance(notification, dict) else None
+        return tag if isinstance(tag, str) else None
+    headers = apns.get("headers") if isinstance(apns, dict) else None
+    payload = apns.get("payload") if isinstance(apns, dict) else None
+    aps = payload.get("aps") if isinstance(payload, dict) else None
+    if not (shown or (isinstance(aps, dict) and aps.get("alert"))):
+        return None
+    collapse_id = headers.get("apns-collapse-id") if isinstance(headers, dict) else None
+    return collapse_id if isinstance(collapse_id, str) else None
 
 
 def _target(message: dict[str, Any]) -> str:

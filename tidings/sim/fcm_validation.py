@@ -21,6 +21,14 @@ TARGETS = ("token", "fid", "topic", "condition")
 _MESSAGE_FIELDS = frozenset(
     {*TARGETS, "name", "data", "notification", "android", "webpush", "apns", "fcm_options"}
 )
+# An FCM registration token: URL-safe base64 characters, optionally behind a ``:``-separated
+# prefix (today's tokens are ``<installation id>:APA91b...``, about 160 characters; older
+# ones are a bare ``APA91b...``). Google publishes no grammar; this is the form every token
+# it issues has, and what it answers "not a valid FCM registration token" for otherwise.
+# The part after the prefix has at least 32 characters.
+REGISTRATION_TOKEN = re.compile(r"(?:[A-Za-z0-9_-]+:)?[A-Za-z0-9_-]{32,}", re.ASCII)
+# A Firebase installation id (the ``fid`` target): 22 URL-safe base64 characters.
+INSTALLATION_ID = re.compile(r"[A-Za-z0-9_-]{22}", re.ASCII)
 _TTL = re.compile(r"(\d+)(\.\d{1,9})?s")
 _TOPIC = re.compile(r"[a-zA-Z0-9\-_.~%]+")
 
@@ -73,7 +81,7 @@ def check_message(message: dict[str, Any]) -> None:
             "message", "Exactly one of token, fid, topic or condition is required."
         )
     for target in ("token", "fid"):
-        if target in message and not _well_formed_token(message[target]):
+        if target in message and not _well_formed_token(message[target], target):
             raise InvalidArgument(f"message.{target}", TOKEN_INVALID, TOKEN_INVALID)
     if "topic" in message and not (
         isinstance(message["topic"], str) and _TOPIC.fullmatch(message["topic"])
@@ -96,13 +104,14 @@ def check_message(message: dict[str, Any]) -> None:
         )
 
 
-def _well_formed_token(token: Any) -> bool:
-    return (
-        isinstance(token, str)
-        and bool(token)
-        and not any(c.isspace() for c in token)
-        and len(token) <= MAX_TOKEN_CHARS
-    )
+def _well_formed_token(token: Any, target: str = "token") -> bool:
+    """A registration token's form; the ``fid`` target (firebase-admin 7.7 sends registration
+    tokens there too) also takes an installation id."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
+        return False
+    if REGISTRATION_TOKEN.fullmatch(token):
+        return True
+    return target == "fid" and INSTALLATION_ID.fullmatch(token) is not None
 
 
 def _check_data(data: Any) -> None:

@@ -1,21 +1,29 @@
 """A small asyncio HTTP/2-over-TLS server with the frame-level control fault injection needs.
 
 hypercorn or uvicorn would hide exactly what the simulators must control: the SETTINGS a
-connection advertises and when they bind, GOAWAY with debug data, a TCP abort, a stream that
-is never answered. So this module drives ``h2`` directly: one ``H2Connection`` per TCP
-connection, a synchronous handler that turns a complete request into a :class:`Reply` (no task
-per request: the hot path stays a function call), answers delayed with ``call_later`` so a slow
-stream never blocks the others, and one socket write per batch of events.
+connection advertises and when they bind, a graceful GOAWAY with debug data and a chosen
+last-stream-id, REFUSED_STREAM, a TCP abort, a stream that is never answered. So this module
+drives ``h2`` directly: one ``H2Connection`` per TCP connection, a synchronous handler that
+turns a complete request into a :class:`~tidings.sim.wire.Reply` (no task per request: the hot
+path stays a function call), answers delayed with ``call_later`` so a slow stream never blocks
+the others, and one socket write per batch of events.
+
+A request is processed when its answer is written (see :mod:`tidings.sim.wire`): until then it
+waits in ``_pending``, and whatever takes the connection away first (a fault, the client, the
+simulator stopping) commits it unanswered.
+
+:class:`H2Server` can also serve HTTP/1.1 on the same port, chosen by ALPN as Google's
+front ends do (:mod:`tidings.sim.http1`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from itertools import chain
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -30,8 +38,21 @@ from h2.events import (
 )
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
 
-from .scenario import Action
+from .http1 import Http1ServerConnection
+from .wire import (
+    CANCELLED,
+    DROPPED,
+    GOAWAY_REFUSED,
+    HANG,
+    REFUSED,
+    RESET,
+    Handler,
+    Reply,
+    Request,
+    ServerConnection,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,49 +64,25 @@ _WINDOW = 1 << 20
 _MAX_HEADER_LIST = 64 * 1024
 
 
-@dataclass(slots=True)
-class Request:
-    stream_id: int
-    headers: list[tuple[str, str]]
-    body: bytes
+class H2ServerConnection(asyncio.Protocol, ServerConnection):
+    """One HTTP/2 client connection. Handlers read ``server_name``/``peer_cert``, keep ``state``."""
 
-
-@dataclass(slots=True)
-class Reply:
-    status: int = 200
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-    delay_s: float = 0.0
-    action: Action | None = None
-    goaway_data: bytes = b""
-
-
-class Handler(Protocol):
-    """What a simulator plugs into the server."""
-
-    def initial_stream_limit(self, conn: H2ServerConnection) -> int:
-        """MAX_CONCURRENT_STREAMS to advertise when the connection opens."""
-        ...
-
-    def handle(self, request: Request, conn: H2ServerConnection) -> Reply: ...
-
-
-class H2ServerConnection(asyncio.Protocol):
-    """One client connection. Handlers read ``server_name``/``peer_cert`` and keep ``state``."""
-
-    def __init__(self, handler: Handler, on_close: Callable[[H2ServerConnection], None]) -> None:
+    def __init__(self, handler: Handler, on_close: Callable[[ServerConnection], None]) -> None:
+        ServerConnection.__init__(self)
         self._handler = handler
         self._on_close = on_close
         self._transport: asyncio.Transport | None = None
         self._conn = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+        # Streams still arriving (headers, body so far).
         self._requests: dict[int, tuple[list[tuple[str, str]], bytearray]] = {}
+        # Complete requests whose answer is not written yet: not processed yet.
+        self._pending: dict[int, Reply] = {}
         self._blocked: dict[int, bytes] = {}
+        self._highest_answered = 0
+        # After our graceful GOAWAY: the highest stream id we still process.
+        self._goaway_last: int | None = None
         self._flush_scheduled = False
         self._in_batch = False
-        self.closed = False
-        self.server_name: str | None = None
-        self.peer_cert: bytes | None = None
-        self.state: Any = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -145,8 +142,7 @@ class H2ServerConnection(asyncio.Protocol):
                     assert event.stream_id is not None
                     self._dispatch(event.stream_id)
                 elif isinstance(event, StreamReset):
-                    self._requests.pop(event.stream_id or 0, None)
-                    self._blocked.pop(event.stream_id or 0, None)
+                    self._stream_reset(event.stream_id or 0)
                 elif isinstance(event, WindowUpdated):
                     self._send_blocked()
                 elif isinstance(event, ConnectionTerminated):
@@ -155,9 +151,11 @@ class H2ServerConnection(asyncio.Protocol):
         finally:
             self._in_batch = False
         self._flush()
+        self._close_if_drained()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._drop_pending(DROPPED)
         self._on_close(self)
 
     # -- for handlers ----------------------------------------------------------------------
@@ -168,7 +166,9 @@ class H2ServerConnection(asyncio.Protocol):
             self._conn.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: limit})
             self._schedule_flush()
 
-    def abort(self) -> None:
+    def abort(self, unanswered: str = DROPPED) -> None:
+        """TCP abort: every answer not yet written is never written (``unanswered``)."""
+        self._drop_pending(unanswered)
         if self._transport is not None:
             self._transport.abort()
 
@@ -178,42 +178,117 @@ class H2ServerConnection(asyncio.Protocol):
         pending = self._requests.pop(stream_id, None)
         if pending is None:
             return
+        if self._goaway_last is not None and stream_id > self._goaway_last:
+            # Opened after our GOAWAY said it would not be processed: not even looked at.
+            return
         request = Request(stream_id, pending[0], bytes(pending[1]))
         try:
             reply = self._handler.handle(request, self)
         except Exception:
             logger.exception("simulator handler failed; answering 500")
             reply = Reply(status=500)
-        if reply.delay_s > 0:
-            loop = asyncio.get_running_loop()
-            loop.call_later(reply.delay_s, self._answer, stream_id, reply)
-        else:
-            self._answer(stream_id, reply)
-
-    def _answer(self, stream_id: int, reply: Reply) -> None:
-        if self.closed:
-            return
         if reply.action == "hang":
+            self._handler.commit(reply, HANG)
             return
-        if reply.action == "reset":
-            self.abort()
+        self._pending[stream_id] = reply
+        if reply.delay_s > 0:
+            asyncio.get_running_loop().call_later(reply.delay_s, self._answer, stream_id)
+        else:
+            self._answer(stream_id)
+
+    def _answer(self, stream_id: int) -> None:
+        reply = self._pending.pop(stream_id, None)
+        if reply is None:
+            return  # dropped, refused or cancelled while its latency ran
+        action = reply.action
+        if action is None or action == "answer_lost":
+            if action == "answer_lost":
+                # Processed, then the connection dies before the answer leaves.
+                self._handler.commit(reply, None)
+                self.abort()
+                return
+            self._write(stream_id, reply)
+        elif action == "refuse":
+            self._refuse(stream_id)
+            self._handler.commit(reply, REFUSED)
+        elif action == "reset":
+            self._handler.commit(reply, RESET)
+            self.abort(RESET)
             return
-        if reply.action == "goaway":
-            self._conn.close_connection(
-                error_code=ErrorCodes.NO_ERROR, additional_data=reply.goaway_data or None
-            )
-            self._flush()
-            self._close()
-            return
+        elif action == "goaway":
+            self._go_away(stream_id, reply)
+        self._schedule_flush()
+        self._close_if_drained()
+
+    def _write(self, stream_id: int, reply: Reply) -> None:
         headers = [(":status", str(reply.status)), *reply.headers]
         try:
             self._conn.send_headers(stream_id, headers, end_stream=not reply.body)
             if reply.body:
                 self._send_body(stream_id, reply.body)
         except ProtocolError:
-            # The client reset the stream while the answer was delayed.
+            # The stream is closed already (the client reset it): nothing was written.
+            self._handler.commit(reply, CANCELLED)
             return
-        self._schedule_flush()
+        self._handler.commit(reply, None)
+        if stream_id > self._highest_answered:
+            self._highest_answered = stream_id
+
+    def _refuse(self, stream_id: int) -> None:
+        with contextlib.suppress(ProtocolError):  # already closed by the client
+            self._conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+
+    def _go_away(self, trigger: int, reply: Reply) -> None:
+        """A graceful GOAWAY: what was received below ``trigger`` is still answered; the
+        trigger and everything above the announced last-stream-id is never processed."""
+        self._handler.commit(reply, GOAWAY_REFUSED)
+        if self._goaway_last is not None:
+            # Going away already: a second GOAWAY may not raise the last-stream-id.
+            self._refuse(trigger)
+            return
+        below = [s for s in chain(self._pending, self._requests) if s < trigger]
+        # A stream already answered was processed: last-stream-id may never be below it.
+        last = max([*below, self._highest_answered], default=0)
+        if trigger < last:
+            # Answered streams above the trigger: REFUSED_STREAM tells the client it was not
+            # processed, though the last-stream-id covers it.
+            self._refuse(trigger)
+        for stream_id in [s for s in self._pending if s > last]:
+            self._handler.commit(self._pending.pop(stream_id), GOAWAY_REFUSED)
+        for stream_id in [s for s in self._requests if s > last]:
+            del self._requests[stream_id]
+        self._goaway_last = last
+        self._flush()
+        if self._transport is not None and not self._transport.is_closing():
+            frame = GoAwayFrame(
+                stream_id=0,
+                last_stream_id=last,
+                error_code=ErrorCodes.NO_ERROR,
+                additional_data=reply.goaway_data,
+            )
+            self._transport.write(frame.serialize())
+
+    def _close_if_drained(self) -> None:
+        """After a GOAWAY, close once every stream it still covers has been answered."""
+        last = self._goaway_last
+        if last is None or self.closed or self._blocked:
+            return
+        if any(s <= last for s in self._pending) or any(s <= last for s in self._requests):
+            return
+        self._flush()
+        self._close()
+
+    def _stream_reset(self, stream_id: int) -> None:
+        self._requests.pop(stream_id, None)
+        self._blocked.pop(stream_id, None)
+        reply = self._pending.pop(stream_id, None)
+        if reply is not None:
+            self._handler.commit(reply, CANCELLED)
+
+    def _drop_pending(self, unanswered: str) -> None:
+        pending, self._pending = self._pending, {}
+        for reply in pending.values():
+            self._handler.commit(reply, unanswered)
 
     def _send_body(self, stream_id: int, body: bytes) -> None:
         while body:
@@ -251,28 +326,56 @@ class H2ServerConnection(asyncio.Protocol):
             self._transport.close()
 
 
-class H2Server:
-    """Listens on host:port with TLS + ALPN h2 and serves one :class:`Handler`."""
+class _AlpnSwitch(asyncio.Protocol):
+    """Hands a new TLS connection to the protocol its ALPN chose: h2, else HTTP/1.1."""
 
-    def __init__(self, handler: Handler, ssl_context: ssl.SSLContext, *, name: str) -> None:
+    def __init__(self, server: H2Server) -> None:
+        self._server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        ssl_object = transport.get_extra_info("ssl_object")
+        chosen = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        server = self._server
+        conn: asyncio.Protocol = (
+            server._h2_connection() if chosen == "h2" else server._http1_connection()
+        )
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
+
+
+class H2Server:
+    """Listens on host:port with TLS and serves one :class:`Handler` over HTTP/2 (ALPN h2),
+    and with ``http1`` also over HTTP/1.1 (ALPN http/1.1, or no ALPN)."""
+
+    def __init__(
+        self, handler: Handler, ssl_context: ssl.SSLContext, *, name: str, http1: bool = False
+    ) -> None:
         self._handler = handler
         self._ssl_context = ssl_context
         self._name = name
+        self._http1 = http1
         self._server: asyncio.Server | None = None
-        self._connections: set[H2ServerConnection] = set()
+        self._connections: set[ServerConnection] = set()
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
+        factory: Callable[[], asyncio.Protocol]
+        factory = (lambda: _AlpnSwitch(self)) if self._http1 else self._h2_connection
         self._server = await loop.create_server(
-            self._new_connection, host, port, ssl=self._ssl_context, backlog=512
+            factory, host, port, ssl=self._ssl_context, backlog=512
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         logger.info("%s simulator listening on %s:%d", self._name, host, self.port)
         return self.port
 
-    def _new_connection(self) -> H2ServerConnection:
+    def _h2_connection(self) -> H2ServerConnection:
         conn = H2ServerConnection(self._handler, self._connections.discard)
+        self._connections.add(conn)
+        return conn
+
+    def _http1_connection(self) -> Http1ServerConnection:
+        conn = Http1ServerConnection(self._handler, self._connections.discard)
         self._connections.add(conn)
         return conn
 

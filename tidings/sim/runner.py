@@ -59,8 +59,12 @@ class Simulators:
         self._apns_server = H2Server(
             self.apns, self._ca.server_context(request_client_cert=True), name="APNs"
         )
+        # Google's endpoint speaks HTTP/2 and HTTP/1.1 (requests, pyfcm); Apple's only HTTP/2.
         self._fcm_server = H2Server(
-            self.fcm, self._ca.server_context(request_client_cert=False), name="FCM"
+            self.fcm,
+            self._ca.server_context(request_client_cert=False, protocols=("h2", "http/1.1")),
+            name="FCM",
+            http1=True,
         )
         self._control: ControlServer | None = None
 

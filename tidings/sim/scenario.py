@@ -5,6 +5,11 @@ a :class:`ScenarioState` beside it for what changes while it runs: the scripted 
 consumed and the per-token request counts. The percentage mix draws from a hash of
 (seed, token, n-th request for that token), so a run repeats answer for answer even when
 requests interleave differently on the wire.
+
+Whatever the answer, a request is *processed* (its record committed; ``accepted`` when 200)
+only when its answer is written to the connection. A fault that keeps the answer from being
+written leaves the request unprocessed: recorded with status 0 and the reason (see
+:data:`Action` for each fault, :mod:`tidings.sim.wire` for the reasons).
 """
 
 from __future__ import annotations
@@ -20,7 +25,39 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Action = Literal["goaway", "reset", "hang"]
+Action = Literal["goaway", "reset", "hang", "refuse", "answer_lost"]
+"""A connection fault played instead of (or, for ``answer_lost``, after) the answer, once the
+answer's latency has run:
+
+``goaway``
+    A graceful HTTP/2 GOAWAY, error code NO_ERROR; on APNs with the debug data
+    ``{"reason": <reason>}`` as Apple sends it (``Answer.reason``, default ``Shutdown``).
+    Its last-stream-id is the highest stream the server still processes: the streams below
+    the triggering one that were already received are answered normally, each after its own
+    latency, and then the connection closes. The triggering stream and every stream with a
+    higher id are never processed (recorded ``goaway-refused``): the client learns from the
+    last-stream-id that it may resend them. A stream the client opens after the GOAWAY is
+    ignored (no record). If a stream above the trigger was answered already, the
+    last-stream-id must cover it, so the trigger is refused with RST_STREAM REFUSED_STREAM
+    too. HTTP/1.1 has no GOAWAY: the connection is closed without answering.
+``reset``
+    A TCP abort. Every stream in flight on that connection (received, not answered yet) is
+    dropped and never processed (recorded ``reset``).
+``hang``
+    That one stream is never answered and never processed (recorded ``hang``); the connection
+    keeps serving the others. On HTTP/1.1 the connection, which answers in order, is stuck.
+``refuse``
+    RST_STREAM with REFUSED_STREAM on that stream: RFC 9113 guarantees a refused stream was not
+    processed (recorded ``refused``). HTTP/1.1 has no such frame: the connection is closed
+    without answering.
+``answer_lost``
+    The request is processed as usual (a valid push is accepted, status 200, and reaches the
+    device; the record's reason is ``answer_lost``), then the connection is aborted before the
+    answer is written: the provider has the push, the client never hears back. Other streams
+    in flight on the connection are dropped unprocessed (recorded ``dropped``). A client's
+    resend of it must collapse on the device (collapse id, tag).
+"""
+Platform = Literal["android", "ios"]
 Environment = Literal["production", "sandbox"]
 
 
@@ -33,9 +70,10 @@ class Answer(_Model):
 
     APNs uses ``reason`` (status defaults from Apple's table); FCM uses ``error_code`` (status
     and ``status_name`` default from Google's table). ``raw_body`` replaces the JSON body
-    verbatim (an HTML 502 page, an empty 500). ``action`` answers with a connection fault
-    instead of a response: ``goaway`` (HTTP/2 GOAWAY, then close), ``reset`` (TCP abort) or
-    ``hang`` (that stream is never answered).
+    verbatim (an HTML 502 page, an empty 500). ``action`` plays a connection fault instead of
+    the response (``goaway``, ``reset``, ``hang``, ``refuse``) or after processing it
+    (``answer_lost``); :data:`Action` says what each does to the request and its neighbours.
+    ``latency_ms`` delays the answer (or the fault) of this request.
     """
 
     status: int | None = None
@@ -99,6 +137,11 @@ class Scenario(_Model):
     """APNs: token -> bundle id it belongs to; another allowed topic: DeviceTokenNotForTopic."""
     token_projects: dict[str, str] = Field(default_factory=dict)
     """FCM: token -> project it belongs to; sent from another project: SENDER_ID_MISMATCH."""
+    platforms: dict[str, Platform] = Field(default_factory=dict)
+    """FCM: token -> the device's platform, which decides what the device shows (``displayed``):
+    Android replaces a notification by ``android.notification.tag``, iOS by the
+    ``apns-collapse-id`` header. Unlisted tokens: ``ios`` when the message has an ``apns``
+    section and no ``android`` one, else ``android``."""
     max_concurrent_streams: int = Field(default=1000, ge=1)
     token_update_min_interval_s: float = Field(default=1200, ge=0)
     access_token_ttl_s: float = Field(default=3600, gt=0)

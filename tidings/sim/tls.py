@@ -217,14 +217,17 @@ class CertificateAuthority:
         )
         return self._leaf(subject, ExtendedKeyUsageOID.CLIENT_AUTH)
 
-    def server_context(self, *, request_client_cert: bool) -> ssl.SSLContext:
-        """A TLS server context speaking only h2, optionally asking for a client certificate."""
+    def server_context(
+        self, *, request_client_cert: bool, protocols: tuple[str, ...] = ("h2",)
+    ) -> ssl.SSLContext:
+        """A TLS server context offering ``protocols`` by ALPN (APNs: only h2; FCM: h2 and
+        http/1.1), optionally asking for a client certificate."""
         _, key_file = self.server_certificate()
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         # key_file holds the key followed by the certificate, so it serves as both.
         ctx.load_cert_chain(certfile=key_file, keyfile=key_file)
-        ctx.set_alpn_protocols(["h2"])
+        ctx.set_alpn_protocols(list(protocols))
         ctx.sni_callback = _remember_server_name
         if request_client_cert:
             ctx.verify_mode = ssl.CERT_OPTIONAL

@@ -9,12 +9,10 @@ from typing import TYPE_CHECKING
 
 import httpx
 from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
-    Event,
     RemoteSettingsChanged,
     ResponseReceived,
     StreamEnded,
@@ -23,7 +21,8 @@ from h2.events import (
 )
 from h2.exceptions import NoAvailableStreamIDError, ProtocolError, TooManyStreamsError
 from h2.settings import SettingCodes, Settings
-from hyperframe.frame import Frame, GoAwayFrame
+
+from tidings.push.h2compat import GoawayKeepsStreams
 
 from ._errors import AnswerLost, Unsent, code_name
 
@@ -43,13 +42,11 @@ Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 Timeouts = dict[str, float | None]
 
 
-class GracefulH2Connection(H2Connection):
+class GracefulH2Connection(GoawayKeepsStreams):
     """h2's connection with two changes the transport needs.
 
-    * h2 closes its connection state machine on any GOAWAY and drops the frames still queued,
-      so the answers a graceful server goes on sending for streams at or below the
-      last-stream-id would raise ProtocolError. Here a GOAWAY only reports itself; the
-      transport stops opening streams on the connection.
+    * A GOAWAY only reports itself (tidings.push.h2compat); the transport stops opening
+      streams on the connection and reads the answers still due.
     * h2 counts open streams by walking every stream it holds, on every new stream: with
       hundreds in flight that walk cost more than the rest of a request. The transport counts
       its streams (``in_flight``) and hands back each closed one through :meth:`forget`.
@@ -69,16 +66,6 @@ class GracefulH2Connection(H2Connection):
         if stream is not None and stream.closed:
             del self.streams[stream_id]
             self._closed_streams[stream_id] = stream.closed_by
-
-    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Event]]:
-        event = ConnectionTerminated()
-        try:
-            event.error_code = ErrorCodes(frame.error_code)
-        except ValueError:
-            event.error_code = frame.error_code
-        event.last_stream_id = frame.last_stream_id
-        event.additional_data = frame.additional_data or None
-        return [], [event]
 
 
 class Stream:
