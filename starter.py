@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from tidings.designer_cli import register
+from tidings.cli.designer import register
 
 app = typer.Typer(help="Start and follow tidings journeys.", no_args_is_help=True)
 register(app)

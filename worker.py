@@ -10,7 +10,7 @@ import asyncio
 
 from tidings.logs import configure_logging
 from tidings.settings import Settings
-from tidings.worker_main import run_worker
+from tidings.worker.main import run_worker
 
 
 def main() -> None:

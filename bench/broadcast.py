@@ -34,10 +34,10 @@ from common import (
 from tidings.journeys import parse_definition
 from tidings.push import PushMessage, SenderRegistry, SendItem
 from tidings.push.outcome import Outcome
-from tidings.runs import start_run
-from tidings.runtime import provider_routes
+from tidings.runs.start import start_run
 from tidings.store.db import Database
 from tidings.store.ledger import tracking_id_for
+from tidings.worker.resources import provider_routes
 
 JOURNEY = {
     "id": "broadcast",

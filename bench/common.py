@@ -38,14 +38,14 @@ from tidings.push.credentials import ApnsTokenCredentials, FcmCredentials  # noq
 from tidings.push.registry import AppCredentials  # noqa: E402
 from tidings.settings import Settings  # noqa: E402
 from tidings.sim import SimulatorClient, read_endpoints  # noqa: E402
-from tidings.stack import free_port, start_dev_server  # noqa: E402
 from tidings.store.apps import set_credentials  # noqa: E402
 from tidings.store.db import Database  # noqa: E402
 from tidings.store.migrate import upgrade  # noqa: E402
 from tidings.store.models import App, Device, Profile  # noqa: E402
 from tidings.store.secrets import SecretBox  # noqa: E402
 from tidings.store.types import utcnow  # noqa: E402
-from tidings.temporal import connect  # noqa: E402
+from tidings.temporal.client import connect  # noqa: E402
+from tidings.temporal.devserver import free_port, start_dev_server  # noqa: E402
 
 BUNDLE_ID = "com.example.tidings.bench"
 TEAM_ID = "BENCHTEAM1"
@@ -273,7 +273,7 @@ class ApiProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = (home / "api.log").open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from tidings.cli import main; main()", "api"],
+            [sys.executable, "-c", "from tidings.cli.app import main; main()", "api"],
             env=env
             | {
                 "TIDINGS_API_PORT": str(self.port),

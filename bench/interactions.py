@@ -46,7 +46,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from tidings.journeys import parse_definition
-from tidings.runs import StartedRun, start_run
+from tidings.runs.start import StartedRun, start_run
 from tidings.store.db import Database
 from tidings.store.models import Delivery, DeliveryStatus, Interaction
 

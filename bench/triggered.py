@@ -41,10 +41,10 @@ from common import (
     seed,
 )
 
+from tidings.inbound.triggers import entry_workflow_id
 from tidings.journeys import parse_definition
-from tidings.runs import activate_trigger
+from tidings.runs.start import activate_trigger
 from tidings.store.db import Database
-from tidings.triggers import entry_workflow_id
 
 EVENT = "signed_up"
 JOURNEY = {

@@ -19,9 +19,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tidings.sim import Simulators
-from tidings.stack import temporal_binary
 from tidings.store.db import Database
 from tidings.store.migrate import upgrade
+from tidings.temporal.devserver import temporal_binary
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TIDINGS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -15,11 +15,11 @@ from temporalio.client import Client
 
 from tidings.api.app import create_app
 from tidings.api.keys import admin_key
-from tidings.runtime import WorkerResources, build_worker, worker_resources
 from tidings.settings import Settings
 from tidings.sim import Simulators
 from tidings.stack import running
 from tidings.store.db import Database
+from tidings.worker.resources import WorkerResources, build_worker, worker_resources
 
 ADMIN_KEY = "test-admin-key"
 BUNDLE_ID = "com.example.tidings.test"

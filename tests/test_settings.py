@@ -45,7 +45,8 @@ def test_secrets_do_not_show_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_importing_tidings_does_no_io(tmp_path: Path) -> None:
     """Importing every module must not create files, connect, or read settings."""
     code = (
-        "import tidings.cli, tidings.api.app, tidings.runtime, tidings.stack, tidings.demo, "
+        "import tidings.cli.app, tidings.api.app, tidings.worker.resources, tidings.stack, "
+        "tidings.cli.demo, "
         "worker, starter"
     )
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)

@@ -13,7 +13,7 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from tidings.stack import start_dev_server
+from tidings.temporal.devserver import start_dev_server
 
 
 @activity.defn(name="stack-test-echo")

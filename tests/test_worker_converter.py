@@ -12,7 +12,10 @@ from temporalio.converter import CompositePayloadConverter
 from activities.contracts import FrequencyCap, InteractionBatch, InteractionEvent
 from tidings.journeys import parse_definition
 from tidings.store.types import utcnow
-from tidings.worker_converter import SharedCachePydanticPayloadConverter, with_shared_type_adapters
+from tidings.temporal.converter import (
+    SharedCachePydanticPayloadConverter,
+    with_shared_type_adapters,
+)
 from workflows.inputs import CohortInput, EngineOptions
 
 JOURNEY = {

@@ -2,7 +2,8 @@
 
 Temporal's own variables (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*,
 TEMPORAL_PROFILE and the client config file) are deliberately *not* modelled here: they are read
-by ``temporalio.envconfig`` exactly as Temporal's CLI and SDKs read them (see tidings.temporal).
+by ``temporalio.envconfig`` exactly as Temporal's CLI and SDKs read them (see
+tidings.temporal.client).
 
 Nothing here does I/O at import time; ``Settings()`` only reads the environment and an optional
 ``.env`` file when it is constructed.

@@ -14,7 +14,7 @@ from tests.harness import app_credentials, make_settings, real_stack, unique_ids
 from tidings.journeys import parse_definition
 from tidings.push.links import KEY_PURPOSE, LinkSigner, link_tracking, tracked_link
 from tidings.push.message import PushMessage, apns_payload, size_problem
-from tidings.runs import start_run
+from tidings.runs.start import start_run
 from tidings.sim import Simulators
 from tidings.store.models import Interaction
 

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import Api, serving
-from tidings.stack import free_port, serving_api
+from tidings.stack import serving_api
 from tidings.store.db import Database
+from tidings.temporal.devserver import free_port
 
 CALLBACK_HOST = "127.0.0.1"
 

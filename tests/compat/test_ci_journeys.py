@@ -16,7 +16,7 @@ from tests.api.conftest import BASE_URL, Api, offline_credentials, sent_push
 from tests.compat.conftest import CallbackServer
 from tests.harness import app_credentials, make_settings, real_stack, unique_ids
 from tidings.journeys import parse_definition
-from tidings.runs import start_run
+from tidings.runs.start import start_run
 from tidings.sim import Simulators
 from tidings.store.models import Device, Interaction, RegistrationRequest
 

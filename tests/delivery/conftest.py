@@ -21,7 +21,7 @@ from tests.conftest import POSTGRES_ADMIN_URL
 from tests.harness import BUNDLE_ID, Stack, make_settings, real_stack, unique_ids
 from tidings.journeys import parse_definition
 from tidings.push.registry import AppSenders
-from tidings.runs import StartedRun, start_run
+from tidings.runs.start import StartedRun, start_run
 from tidings.sim import Simulators
 from tidings.store.apps import credentials_generation, open_credentials
 from tidings.store.db import Database

@@ -22,7 +22,7 @@ from temporalio.client import Client
 
 from tests.delivery.conftest import Scene, apns_token, fcm_token, scene_on
 from tidings.journeys import parse_definition
-from tidings.runs import start_run
+from tidings.runs.start import start_run
 from tidings.settings import Settings
 from tidings.sim import FixedLatency, Scenario, Simulators
 from tidings.store.models import DeliveryStatus

@@ -20,10 +20,10 @@ from sqlmodel import col, select
 from temporalio.client import Client
 
 from tests.harness import Stack, app_credentials, make_settings, real_stack, unique_ids
-from tidings.forwarder import ForwarderOptions, forwarding
+from tidings.inbound.forwarder import ForwarderOptions, forwarding
 from tidings.journeys import parse_definition
 from tidings.journeys.model import JourneyDefinition
-from tidings.runs import AudienceChoice, StartedRun, start_run
+from tidings.runs.start import AudienceChoice, StartedRun, start_run
 from tidings.sim import Simulators
 from tidings.store.models import Delivery, JourneyEvent
 from workflows.inputs import EngineOptions, RunResult

@@ -12,7 +12,7 @@ from typer.testing import CliRunner, Result
 
 from starter import app as starter
 from tests.engine.conftest import Scene, SceneFactory
-from tidings.cli import app as tidings_cli
+from tidings.cli.app import app as tidings_cli
 
 JOURNEY = """\
 id: cli-welcome

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.engine.conftest import Scene, SceneFactory, journey, push
 from tidings.journeys.model import JourneyDefinition
-from tidings.runs import load_stored, save_journey
+from tidings.runs.start import load_stored, save_journey
 from tidings.store.models import JourneyRun
 
 

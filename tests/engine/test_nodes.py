@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 
 from tests.engine.conftest import SceneFactory, journey, push
 from tidings.journeys.predicates import AttributePredicate
-from tidings.runs import AudienceChoice, cancel_run, run_view
+from tidings.runs.cancel import cancel_run
+from tidings.runs.start import AudienceChoice
+from tidings.runs.view import run_view
 from workflows.nodes.random_split import branch_for, draw
 
 

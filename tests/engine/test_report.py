@@ -10,7 +10,7 @@ import re
 from rich.console import Console
 
 from tests.engine.conftest import SceneFactory, journey, push
-from tidings.designer import report
+from tidings.cli.runs import report
 from tidings.sim import Answer, Scenario
 from tidings.store.reports import OPENED_RULE, run_funnel
 

@@ -11,9 +11,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
 from tests.engine.conftest import Scene, SceneFactory, journey, push
-from tidings.runs import StartedRun, cancel_run, run_view
-from tidings.runtime import engine_options
+from tidings.runs.cancel import cancel_run
+from tidings.runs.start import StartedRun
+from tidings.runs.view import run_view
 from tidings.store.models import JourneyRun
+from tidings.worker.resources import engine_options
 from workflows.inputs import EngineOptions
 from workflows.run import JourneyRunWorkflow
 

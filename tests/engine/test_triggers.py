@@ -10,10 +10,12 @@ from sqlmodel import col, select
 from temporalio.client import WorkflowExecutionStatus
 
 from tests.engine.conftest import Scene, SceneFactory, journey, push
-from tidings.runs import activate_trigger, cancel_run, run_view
+from tidings.inbound.triggers import entry_workflow_id
+from tidings.runs.cancel import cancel_run
+from tidings.runs.start import activate_trigger
+from tidings.runs.view import run_view
 from tidings.sim import Answer, Scenario
 from tidings.store.models import JourneyEntry, JourneyRun
-from tidings.triggers import entry_workflow_id
 from workflows.cohort import CohortWorkflow
 
 

@@ -10,7 +10,7 @@ from temporalio.client import Client
 
 from tests.harness import Stack, app_credentials, unique_ids
 from tidings.journeys import parse_definition
-from tidings.runs import StartedRun, start_run
+from tidings.runs.start import StartedRun, start_run
 from tidings.sim import Simulators
 from tidings.store.models import Delivery, DeliveryStatus, Interaction
 

@@ -17,7 +17,7 @@ from temporalio.client import Client
 from tests.api.conftest import sent_push
 from tests.forwarder.conftest import APP, cohort_counts, outbox, waiting_journey
 from tests.harness import make_settings, real_stack
-from tidings.forwarder import Forwarder, record_and_signal
+from tidings.inbound.forwarder import Forwarder, record_and_signal
 from tidings.sim import Simulators
 from tidings.store.db import Database
 from tidings.store.interactions import InteractionReport, record_interaction, unforwarded

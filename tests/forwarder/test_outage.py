@@ -14,10 +14,10 @@ from temporalio.service import RetryConfig
 
 from tests.forwarder.conftest import cohort_counts, outbox, waiting_journey
 from tests.harness import make_settings, real_stack
-from tidings.forwarder import ForwarderOptions, forwarding
+from tidings.inbound.forwarder import ForwarderOptions, forwarding
 from tidings.sim import Simulators
-from tidings.stack import DevServer, free_port, start_dev_server
-from tidings.temporal import connect
+from tidings.temporal.client import connect
+from tidings.temporal.devserver import DevServer, free_port, start_dev_server
 
 PROFILES = 6
 FAST = ForwarderOptions(

@@ -13,7 +13,7 @@ from temporalio.client import Client
 
 from tests.api.conftest import Api, api, sent_push
 from tests.forwarder.test_outage import eventually
-from tidings.forwarder import Forwarder, ForwarderOptions, forwarding
+from tidings.inbound.forwarder import Forwarder, ForwarderOptions, forwarding
 from tidings.store.models import Interaction
 from tidings.store.types import utcnow
 
@@ -139,7 +139,7 @@ async def test_a_round_that_fails_unexpectedly_does_not_end_forwarding(
     for event_id in ("e1", "e2"):
         await report(api, finished, event_id)
     await _corrupt_one_row(api, "e2")
-    caplog.set_level("WARNING", logger="tidings.forwarder")
+    caplog.set_level("WARNING", logger="tidings.inbound.forwarder")
     fast = ForwarderOptions(
         idle_interval=timedelta(milliseconds=50),
         initial_backoff=timedelta(milliseconds=50),

@@ -10,7 +10,7 @@ from temporalio.client import Client
 
 from tests.harness import app_credentials, make_settings, real_stack, unique_ids
 from tidings.journeys import parse_definition
-from tidings.runs import start_run
+from tidings.runs.start import start_run
 from tidings.sim import Simulators
 from tidings.store.models import Delivery, DeliveryStatus, Device, DeviceState
 from tidings.store.reports import run_funnel

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from starter import app as starter
-from tidings.cli import app as tidings_cli
+from tidings.cli.app import app as tidings_cli
 from tidings.journeys import JourneyInvalid, load_definition
 from tidings.journeys.files import MAX_JOURNEY_FILE_BYTES
 

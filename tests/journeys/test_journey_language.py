@@ -8,13 +8,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tidings.designer import audience_choice, read_audience_file
 from tidings.journeys import JourneyInvalid, load_definition, parse_definition
 from tidings.journeys.locales import choose_variant
 from tidings.journeys.localtime import next_local_time, quiet_until, zone_for
 from tidings.journeys.model import upgrade_legacy_content
 from tidings.journeys.predicates import AttributePredicate, attribute_matches, parse_where
-from tidings.runs import StartError
+from tidings.runs.audience import audience_choice, read_audience_file
+from tidings.runs.errors import StartError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "tidings" / "journeys" / "examples"
 

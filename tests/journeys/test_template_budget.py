@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tidings.cli import app
+from tidings.cli.app import app
 from tidings.journeys import JourneyInvalid, parse_definition
 from tidings.journeys import template_limits as limits
 from tidings.journeys.model import PushContent

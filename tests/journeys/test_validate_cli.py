@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from tidings.cli import app
+from tidings.cli.app import app
 
 GOOD = """\
 id: welcome

@@ -359,7 +359,7 @@ async def test_the_cli_checks_a_stored_app(
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
-            "from tidings.cli import main; main()",
+            "from tidings.cli.app import main; main()",
             "apps",
             "check",
             app_id,

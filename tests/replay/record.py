@@ -27,14 +27,15 @@ from temporalio.testing import WorkflowEnvironment
 from activities.contracts import INTERACTIONS_SIGNAL, InteractionBatch, InteractionEvent
 from tests.engine.conftest import APP, Scene, journey, push
 from tests.harness import app_credentials, make_settings, real_stack, unique_ids
-from tidings.forwarder import ForwarderOptions, forwarding
-from tidings.runs import StartedRun, activate_trigger, cancel_run
-from tidings.runtime import engine_options
+from tidings.inbound.forwarder import ForwarderOptions, forwarding
+from tidings.inbound.triggers import entry_workflow_id
+from tidings.runs.cancel import cancel_run
+from tidings.runs.start import StartedRun, activate_trigger
 from tidings.sim import Simulators
-from tidings.stack import temporal_binary
 from tidings.store.migrate import upgrade
 from tidings.store.models import Delivery
-from tidings.triggers import entry_workflow_id
+from tidings.temporal.devserver import temporal_binary
+from tidings.worker.resources import engine_options
 from workflows.inputs import EngineOptions
 
 HISTORIES = Path(__file__).parent / "histories"

@@ -25,7 +25,7 @@ from tidings.sim import SimulatorClient, read_endpoints
 from tidings.sim.tls import CertificateAuthority
 
 REPO = Path(__file__).resolve().parents[2]
-TIDINGS = ("-c", "from tidings.cli import main; main()")
+TIDINGS = ("-c", "from tidings.cli.app import main; main()")
 
 
 async def test_module_serves_publishes_endpoints_and_stops_on_sigterm(tmp_path: Path) -> None:

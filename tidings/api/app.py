@@ -15,7 +15,6 @@ from tidings.api.deps import ApiState
 from tidings.api.errors import install_error_handlers
 from tidings.api.gate import body_limit, install_gates, size_text
 from tidings.api.keys import admin_key
-from tidings.api.recorder import InteractionRecorder
 from tidings.api.routers import (
     apps,
     compat,
@@ -29,6 +28,7 @@ from tidings.api.routers import (
     profiles,
 )
 from tidings.api.throttle import FailedAuthentications
+from tidings.inbound.recorder import InteractionRecorder
 from tidings.push.links import LinkSigner, link_tracking
 from tidings.settings import Settings
 from tidings.store.db import Database

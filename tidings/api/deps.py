@@ -24,8 +24,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.api.errors import ApiError
-from tidings.api.recorder import InteractionRecorder
 from tidings.api.throttle import FailedAuthentications, source_of
+from tidings.inbound.recorder import InteractionRecorder
 from tidings.settings import Settings
 from tidings.store.db import Database
 from tidings.store.keys import verify_key
@@ -45,7 +45,7 @@ class ApiState:
     # instead of in SQLite's busy handler, whose growing sleeps collapse throughput once a few
     # dozen requests contend (measured: from hundreds of writes per second to about 15).
     sqlite_writer: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # set by the app's lifespan (tidings.api.recorder)
+    # set by the app's lifespan (tidings.inbound.recorder)
     interactions: InteractionRecorder | None = None
     # failed authentications per client address, in this process (tidings.api.throttle)
     failed_authentications: FailedAuthentications = field(default_factory=FailedAuthentications)

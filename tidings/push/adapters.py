@@ -112,6 +112,8 @@ class SharedProviderToken(AuthorizationHeaderProvider):
         self._valid_until = 0.0
         self._issued_at = -APNS_JWT_MIN_REFRESH_S
         self.generation = 0
+        # tokens minted in answer to ExpiredProviderToken (not on the regular schedule)
+        self.renewals = 0
 
     def get_header(self) -> str:
         with self._lock:
@@ -129,6 +131,7 @@ class SharedProviderToken(AuthorizationHeaderProvider):
             if self.generation != seen_generation:
                 return False
             self._mint(issued_at=int(time.time()))
+            self.renewals += 1
             return True
 
     def _mint(self, issued_at: int) -> None:

@@ -28,15 +28,15 @@ from temporalio.client import Client
 
 from tidings.api.deps import Caller, CallerOf, State
 from tidings.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
+from tidings.inbound.triggers import EventForwarder
 from tidings.journeys.predicates import EventName
 from tidings.settings import Settings
-from tidings.stack import DevServer, start_dev_server
 from tidings.store.custom_events import EventReport, store_event
 from tidings.store.models import CustomEvent, Profile
 from tidings.store.profiles import known_to_app
 from tidings.store.types import utcnow
-from tidings.temporal import configured_address, connect
-from tidings.triggers import EventForwarder
+from tidings.temporal.client import configured_address, connect
+from tidings.temporal.devserver import DevServer, start_dev_server
 
 log = logging.getLogger(__name__)
 

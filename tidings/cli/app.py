@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from tidings import designer_cli
-from tidings.designer_cli import problem, success
+from tidings.cli import designer as designer_cli
+from tidings.cli.designer import problem, success
 from tidings.logs import configure_logging
 from tidings.settings import Settings
 
@@ -48,7 +48,7 @@ def demo(
     profiles: Annotated[int, typer.Option(min=1, max=100_000, help="profiles to seed")] = 200,
 ) -> None:
     """Run the whole product on the embedded stack and print a funnel."""
-    from tidings.demo import DemoOptions, run_demo
+    from tidings.cli.demo import DemoOptions, run_demo
 
     settings = _settings()
     configure_logging("WARNING")
@@ -58,7 +58,7 @@ def demo(
 @app.command()
 def worker() -> None:
     """Run a worker (the same as `python worker.py`)."""
-    from tidings.worker_main import run_worker
+    from tidings.worker.main import run_worker
 
     asyncio.run(run_worker(_settings()))
 
@@ -204,9 +204,9 @@ def journeys_validate(path: Annotated[Path, typer.Argument(dir_okay=False)]) -> 
 def journeys_save(path: Annotated[Path, typer.Argument(dir_okay=False, exists=True)]) -> None:
     """Check a journey file and store it as the journey's newest version (runs keep the
     version they started with); start it later by its id."""
-    from tidings.designer import store_only
     from tidings.journeys.validation import JourneyInvalid, load_definition
-    from tidings.runs import save_journey
+    from tidings.runs.start import save_journey
+    from tidings.stack import store_only
 
     settings = _settings()
     try:
@@ -229,7 +229,7 @@ def journeys_list() -> None:
     """The stored journeys and their latest versions."""
     from rich.table import Table
 
-    from tidings.designer import store_only
+    from tidings.stack import store_only
     from tidings.store.journeys import stored_journeys
 
     settings = _settings()

@@ -31,7 +31,6 @@ from activities.contracts import (
     ProfileFacts,
 )
 from tidings.journeys.model import JourneyDefinition
-from tidings.runtime import engine_options
 from tidings.settings import Settings
 from tidings.store.custom_events import mark_failed, mark_forwarded, unforwarded
 from tidings.store.db import Database
@@ -45,6 +44,7 @@ from tidings.store.triggers import (
     record_entry,
 )
 from tidings.store.types import utcnow
+from tidings.worker.resources import engine_options
 from workflows.cohort import CohortWorkflow
 from workflows.inputs import CohortInput
 

@@ -2,7 +2,7 @@
 
 TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* and the TOML client
 config file (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE) are read by ``temporalio.envconfig``.
-When none of them names a server, tidings runs embedded (see tidings.stack).
+When none of them names a server, tidings runs embedded (see tidings.temporal.devserver).
 """
 
 from __future__ import annotations

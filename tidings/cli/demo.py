@@ -24,14 +24,15 @@ from rich.text import Text
 from tidings.api.app import create_app
 from tidings.api.keys import admin_key
 from tidings.journeys.validation import load_definition
-from tidings.runs import start_run
-from tidings.runtime import build_worker, worker_resources
+from tidings.runs.start import start_run
 from tidings.settings import Settings
 from tidings.sim import Simulators
-from tidings.stack import free_port, running, serving_api, temporal_server
+from tidings.stack import running, serving_api
 from tidings.store.migrate import upgrade
 from tidings.store.reports import Funnel, run_funnel
-from tidings.temporal import connect
+from tidings.temporal.client import connect
+from tidings.temporal.devserver import free_port, temporal_server
+from tidings.worker.resources import build_worker, worker_resources
 
 APP_ID = "demo"
 BUNDLE_ID = "com.example.tidings.demo"

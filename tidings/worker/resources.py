@@ -20,7 +20,7 @@ from tidings.push.links import LinkSigner, link_tracking
 from tidings.settings import Settings
 from tidings.store.db import Database
 from tidings.store.secrets import SecretBox
-from tidings.worker_converter import with_shared_type_adapters
+from tidings.temporal.converter import with_shared_type_adapters
 from workflows.cohort import CohortWorkflow
 from workflows.inputs import EngineOptions
 from workflows.run import JourneyRunWorkflow

@@ -1,14 +1,9 @@
-"""The journey designer's operations, shared by starter.py and the `tidings` command: start a
-journey (file or stored id) for an audience, list runs, watch a run live, cancel it, report
-its funnel per node."""
+"""The designer's run commands as the terminal shows them: start and watch a run live, list
+runs, a run's status, cancel, and its funnel per node."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -17,22 +12,14 @@ from rich.text import Text
 from temporalio.client import Client
 
 from tidings.journeys.model import JourneyDefinition
-from tidings.journeys.predicates import parse_where
 from tidings.journeys.validation import load_definition, parse_definition
-from tidings.runs import (
-    AudienceChoice,
-    RunNotFound,
-    RunView,
-    StartError,
-    activate_trigger,
-    cancel_run,
-    load_stored,
-    run_view,
-    start_run,
-)
-from tidings.runtime import build_worker, worker_resources
+from tidings.runs.audience import journey_file
+from tidings.runs.cancel import cancel_run
+from tidings.runs.errors import RunNotFound, StartError
+from tidings.runs.start import AudienceChoice, activate_trigger, load_stored, start_run
+from tidings.runs.view import RunView, run_view
 from tidings.settings import Settings
-from tidings.stack import running, temporal_server
+from tidings.stack import engine, store_only
 from tidings.store.db import Database
 from tidings.store.journeys import recent_runs
 from tidings.store.models import JourneyRun
@@ -42,91 +29,8 @@ from tidings.store.reports import (
     journey_event_counts,
     node_funnels,
 )
-from tidings.temporal import configured_address, connect
-from tidings.worker_main import prepare_store
 
-HEADER_CELLS = {"profile_id", "profile", "id", "email"}
 REFRESH_S = 1.0
-
-
-@dataclass(frozen=True)
-class AudienceFile:
-    profile_ids: list[str]
-    emails: list[str]
-
-
-def read_audience_file(path: Path) -> AudienceFile:
-    """Profile ids and/or emails, one per line (a CSV's first column); blank lines, #
-    comments and a header row are skipped. A value with an @ is an email."""
-    ids: list[str] = []
-    emails: list[str] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-        value = line.split(",", 1)[0].strip().strip('"')
-        if not value or value.startswith("#"):
-            continue
-        if number == 0 and value.lower() in HEADER_CELLS:
-            continue
-        (emails if "@" in value else ids).append(value)
-    return AudienceFile(ids, emails)
-
-
-def audience_choice(
-    *,
-    file: Path | None = None,
-    profile_ids: Sequence[str] = (),
-    emails: Sequence[str] = (),
-    where: Sequence[str] = (),
-    app: str | None = None,
-) -> AudienceChoice:
-    """The audience as a command line gives it; a bad filter raises StartError."""
-    ids, mails = list(profile_ids), list(emails)
-    if file is not None:
-        listed = read_audience_file(file)
-        ids += listed.profile_ids
-        mails += listed.emails
-    try:
-        predicates = [parse_where(text) for text in where]
-    except ValueError as error:
-        raise StartError(str(error)) from None
-    return AudienceChoice(ids, mails, predicates, app)
-
-
-def journey_file(source: str) -> Path | None:
-    """The journey file ``source`` names, or None for a stored journey's id (a slug: no
-    dot, no slash)."""
-    path = Path(source)
-    return path if path.suffix or len(path.parts) > 1 else None
-
-
-@contextlib.asynccontextmanager
-async def engine(settings: Settings) -> AsyncIterator[tuple[Client, Database]]:
-    """A Temporal client and the store; in embedded mode also the dev server and a worker,
-    so a run started from a laptop makes progress while the command waits."""
-    prepare_store(settings)
-    async with temporal_server(settings) as address:
-        client = await connect(address)
-        if configured_address() is not None:
-            database = Database(settings.resolved_database_url)
-            try:
-                yield client, database
-            finally:
-                await database.dispose()
-            return
-        async with (
-            worker_resources(settings) as resources,
-            running(build_worker(client, settings, resources)),
-        ):
-            yield client, resources.db
-
-
-@contextlib.asynccontextmanager
-async def store_only(settings: Settings) -> AsyncIterator[Database]:
-    prepare_store(settings)
-    database = Database(settings.resolved_database_url)
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 async def start(

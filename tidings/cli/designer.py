@@ -39,7 +39,7 @@ def _settings() -> Settings:
 def _run(step: Coroutine[Any, Any, T]) -> T:
     """Run a command; the errors a designer can fix are printed, not thrown."""
     from tidings.journeys.validation import JourneyInvalid
-    from tidings.runs import RunNotFound, StartError
+    from tidings.runs.errors import RunNotFound, StartError
 
     try:
         return asyncio.run(step)
@@ -77,8 +77,8 @@ def start(
 ) -> None:
     """Start a journey for an audience (default: every profile with a device in its app).
     A journey with a trigger is activated instead: its event starts it per profile."""
-    from tidings.designer import audience_choice
-    from tidings.designer import start as start_journey
+    from tidings.cli.runs import start as start_journey
+    from tidings.runs.audience import audience_choice
 
     settings = _settings()
 
@@ -93,7 +93,7 @@ def start(
 
 def runs(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
     """List the latest journey runs."""
-    from tidings.designer import list_runs
+    from tidings.cli.runs import list_runs
 
     _run(list_runs(_settings(), console, limit))
 
@@ -103,7 +103,7 @@ def status(
     follow: Annotated[bool, typer.Option(help="refresh live until the run ends")] = True,
 ) -> None:
     """A run's progress: profiles per node, pushes sent, failed, invalidated."""
-    from tidings.designer import status as show_status
+    from tidings.cli.runs import status as show_status
 
     _run(show_status(_settings(), run_id, console, follow=follow))
 
@@ -113,7 +113,7 @@ def cancel(
     wait: Annotated[bool, typer.Option(help="wait for sends in flight to settle")] = True,
 ) -> None:
     """Cancel a run: no new sends; the sends in flight settle and both are reported."""
-    from tidings.designer import cancel as cancel_run
+    from tidings.cli.runs import cancel as cancel_run
 
     _run(cancel_run(_settings(), run_id, console, wait=wait))
 
@@ -121,7 +121,7 @@ def cancel(
 def report(run_id: Annotated[str, typer.Argument(help="the run's id")]) -> None:
     """A run's funnel per node: targeted, sent, delivered, opened, clicked, not sent by
     reason, tokens invalidated."""
-    from tidings.designer import report_run
+    from tidings.cli.runs import report_run
 
     _run(report_run(_settings(), run_id, console))
 

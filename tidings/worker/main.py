@@ -7,12 +7,12 @@ import contextlib
 import logging
 import signal
 
-from tidings.forwarder import forwarding
-from tidings.runtime import build_worker, worker_resources
+from tidings.inbound.forwarder import forwarding
 from tidings.settings import Settings
-from tidings.stack import temporal_server
 from tidings.store.migrate import check_schema, upgrade
-from tidings.temporal import configured_address, connect
+from tidings.temporal.client import configured_address, connect
+from tidings.temporal.devserver import temporal_server
+from tidings.worker.resources import build_worker, worker_resources
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,209 @@
+"""Starting journey runs: store the definition's snapshot, then start the run workflow for
+an audience; or activate a triggered journey."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client, WorkflowHandle
+
+from activities.contracts import AudienceSpec
+from tidings.journeys.model import JourneyDefinition
+from tidings.journeys.predicates import AttributePredicate
+from tidings.journeys.validation import JourneyInvalid, parse_definition
+from tidings.runs.errors import StartError
+from tidings.runs.view import funnel_summary
+from tidings.settings import Settings
+from tidings.store.db import Database
+from tidings.store.journeys import (
+    create_run,
+    finish_run,
+    profiles_by_email,
+    save_version,
+    stored_definition,
+    unknown_profiles,
+)
+from tidings.store.models import App, RunStatus
+from tidings.store.reports import run_funnel
+from tidings.store.triggers import activate
+from tidings.store.types import utcnow
+from tidings.worker.resources import engine_options
+from workflows.inputs import EngineOptions, JourneyRunInput, RunResult
+from workflows.run import JourneyRunWorkflow
+
+# Unknown ids and emails an error message names before it says "and N more".
+NAMED_IN_ERRORS = 10
+
+
+@dataclass(frozen=True)
+class AudienceChoice:
+    """Who a run is for. Nothing listed: every profile with a valid device in the app
+    (the journey's unless ``app`` names another). ``profile_ids`` and ``emails`` list the
+    profiles; ``where`` keeps the profiles whose attributes match every predicate."""
+
+    profile_ids: Sequence[str] = ()
+    emails: Sequence[str] = ()
+    where: Sequence[AttributePredicate] = ()
+    # whose devices make the audience when none is listed (default: the journey's app)
+    app: str | None = None
+
+    @property
+    def listed(self) -> bool:
+        return bool(self.profile_ids or self.emails)
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    run_id: str
+    handle: WorkflowHandle[JourneyRunWorkflow, RunResult]
+
+
+@dataclass(frozen=True)
+class Activation:
+    """A triggered journey made active: its custom event now starts it per profile."""
+
+    run_id: str
+    event: str
+    superseded: list[str]
+
+
+def new_run_id(journey_id: str) -> str:
+    return f"run-{journey_id}-{utcnow():%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+async def load_stored(
+    db: Database, journey_id: str, version: int | None = None
+) -> JourneyDefinition:
+    """A journey from the store (its latest version unless one is named)."""
+    async with db.read() as session:
+        found = await stored_definition(session, journey_id, version)
+    if found is None:
+        which = f"version {version} of journey" if version is not None else "journey"
+        raise StartError(f"{which} {journey_id!r} is not in the store")
+    try:
+        return parse_definition(found[0])
+    except JourneyInvalid as error:
+        raise StartError(f"stored journey {journey_id!r} is no longer valid: {error}") from None
+
+
+async def save_journey(db: Database, journey: JourneyDefinition) -> int:
+    """Store the definition as the journey's newest version (unless unchanged)."""
+    async with db.write() as session:
+        return await save_version(session, journey.model_dump(mode="json"))
+
+
+async def start_run(
+    client: Client,
+    db: Database,
+    settings: Settings,
+    journey: JourneyDefinition,
+    *,
+    profile_ids: Sequence[str] | None = None,
+    audience: AudienceChoice | None = None,
+    options: EngineOptions | None = None,
+) -> StartedRun:
+    """Start ``journey`` for an audience: the listed profiles, or every profile with a valid
+    device in the journey's app (narrowed by ``audience.where``)."""
+    if journey.trigger is not None:
+        raise StartError(
+            f"journey {journey.id!r} starts on the event {journey.trigger.event!r}: activate "
+            "it instead of starting it for an audience"
+        )
+    choice = audience or AudienceChoice()
+    if profile_ids is not None:
+        choice = AudienceChoice(list(profile_ids), choice.emails, choice.where, choice.app)
+    audience_app = choice.app or journey.app
+    run_id = new_run_id(journey.id)
+    definition = journey.model_dump(mode="json")
+    kind: Literal["app", "members"] = (
+        "members" if choice.listed or profile_ids is not None else "app"
+    )
+    async with db.write() as session:
+        if await session.get(App, journey.app) is None:
+            raise StartError(
+                f"journey {journey.id!r} names app {journey.app!r}, which does not exist"
+            )
+        if await session.get(App, audience_app) is None:
+            raise StartError(f"the audience names app {audience_app!r}, which does not exist")
+        members = await _members(session, choice)
+        version = await save_version(session, definition)
+        await create_run(
+            session,
+            run_id=run_id,
+            definition=definition,
+            version=version,
+            entry={
+                "audience": kind,
+                "app": audience_app,
+                "profiles": len(members) if kind == "members" else None,
+                "where": [p.model_dump(mode="json") for p in choice.where],
+                "listens": journey.listened_events(),
+            },
+            members=members,
+        )
+    handle = await client.start_workflow(
+        JourneyRunWorkflow.run,
+        JourneyRunInput(
+            run_id=run_id,
+            journey=journey,
+            audience=AudienceSpec(kind=kind, app_id=audience_app, where=list(choice.where)),
+            options=options or engine_options(settings),
+        ),
+        id=run_id,
+        task_queue=settings.task_queue,
+    )
+    return StartedRun(run_id, handle)
+
+
+async def _members(session: AsyncSession, choice: AudienceChoice) -> list[str]:
+    """The listed profiles' ids; unknown ids or emails stop the start, named."""
+    if not choice.listed:
+        return []
+    missing = await unknown_profiles(session, choice.profile_ids)
+    by_email = await profiles_by_email(session, choice.emails)
+    missing += [email for email in dict.fromkeys(choice.emails) if email not in by_email]
+    if missing:
+        named = ", ".join(repr(m) for m in missing[:NAMED_IN_ERRORS])
+        more = (
+            f" and {len(missing) - NAMED_IN_ERRORS} more" if len(missing) > NAMED_IN_ERRORS else ""
+        )
+        raise StartError(f"{len(missing)} listed profiles are unknown: {named}{more}")
+    return list(dict.fromkeys([*choice.profile_ids, *by_email.values()]))
+
+
+async def activate_trigger(db: Database, journey: JourneyDefinition) -> Activation:
+    """Make a triggered journey active: from now on its event starts it for the event's
+    profile. An earlier activation of the journey stops taking new entries."""
+    if journey.trigger is None:
+        raise StartError(f"journey {journey.id!r} has no trigger; start it for an audience")
+    run_id = new_run_id(journey.id)
+    definition = journey.model_dump(mode="json")
+    now = utcnow()
+    async with db.write() as session:
+        if await session.get(App, journey.app) is None:
+            raise StartError(
+                f"journey {journey.id!r} names app {journey.app!r}, which does not exist"
+            )
+        version = await save_version(session, definition)
+        await create_run(
+            session,
+            run_id=run_id,
+            definition=definition,
+            version=version,
+            entry={"trigger": journey.trigger.event, "listens": journey.listened_events()},
+        )
+        superseded = await activate(
+            session,
+            run_id=run_id,
+            journey_id=journey.id,
+            event_name=journey.trigger.event,
+            now=now,
+        )
+        for old in superseded:
+            funnel = await run_funnel(session, old)
+            await finish_run(session, old, RunStatus.COMPLETED.value, funnel_summary(funnel))
+    return Activation(run_id, journey.trigger.event, superseded)
