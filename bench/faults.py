@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from typing import Any
 
@@ -131,6 +132,8 @@ async def main(args: argparse.Namespace) -> int:
         print(f"\n### {store}, {size.profiles:,} profiles\n")
         print(table(results))
         for r in results:
+            if "held_up_s" in r.notes:
+                print(f"\n- {r.scenario}: the run was held up {r.notes['held_up_s']} s")
             if r.failed:
                 failed = True
                 print(f"\n- {r.scenario}: " + "; ".join(r.failed))
@@ -144,6 +147,21 @@ async def main(args: argparse.Namespace) -> int:
         }
     )
     return 1 if failed else 0
+
+
+async def until_signalled(args: argparse.Namespace) -> int:
+    """``main``, cancelled by SIGINT or SIGTERM so every process the suite started is
+    stopped on the way out (background shells ignore SIGINT unless a handler is set)."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await main(args)
+    except asyncio.CancelledError:
+        log("stopped by a signal; the suite's processes are stopped")
+        return 130
 
 
 if __name__ == "__main__":
@@ -181,4 +199,4 @@ if __name__ == "__main__":
         "ledger, devices: <home>/<store>/trials/<scenario>/evidence.json); default: a "
         "temporary one",
     )
-    sys.exit(asyncio.run(main(parser.parse_args())))
+    sys.exit(asyncio.run(until_signalled(parser.parse_args())))

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -245,21 +246,34 @@ class Simulators:
 class Workers:
     """``python worker.py``, one process at a time, as a supervisor runs it: a worker that
     dies is replaced. ``kill`` is the fault (SIGKILL, then a new worker at once); a worker
-    that exits on its own is replaced too and counted in ``unexpected_exits``."""
+    that exits on its own is replaced too and counted in ``unexpected_exits``.
+
+    ``kill`` and ``replace_if_dead`` run on threads: a lock keeps the supervisor from taking
+    a worker killed a moment ago for one that died, which would leave two workers running.
+    """
 
     def __init__(self, env: dict[str, str], home: Path, command: Sequence[str] = ()) -> None:
         self._env = env
         self._home = home
         self._command = list(command) or [sys.executable, str(REPO / "worker.py")]
         self._log_path = home / "worker.log"
+        self._lock = threading.Lock()
+        self._all: list[subprocess.Popen[bytes]] = []
         self.process: subprocess.Popen[bytes] | None = None
-        self.started = 0
         self.unexpected_exits = 0
         self._stopping = False
 
+    @property
+    def started(self) -> int:
+        return len(self._all)
+
     def start(self) -> None:
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
         with self._log_path.open("ab") as log:
-            log.write(f"--- worker {self.started + 1} ---\n".encode())
+            log.write(f"--- worker {len(self._all) + 1} ---\n".encode())
             log.flush()
             self.process = subprocess.Popen(
                 self._command,
@@ -268,25 +282,31 @@ class Workers:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self.started += 1
+        self._all.append(self.process)
 
     def kill(self) -> None:
         """SIGKILL the running worker and start its replacement."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.start()
+        with self._lock:
+            if self.process is not None and self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            self._start()
 
     def replace_if_dead(self) -> bool:
         """A supervisor's round: start a new worker if the last one exited. True if it did."""
-        if self._stopping or self.process is None or self.process.poll() is None:
-            return False
-        self.unexpected_exits += 1
-        self.start()
-        return True
+        with self._lock:
+            if self._stopping or self.process is None or self.process.poll() is None:
+                return False
+            self.unexpected_exits += 1
+            self._start()
+            return True
 
     def stop(self) -> None:
-        self._stopping = True
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            _wait_for_exit(self.process, 45)
+        """SIGTERM every worker still running (a graceful stop), SIGKILL past the grace."""
+        with self._lock:
+            self._stopping = True
+            running = [p for p in self._all if p.poll() is None]
+            for process in running:
+                process.send_signal(signal.SIGTERM)
+            for process in running:
+                _wait_for_exit(process, 45)

@@ -155,12 +155,14 @@ class Scenario:
 
 
 async def _kill_workers(ctx: FaultContext) -> None:
+    kills = 0
     for _ in range(ctx.size.kills):
         if not await ctx.in_flight_moment():
             break
         await asyncio.to_thread(ctx.workers.kill)
         ctx.disrupted()
-    ctx.notes["kills"] = len(ctx.disruptions)
+        kills += 1
+    ctx.notes["kills"] = kills
 
 
 def _kill_span(size: Size) -> float:

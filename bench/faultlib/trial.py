@@ -106,6 +106,7 @@ class TrialResult:
         findings: dict[str, Any] = data.pop("findings")
         findings["disagreements"] = self.findings.disagreements
         findings["extra_max_per_disruption"] = self.findings.extra_max_per_disruption
+        findings["extra_after_disruptions"] = self.findings.extra_after_disruptions
         return data | findings
 
 
@@ -263,9 +264,11 @@ async def _wait_for_run(client: Client, run_id: str, deadline: float) -> str | N
     return None
 
 
-async def _supervise(workers: Workers, finished: asyncio.Event) -> None:
-    while not finished.is_set():
-        if await asyncio.to_thread(workers.replace_if_dead):
+async def _supervise(ctx: FaultContext) -> None:
+    """Replace a worker that died on its own; its death is a disruption like a kill."""
+    while not ctx.finished.is_set():
+        if await asyncio.to_thread(ctx.workers.replace_if_dead):
+            ctx.disrupted()
             log("a worker exited on its own; started a new one")
         await asyncio.sleep(0.5)
 
@@ -374,7 +377,7 @@ async def _trial(
         started_at = time.time()
         started = await start_run(stack.client, db, settings, definition)
         ctx.run_id = started.run_id
-        supervisor = asyncio.create_task(_supervise(workers, ctx.finished))
+        supervisor = asyncio.create_task(_supervise(ctx))
         injector = asyncio.create_task(scenario.inject(ctx))
         deadline = time.monotonic() + scenario.fault_span(size) + size.settle_s
         status = await _wait_for_run(stack.client, started.run_id, deadline)
@@ -469,4 +472,16 @@ async def run_store(
         rest = [(i, s) for i, s in chosen if i not in results]
         rest.sort(key=lambda item: -item[1].fault_span(suite.size))  # the longest first
         await asyncio.gather(*(shared(i, s) for i, s in rest))
-    return [results[index] for index, _ in chosen]
+    ordered = [results[index] for index, _ in chosen]
+    _note_hold_ups(ordered)
+    return ordered
+
+
+def _note_hold_ups(results: list[TrialResult]) -> None:
+    """How much later than the baseline's the first push came, where that is the measure."""
+    baseline = next((r for r in results if r.scenario == "baseline"), None)
+    if baseline is None or baseline.first_push_s is None:
+        return
+    for result in results:
+        if result.scenario == "kill-paging" and result.first_push_s is not None:
+            result.notes["held_up_s"] = round(result.first_push_s - baseline.first_push_s, 1)

@@ -63,14 +63,17 @@ def test_each_push_node_counts_on_its_own() -> None:
 
 def test_extra_copies_are_charged_to_the_disruption_between_them() -> None:
     records = [sent(1, 1.0), sent(1, 5.0), sent(2, 2.0), sent(2, 6.0), sent(2, 9.0)]
-    findings = judge(NODES, [device(1), device(2)], set(), [row(1), row(2)], records, [3.0, 8.0])
-    assert findings.extra == 3
-    assert findings.extra_by_disruption == [2, 1]
+    # token-3: both copies after the first disruption (a batch dispatched twice after it)
+    records += [sent(3, 4.0), sent(3, 4.5), sent(3, 4.6)]
+    devices = [device(1), device(2), device(3)]
+    findings = judge(NODES, devices, set(), [row(1), row(2), row(3)], records, [3.0, 8.0])
+    assert findings.extra == 5
+    assert findings.extra_by_disruption == [4, 1]
     assert findings.extra_max_per_device == 2
     assert findings.extra_unexplained == 0
-    assert failures(findings, True, Targets(in_flight_bound=2)) == []
-    assert failures(findings, True, Targets(in_flight_bound=1)) == [
-        "extra copies per disruption up to 2 (bound 1)"
+    assert failures(findings, True, Targets(in_flight_bound=3)) == []
+    assert failures(findings, True, Targets(in_flight_bound=2)) == [
+        "extra copies after 2 disruptions=5 (bound 2 each; the most after one: 4)"
     ]
 
 
