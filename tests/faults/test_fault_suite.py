@@ -26,7 +26,7 @@ from faultlib.scenarios import SCENARIOS
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TIMEOUT_S = 20 * 60  # far beyond the suite's own deadlines: a hang, not a slow run
-JOBS = "4"  # trials of one store side by side (each waits more than it computes)
+JOBS = "5"  # trials of one store side by side (each waits more than it computes)
 
 pytestmark = pytest.mark.faults
 
