@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import psycopg
 
-from tidings.stack import DevServer, free_port, start_dev_server
+from tidings.temporal.devserver import DevServer, free_port, start_dev_server
 
 REPO = Path(__file__).resolve().parents[2]
 POSTGRES_USER = "postgres"  # the OS user PostgreSQL runs as when the suite runs as root
@@ -179,7 +179,7 @@ class PrivatePostgres:
 
 
 class Temporal:
-    """Temporal's dev server (tidings.stack), restartable on the same database file and port."""
+    """Temporal's dev server (tidings.temporal.devserver), restartable on the same database file and port."""
 
     def __init__(self, home: Path) -> None:
         self._home = home

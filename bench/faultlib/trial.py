@@ -40,14 +40,14 @@ from temporalio.service import RPCError
 from tidings.journeys import parse_definition
 from tidings.push.credentials import ApnsTokenCredentials, FcmCredentials
 from tidings.push.registry import AppCredentials
-from tidings.runs import start_run
+from tidings.runs.start import start_run
 from tidings.settings import Settings
 from tidings.sim import SimulatorClient
 from tidings.sim.runner import read_endpoints
 from tidings.store.db import Database
 from tidings.store.migrate import upgrade
 from tidings.store.models import Delivery, Device
-from tidings.temporal import connect
+from tidings.temporal.client import connect
 from workflows.run import JourneyRunWorkflow
 
 from .checks import Accepted, DeviceEntry, Findings, LedgerEntry, Targets, failures, judge
