@@ -179,7 +179,8 @@ class PrivatePostgres:
 
 
 class Temporal:
-    """Temporal's dev server (tidings.temporal.devserver), restartable on the same database file and port."""
+    """Temporal's dev server (tidings.temporal.devserver), restartable on the same database
+    file and port."""
 
     def __init__(self, home: Path) -> None:
         self._home = home
