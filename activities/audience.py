@@ -14,7 +14,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
-from activities.contracts import LIST_AUDIENCE, AudiencePage, AudiencePageRequest, ProfileFacts
+from activities.contracts import AudiencePage, AudiencePageRequest, ProfileFacts
+from activities.declarations import LIST_AUDIENCE, AudienceActivity
 from tidings.journeys.predicates import all_attributes_match
 from tidings.store.db import Database
 from tidings.store.models import Device, DeviceState, Profile, RunMember
@@ -25,7 +26,7 @@ SCAN_FACTOR = 10
 CHUNK = 900  # SQLite's bound-parameter budget
 
 
-class AudienceActivities:
+class AudienceActivities(AudienceActivity):
     def __init__(self, db: Database) -> None:
         self._db = db
 

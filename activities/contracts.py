@@ -1,7 +1,7 @@
-"""What workflows and activities exchange: names and plain dataclasses, nothing more.
+"""The activities' inputs and results: plain dataclasses, nothing more.
 
-Workflows import this module only (never the activity implementations, which pull in the
-store and the provider SDKs), and call activities by the names defined here.
+Workflows import this module and activities/declarations.py only (never the activity
+implementations, which pull in the store and the provider SDKs).
 """
 
 from __future__ import annotations
@@ -12,11 +12,6 @@ from typing import Any, Literal
 
 from tidings.journeys.model import PushContent
 from tidings.journeys.predicates import AttributePredicate
-
-LIST_AUDIENCE = "tidings.audience.page"
-DELIVER = "tidings.delivery.deliver"
-FINISH_RUN = "tidings.records.finish_run"
-RECORD_JOURNEY_EVENTS = "tidings.records.journey_events"
 
 
 @dataclass(frozen=True)
@@ -149,38 +144,3 @@ class FinishRun:
     status: Literal["completed", "cancelled", "failed"]
     summary: dict[str, int]
     error: str | None = None
-
-
-INTERACTIONS_SIGNAL = "interactions"
-# Run and cohort workflows: stop taking steps, let the steps in flight settle, then end.
-CANCEL_SIGNAL = "cancel"
-# Run workflow: a cohort it started has ended (its counts, or its failure). Cohorts report by
-# signal to the run's workflow id, which outlives the run's continue-as-new.
-COHORT_REPORT_SIGNAL = "cohort-report"
-
-
-@dataclass(frozen=True)
-class InteractionEvent:
-    """An interaction (or custom event) for one profile of a journey workflow.
-
-    Workflows deduplicate on ``event_id`` (across continue-as-new), so the forwarder may
-    deliver an event more than once.
-    """
-
-    event_id: str
-    profile_id: str
-    kind: str  # delivered | opened | clicked | dismissed | custom
-    occurred_at: datetime
-    node_id: str | None = None  # the push node the interaction is about
-    tracking_id: str | None = None
-    action_id: str | None = None
-    name: str | None = None  # custom events: the event's name
-    # the visit of the send it is about (the ledger row's): a late interaction with an
-    # earlier send of a node the profile passed again is not taken for the latest send's.
-    # None (custom events, rows stored before visits were kept): the node's latest send.
-    visit: int | None = None
-
-
-@dataclass(frozen=True)
-class InteractionBatch:
-    events: list[InteractionEvent]

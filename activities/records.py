@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.contracts import FINISH_RUN, RECORD_JOURNEY_EVENTS, FinishRun, RecordJourneyEvents
+from activities.contracts import FinishRun, RecordJourneyEvents
+from activities.declarations import FINISH_RUN, RECORD_JOURNEY_EVENTS, RecordsActivity
 from tidings.store.db import Database
 from tidings.store.journey_events import write_journey_events
 from tidings.store.journeys import finish_run as record_run_end
 
 
-class RecordActivities:
+class RecordActivities(RecordsActivity):
     def __init__(self, db: Database) -> None:
         self._db = db
 

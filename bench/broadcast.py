@@ -38,6 +38,7 @@ from tidings.runs.start import start_run
 from tidings.store.db import Database
 from tidings.store.ledger import tracking_id_for
 from tidings.worker.resources import provider_routes
+from workflows.counts import Counts
 
 JOURNEY = {
     "id": "broadcast",
@@ -118,7 +119,7 @@ async def main(args: argparse.Namespace) -> None:
                 elapsed, events, counts = await run_journey(stack)
             accepted = await stack.sims.stats()
             pushes = accepted["apns"]["accepted"] + accepted["fcm"]["accepted"]
-            delivered = counts.get("push.delivered", 0)
+            delivered = Counts.of(counts).push("delivered")
             ceiling_elapsed, ceiling_delivered = await measure_ceiling(stack, devices)
             deliveries_per_s = delivered / elapsed
             ceiling_per_s = ceiling_delivered / ceiling_elapsed

@@ -9,14 +9,14 @@ from datetime import timedelta
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import CompositePayloadConverter
 
-from activities.contracts import FrequencyCap, InteractionBatch, InteractionEvent
+from activities.contracts import FrequencyCap
 from tidings.journeys import parse_definition
 from tidings.store.types import utcnow
 from tidings.temporal.converter import (
     SharedCachePydanticPayloadConverter,
     with_shared_type_adapters,
 )
-from workflows.inputs import CohortInput, EngineOptions
+from workflows.contracts import CohortInput, EngineOptions, InteractionBatch, InteractionEvent
 
 JOURNEY = {
     "id": "welcome",

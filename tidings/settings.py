@@ -134,6 +134,13 @@ class Settings(BaseSettings):
     )
     delivery_initial_backoff_s: float = Field(default=1.0, gt=0)
     delivery_max_backoff_s: float = Field(default=300.0, gt=0)
+    workflow_cache_size: int | None = Field(
+        default=None,
+        ge=0,
+        description="Workflow runs a worker keeps in memory between their tasks (Temporal's "
+        "max_cached_workflows; default the SDK's). 0 replays each workflow's history on every "
+        "task: slower, and proof that the workflows are deterministic.",
+    )
     worker_shutdown_grace_s: float = Field(
         default=30.0,
         ge=0,

@@ -26,16 +26,21 @@ from temporalio.exceptions import ApplicationError, FailureError
 # load once per worker instead of once per workflow run (which would also rebuild the data
 # converter's validators for every new input class).
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import (
+    from activities.contracts import JourneyEventRecord
+    from workflows.contracts import (
         CANCEL_SIGNAL,
         COHORT_REPORT_SIGNAL,
         INTERACTIONS_SIGNAL,
+        CohortInput,
+        CohortProgress,
+        CohortReport,
+        CohortResult,
         InteractionBatch,
         InteractionEvent,
-        JourneyEventRecord,
     )
-    from workflows.inputs import CohortInput, CohortProgress, CohortReport, CohortResult
-    from workflows.nodes import BLOCKING_TYPES, EVENT_DRIVEN_TYPES, HANDLERS
+    from workflows.counts import Counts, Left
+    from workflows.history import history_full
+    from workflows.nodes import advance, blocks, event_driven
     from workflows.nodes.context import CohortContext
     from workflows.state import CohortState, ProfileState
 
@@ -63,9 +68,9 @@ class CohortWorkflow:
                     for pid in cohort.profile_ids
                 }
             )
-            self._state.counts["profiles"] = len(cohort.profile_ids)
+            self._state.counts[Counts.PROFILES] = len(cohort.profile_ids)
         self._goal = journey.goal.event if journey.goal is not None else None
-        self._event_nodes = {n.id for n in journey.nodes if n.type in EVENT_DRIVEN_TYPES}
+        self._event_nodes = {n.id for n in journey.nodes if event_driven(n)}
         self._woken = False
         self._busy: set[str] = set()
         self._tasks: dict[asyncio.Task[None], list[str]] = {}
@@ -90,11 +95,11 @@ class CohortWorkflow:
             elif event.node_id:
                 if self._about_an_earlier_send(profile, event):
                     # counted as received, but it cannot satisfy a wait on the latest send
-                    state.counts[f"interaction.{event.kind}"] += 1
+                    state.counts.interaction(event.kind)
                     continue
                 profile.interactions.setdefault(event.node_id, []).append(event.kind)
             profile.nudged = True
-            state.counts[f"interaction.{event.kind}"] += 1
+            state.counts.interaction(event.kind)
         self._woken = True
 
     @workflow.signal(name=CANCEL_SIGNAL)
@@ -183,8 +188,8 @@ class CohortWorkflow:
                     )
                 for node_id, ids in groups.items():
                     node = journey.node(node_id)
-                    step = HANDLERS[node.type](context, node, ids)
-                    if node.type in BLOCKING_TYPES:
+                    step = advance(context, node, ids)
+                    if blocks(node):
                         self._spawn(step, ids)
                     else:
                         await step
@@ -201,7 +206,7 @@ class CohortWorkflow:
             await self._sleep_until(wake)
             self._reap()
         if state.cancelled:
-            state.counts["cancelled"] += sum(1 for p in state.profiles.values() if p.node)
+            state.counts.left(Left.CANCELLED, sum(1 for p in state.profiles.values() if p.node))
         return CohortResult(counts=dict(state.counts), stopped=state.stopped)
 
     def _leave_on_goal(self, context: CohortContext) -> None:
@@ -228,7 +233,7 @@ class CohortWorkflow:
                 )
             )
             profile.goal_reached = False
-            state.move(pid, None, leaving="goal")
+            state.move(pid, None, leaving=Left.GOAL)
         self._spawn(context.record(records), [])
 
     @staticmethod
@@ -259,12 +264,9 @@ class CohortWorkflow:
         self._reap()
 
     def _history_full(self, cohort: CohortInput) -> bool:
-        info = workflow.info()
-        limit = cohort.options.cohort_history_limit
-        full = info.is_continue_as_new_suggested() or (
-            limit is not None and info.get_current_history_length() >= limit
+        return history_full(cohort.options.cohort_history_limit) and workflow.patched(
+            PATCH_CONTINUE_AS_NEW
         )
-        return full and workflow.patched(PATCH_CONTINUE_AS_NEW)
 
     def _steps_may_overlap(self) -> bool:
         """Whether the cohort may take a step (or set a timer) while another step is in

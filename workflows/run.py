@@ -30,16 +30,14 @@ from workflows.cohort import CohortWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
-        CANCEL_SIGNAL,
-        COHORT_REPORT_SIGNAL,
-        FINISH_RUN,
-        LIST_AUDIENCE,
-        AudiencePage,
         AudiencePageRequest,
         FinishRun,
         ProfileFacts,
     )
-    from workflows.inputs import (
+    from activities.declarations import AudienceActivity, RecordsActivity
+    from workflows.contracts import (
+        CANCEL_SIGNAL,
+        COHORT_REPORT_SIGNAL,
         CohortInput,
         CohortReport,
         CohortResult,
@@ -49,6 +47,8 @@ with workflow.unsafe.imports_passed_through():
         RunResult,
         RunStatusView,
     )
+    from workflows.counts import Counts
+    from workflows.history import history_full
 
 # Store-only activities take milliseconds; a worker killed while running one must delay the
 # run by seconds, not by a long start-to-close timeout (retried at once, then backing off).
@@ -118,7 +118,7 @@ class JourneyRunWorkflow:
         else:
             await self._run_cohorts_awaiting_each(run)
 
-        summary = dict(progress.totals) | {"cohorts": progress.cohorts_started}
+        summary = progress.totals | {Counts.COHORTS: progress.cohorts_started}
         status: Literal["completed", "cancelled", "failed"] = (
             "cancelled"
             if progress.cancelled
@@ -126,8 +126,8 @@ class JourneyRunWorkflow:
             if progress.cohorts_failed
             else "completed"
         )
-        await workflow.execute_activity(
-            FINISH_RUN,
+        await workflow.execute_activity_method(
+            RecordsActivity.finish_run,
             FinishRun(run.run_id, status, summary, self._failure_summary() or progress.stopped),
             start_to_close_timeout=STORE_ACTIVITY_TIMEOUT,
             retry_policy=STORE_RETRY,
@@ -246,18 +246,7 @@ class JourneyRunWorkflow:
             del running[report.cohort_id]
             self._count(report.cohort_id, report.result, report.error)
             counted = True
-        for cohort_id, handle in list(running.items()):
-            if handle is None or not handle.done():
-                continue
-            del running[cohort_id]
-            try:
-                result = handle.result()
-            except ChildWorkflowError as error:
-                why = f"ended without a report: {error.cause or error}"
-                self._count(cohort_id, CohortResult(), why)
-            else:
-                self._count(cohort_id, result, None)
-            counted = True
+        counted = self._count_closed_children("ended without a report: ") or counted
         unreachable, self._unreachable = self._unreachable, []
         for cohort_id in unreachable:
             # a report is signalled before its cohort closes, so one would be counted by now
@@ -265,6 +254,23 @@ class JourneyRunWorkflow:
                 del running[cohort_id]
                 self._count(cohort_id, CohortResult(), "ended without a report")
                 counted = True
+        return counted
+
+    def _count_closed_children(self, failure_prefix: str) -> bool:
+        """Count the cohorts whose child handle says they closed, each once (its result, or
+        its failure after ``failure_prefix``). Whether any was counted."""
+        counted = False
+        for cohort_id, handle in list(self._running.items()):
+            if handle is None or not handle.done():
+                continue
+            del self._running[cohort_id]
+            try:
+                result = handle.result()
+            except ChildWorkflowError as error:
+                self._count(cohort_id, CohortResult(), f"{failure_prefix}{error.cause or error}")
+            else:
+                self._count(cohort_id, result, None)
+            counted = True
         return counted
 
     def _count(self, cohort_id: str, result: CohortResult, error: str | None) -> None:
@@ -313,16 +319,7 @@ class JourneyRunWorkflow:
                     or (progress.cancelled and not self._cancel_sent)
                 )
             )
-            for cohort_id, ended in list(running.items()):
-                if ended is None or not ended.done():
-                    continue
-                del running[cohort_id]
-                try:
-                    result = ended.result()
-                except ChildWorkflowError as error:
-                    self._count(cohort_id, CohortResult(), str(error.cause or error))
-                    continue
-                self._count(cohort_id, result, None)
+            self._count_closed_children("")
             if wind_down and not running:
                 workflow.continue_as_new(dataclasses.replace(run, progress=progress))
 
@@ -337,11 +334,7 @@ class JourneyRunWorkflow:
 
     @staticmethod
     def _history_full(options: EngineOptions) -> bool:
-        info = workflow.info()
-        limit = options.run_history_limit
-        return info.is_continue_as_new_suggested() or (
-            limit is not None and info.get_current_history_length() >= limit
-        )
+        return history_full(options.run_history_limit)
 
     def _failure_summary(self) -> str | None:
         progress = self._progress
@@ -356,8 +349,8 @@ class JourneyRunWorkflow:
         progress = self._progress
         size = run.options.cohort_size
         while len(progress.buffered) < size and not progress.exhausted:
-            page = await workflow.execute_activity(
-                LIST_AUDIENCE,
+            page = await workflow.execute_activity_method(
+                AudienceActivity.page,
                 AudiencePageRequest(
                     run.run_id,
                     run.audience,
@@ -365,7 +358,6 @@ class JourneyRunWorkflow:
                     max(run.options.audience_page_size, size),
                     attributes=run.journey.condition_attributes(),
                 ),
-                result_type=AudiencePage,
                 start_to_close_timeout=STORE_ACTIVITY_TIMEOUT,
                 retry_policy=STORE_RETRY,
             )

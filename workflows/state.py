@@ -11,6 +11,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from workflows.counts import Counts, Left
+
 
 @dataclass
 class ProfileState:
@@ -65,7 +67,7 @@ class ProfileState:
 @dataclass
 class CohortState:
     profiles: dict[str, ProfileState]
-    counts: Counter[str] = field(default_factory=Counter)
+    counts: Counts = field(default_factory=Counts)
     stopped: str | None = None
     # event ids already applied: signals may arrive more than once (decision 6)
     seen_events: set[str] = field(default_factory=set)
@@ -73,7 +75,7 @@ class CohortState:
     event_seq: int = 0
     cancelled: bool = False
 
-    def move(self, profile_id: str, node_id: str | None, *, leaving: str = "completed") -> None:
+    def move(self, profile_id: str, node_id: str | None, *, leaving: Left = Left.COMPLETED) -> None:
         """Put a profile on a node. None: it leaves the journey, counted under ``leaving``
         (completed: it ran off the end of a branch; exited; goal)."""
         profile = self.profiles[profile_id]
@@ -84,7 +86,7 @@ class CohortState:
         profile.arrived_at = None
         profile.entered_seq = self.event_seq
         if node_id is None:
-            self.counts[leaving] += 1
+            self.counts.left(leaving)
 
     def ready_by_node(
         self, now: datetime, busy: Collection[str], event_nodes: Collection[str]
@@ -120,7 +122,7 @@ class CohortState:
     def snapshot(self) -> CohortSnapshot:
         return CohortSnapshot(
             profiles=self.profiles,
-            counts=dict(self.counts),
+            counts=self.counts.plain(),
             stopped=self.stopped,
             seen_events=sorted(self.seen_events),
             event_seq=self.event_seq,
@@ -131,7 +133,7 @@ class CohortState:
     def restore(cls, snapshot: CohortSnapshot) -> CohortState:
         return cls(
             profiles=snapshot.profiles,
-            counts=Counter(snapshot.counts),
+            counts=Counts.of(snapshot.counts),
             stopped=snapshot.stopped,
             seen_events=set(snapshot.seen_events),
             event_seq=snapshot.event_seq,

@@ -23,7 +23,8 @@ from datetime import datetime, timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities.contracts import DELIVER, PushBatch, PushBatchResult
+from activities.contracts import PushBatch, PushBatchResult
+from activities.declarations import DELIVER, DeliveryActivity
 from activities.delivery.caps import capped_in_batch, hold_capped
 from activities.delivery.commits import OutcomeWriter
 from activities.delivery.expiry import hold_expired, send_deadlines
@@ -79,7 +80,7 @@ class DeliveryPolicy:
     retry_horizon: timedelta = DEFAULT_RETRY_HORIZON
 
 
-class DeliveryActivities:
+class DeliveryActivities(DeliveryActivity):
     def __init__(
         self,
         db: Database,

@@ -26,7 +26,7 @@ from tidings.sim import Simulators
 from tidings.store.apps import credentials_generation, open_credentials
 from tidings.store.db import Database
 from tidings.store.models import App, Delivery, Device
-from workflows.inputs import RunResult
+from workflows.contracts import RunResult
 
 # Short backoffs keep retries quick; a short retry horizon keeps a misbehaving row from
 # hanging (a test of the horizon itself sets a shorter one).

@@ -40,7 +40,7 @@ from tidings.push.sender import SendItem
 from tidings.sim import Answer, Scenario, Simulators
 from tidings.store.apps import provider_stop
 from tidings.store.models import Delivery, DeliveryStatus, Device, DeviceState, Provider
-from workflows.inputs import RunResult
+from workflows.contracts import RunResult
 
 DELIVERED = DeliveryStatus.DELIVERED
 VALID, INVALID, QUARANTINED = DeviceState.VALID, DeviceState.INVALID, DeviceState.QUARANTINED

@@ -26,7 +26,7 @@ from tidings.journeys.model import JourneyDefinition
 from tidings.runs.start import AudienceChoice, StartedRun, start_run
 from tidings.sim import Simulators
 from tidings.store.models import Delivery, JourneyEvent
-from workflows.inputs import EngineOptions, RunResult
+from workflows.contracts import EngineOptions, RunResult
 
 APP = "journeys"
 _tokens = itertools.count(1)

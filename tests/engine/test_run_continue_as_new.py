@@ -16,7 +16,7 @@ from tidings.runs.start import StartedRun
 from tidings.runs.view import run_view
 from tidings.store.models import JourneyRun
 from tidings.worker.resources import engine_options
-from workflows.inputs import EngineOptions
+from workflows.contracts import EngineOptions
 from workflows.run import JourneyRunWorkflow
 
 # Low enough that the run continues as new as soon as it has started its first cohorts

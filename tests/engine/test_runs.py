@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 
 from sqlmodel import select
 
-from activities.contracts import INTERACTIONS_SIGNAL, InteractionBatch, InteractionEvent
 from tests.engine.conftest import Scene, SceneFactory, journey, push
 from tidings.runs.cancel import cancel_run
 from tidings.runs.view import run_view
 from tidings.sim.scenario import FixedLatency, Scenario
 from tidings.store.models import JourneyRun
 from tidings.worker.resources import engine_options
+from workflows.contracts import INTERACTIONS_SIGNAL, InteractionBatch, InteractionEvent
 
 
 async def runs_of(s: Scene, workflow_id: str) -> int:

@@ -10,13 +10,13 @@ from pathlib import Path
 from sqlmodel import select
 from temporalio.client import Client
 
-from activities.contracts import INTERACTIONS_SIGNAL, InteractionBatch, InteractionEvent
 from tests.harness import app_credentials, make_settings, real_stack, unique_ids
 from tidings.journeys import parse_definition
 from tidings.runs.start import start_run
 from tidings.sim import Simulators
 from tidings.store.models import Delivery
 from workflows.cohort import CohortWorkflow
+from workflows.contracts import INTERACTIONS_SIGNAL, InteractionBatch, InteractionEvent
 
 
 async def test_delay_holds_profiles_and_signals_are_deduplicated(

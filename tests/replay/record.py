@@ -16,15 +16,16 @@ import os
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.contracts import INTERACTIONS_SIGNAL, InteractionBatch, InteractionEvent
 from tests.engine.conftest import APP, Scene, journey, push
 from tests.harness import app_credentials, make_settings, real_stack, unique_ids
 from tidings.inbound.forwarder import ForwarderOptions, forwarding
@@ -36,9 +37,16 @@ from tidings.store.migrate import upgrade
 from tidings.store.models import Delivery
 from tidings.temporal.devserver import temporal_binary
 from tidings.worker.resources import engine_options
-from workflows.inputs import EngineOptions
+from workflows.contracts import (
+    INTERACTIONS_SIGNAL,
+    EngineOptions,
+    InteractionBatch,
+    InteractionEvent,
+)
 
 HISTORIES = Path(__file__).parent / "histories"
+# where save() writes: the committed histories, or a test's own directory
+RECORD_INTO: ContextVar[Path] = ContextVar("RECORD_INTO", default=HISTORIES)
 
 
 async def save(client: Client, workflow_id: str, name: str) -> None:
@@ -50,7 +58,7 @@ async def save(client: Client, workflow_id: str, name: str) -> None:
             workflow_id, run_id=execution.run_id
         ).fetch_history()
         suffix = f"-{index + 1}" if len(runs) > 1 else ""
-        (HISTORIES / f"{name}{suffix}.json").write_text(history.to_json())
+        (RECORD_INTO.get() / f"{name}{suffix}.json").write_text(history.to_json())
 
 
 async def save_run(s: Scene, started: StartedRun, name: str, cohorts: int = 1) -> None:
@@ -331,6 +339,42 @@ SHAPES: list[Callable[[Scene], Awaitable[None]]] = [
 ]
 
 
+async def record(
+    shapes: list[Callable[[Scene], Awaitable[None]]],
+    into: Path,
+    client: Client,
+    home: Path,
+    **settings: Any,
+) -> None:
+    """Run ``shapes`` on a real stack (the simulators, SQLite under ``home``, a worker on
+    ``client``'s server) and save their histories into ``into``."""
+    url = f"sqlite:///{home / 'tidings.db'}"
+    upgrade(url)
+    token = RECORD_INTO.set(into)
+    try:
+        async with Simulators(home=home / "sim") as sims:
+            team, key, project = unique_ids()
+            # the forwarder looks often: a late open must reach its workflow within the shape
+            options = ForwarderOptions(idle_interval=timedelta(milliseconds=100))
+            async with (
+                real_stack(make_settings(home, url, sims, **settings), client) as stack,
+                forwarding(client, stack.db, options),
+            ):
+                body = {"id": APP, "name": "Journeys"} | app_credentials(
+                    sims, team_id=team, key_id=key, project_id=project
+                )
+                assert (await stack.http.post("/v1/apps", json=body)).status_code == 201
+                scene = Scene(stack, sims, client)
+                for profile, plan in (("a", "pro"), ("b", "free"), ("c", "pro")):
+                    await scene.profile(profile, locale="fr", attributes={"plan": plan})
+                await scene.profile("paris", timezone="Europe/Paris")
+                await scene.profile("tokyo", timezone="Asia/Tokyo")
+                for shape in shapes:
+                    await shape(scene)
+    finally:
+        RECORD_INTO.reset(token)
+
+
 async def main(names: list[str]) -> None:
     unknown = set(names) - {shape.__name__ for shape in SHAPES}
     if unknown:
@@ -344,30 +388,8 @@ async def main(names: list[str]) -> None:
     )
     os.environ["TEMPORAL_ADDRESS"] = env.client.service_client.config.target_host
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp)
-        url = f"sqlite:///{home / 'tidings.db'}"
-        upgrade(url)
-        async with Simulators(home=home / "sim") as sims:
-            settings = make_settings(home, url, sims)
-            team, key, project = unique_ids()
-            # the forwarder looks often: a late open must reach its workflow within the shape
-            options = ForwarderOptions(idle_interval=timedelta(milliseconds=100))
-            async with (
-                real_stack(settings, env.client) as stack,
-                forwarding(env.client, stack.db, options),
-            ):
-                body = {"id": APP, "name": "Journeys"} | app_credentials(
-                    sims, team_id=team, key_id=key, project_id=project
-                )
-                assert (await stack.http.post("/v1/apps", json=body)).status_code == 201
-                scene = Scene(stack, sims, env.client)
-                for profile, plan in (("a", "pro"), ("b", "free"), ("c", "pro")):
-                    await scene.profile(profile, locale="fr", attributes={"plan": plan})
-                await scene.profile("paris", timezone="Europe/Paris")
-                await scene.profile("tokyo", timezone="Asia/Tokyo")
-                for shape in shapes:
-                    await shape(scene)
-                    print(f"recorded {shape.__name__}")
+        await record(shapes, HISTORIES, env.client, Path(tmp))
+        print(f"recorded {', '.join(shape.__name__ for shape in shapes)}")
     await env.shutdown()
 
 

@@ -21,7 +21,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from workflows.cohort import CohortWorkflow
-from workflows.inputs import CohortInput, CohortResult, JourneyRunInput, RunResult
+from workflows.contracts import CohortInput, CohortResult, JourneyRunInput, RunResult
 from workflows.run import PATCH_COHORTS_REPORT, JourneyRunWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))

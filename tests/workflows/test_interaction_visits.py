@@ -17,17 +17,17 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities.contracts import (
-    DELIVER,
-    INTERACTIONS_SIGNAL,
-    InteractionBatch,
-    InteractionEvent,
-    PushBatch,
-    PushBatchResult,
-)
+from activities.contracts import PushBatch, PushBatchResult
+from activities.declarations import DELIVER
 from tidings.journeys import parse_definition
 from workflows.cohort import CohortWorkflow
-from workflows.inputs import CohortInput, CohortResult
+from workflows.contracts import (
+    INTERACTIONS_SIGNAL,
+    CohortInput,
+    CohortResult,
+    InteractionBatch,
+    InteractionEvent,
+)
 
 PATIENCE_S = 30.0
 LOOP = parse_definition(

@@ -12,7 +12,8 @@ from activities.contracts import ProfileFacts
 from tidings.journeys import parse_definition
 from tidings.journeys.model import RandomSplitNode, WaitForNode
 from tidings.journeys.predicates import AttributePredicate, FactPredicate
-from workflows.inputs import CohortInput
+from workflows.contracts import CohortInput
+from workflows.counts import Counts, Left
 from workflows.nodes.condition import holds
 from workflows.nodes.random_split import branch_for, draw
 from workflows.nodes.wait_for import matched
@@ -50,8 +51,9 @@ def test_leaving_is_counted_by_how_and_entering_resets_the_wait() -> None:
         False,
         4,
     )
-    state.move("a", None, leaving="goal")
-    assert state.counts == Counter({"goal": 1})
+    state.move("a", None, leaving=Left.GOAL)
+    assert state.counts == Counts({"goal": 1})
+    assert state.counts.profiles_left(Left.GOAL) == 1
 
 
 def test_state_survives_continue_as_new_through_the_data_converter() -> None:
@@ -73,7 +75,7 @@ def test_state_survives_continue_as_new_through_the_data_converter() -> None:
                 sent_visits={"p": 1},
             )
         },
-        counts=Counter({"profiles": 1, "push.delivered": 1}),
+        counts=Counts({"profiles": 1, "push.delivered": 1}),
         seen_events={"e-2", "e-1"},
         event_seq=3,
     )

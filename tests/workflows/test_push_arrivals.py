@@ -16,18 +16,20 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from activities.contracts import (
-    DELIVER,
-    INTERACTIONS_SIGNAL,
-    RECORD_JOURNEY_EVENTS,
-    InteractionBatch,
-    InteractionEvent,
     PushBatch,
     PushBatchResult,
     RecordJourneyEvents,
 )
+from activities.declarations import DELIVER, RECORD_JOURNEY_EVENTS
 from tidings.journeys import parse_definition
 from workflows.cohort import CohortWorkflow
-from workflows.inputs import CohortInput, CohortResult
+from workflows.contracts import (
+    INTERACTIONS_SIGNAL,
+    CohortInput,
+    CohortResult,
+    InteractionBatch,
+    InteractionEvent,
+)
 
 PATIENCE_S = 30.0
 

@@ -29,6 +29,7 @@ from tidings.store.reports import (
     journey_event_counts,
     node_funnels,
 )
+from workflows.counts import Counts, Left
 
 REFRESH_S = 1.0
 
@@ -106,7 +107,7 @@ def render_view(view: RunView, order: list[str]) -> Group:
         f" · journey {view.journey_id} · ",
         (view.status + (" (cancelling)" if view.cancelling else ""), _status_style(view.status)),
     )
-    counts = view.counts
+    counts = Counts.of(view.counts)
     if view.status == "running":
         nodes = Table(title="profiles per node", header_style="bold", min_width=40)
         nodes.add_column("node")
@@ -121,26 +122,25 @@ def render_view(view: RunView, order: list[str]) -> Group:
         nodes = Table(title="where profiles left the journey", header_style="bold", min_width=40)
         nodes.add_column("")
         nodes.add_column("profiles", justify="right")
-        for label, key in (
-            ("at the end of a branch", "completed"),
-            ("at an exit node", "exited"),
-            ("at the goal", "goal"),
-            ("stopped by the cancel", "cancelled"),
+        for label, how in (
+            ("at the end of a branch", Left.COMPLETED),
+            ("at an exit node", Left.EXITED),
+            ("at the goal", Left.GOAL),
+            ("stopped by the cancel", Left.CANCELLED),
         ):
-            nodes.add_row(label, str(counts.get(key, 0)))
+            nodes.add_row(label, str(counts.profiles_left(how)))
     sends = Table(title="pushes", header_style="bold", min_width=40)
     sends.add_column("")
     sends.add_column("count", justify="right")
-    sent = sum(int(v) for k, v in counts.items() if k.startswith("push.") and k != "push.not_sent")
     for label, value in (
-        ("profiles", counts.get("profiles", 0)),
-        ("sent", counts.get("pushes_sent", sent)),
-        ("delivered", counts.get("push.delivered", 0)),
-        ("failed", counts.get("push.failed", 0)),
-        ("unknown (answer lost)", counts.get("push.unknown", 0)),
-        ("invalidated", counts.get("invalidated", 0)),
-        ("not sent", counts.get("push.not_sent", 0)),
-        ("postponed (quiet hours)", counts.get("postponed", 0)),
+        ("profiles", counts[Counts.PROFILES]),
+        ("sent", counts.pushes_sent),
+        ("delivered", counts.push("delivered")),
+        ("failed", counts.push("failed")),
+        ("unknown (answer lost)", counts.push("unknown")),
+        ("invalidated", counts[Counts.INVALIDATED]),
+        ("not sent", counts.push("not_sent")),
+        ("postponed (quiet hours)", counts[Counts.POSTPONED]),
     ):
         sends.add_row(label, str(value))
     footer = Text(

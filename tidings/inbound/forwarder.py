@@ -43,7 +43,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contracts import INTERACTIONS_SIGNAL, InteractionBatch, InteractionEvent
 from tidings.store.db import Database
 from tidings.store.interactions import (
     InteractionReport,
@@ -57,6 +56,7 @@ from tidings.store.interactions import (
 from tidings.store.models import Interaction, InteractionStatus
 from tidings.store.types import utcnow
 from tidings.tracebacks import describe, safe_traceback
+from workflows.contracts import INTERACTIONS_SIGNAL, InteractionBatch, InteractionEvent
 
 log = logging.getLogger(__name__)
 

@@ -24,12 +24,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contracts import (
-    INTERACTIONS_SIGNAL,
-    InteractionBatch,
-    InteractionEvent,
-    ProfileFacts,
-)
+from activities.contracts import ProfileFacts
 from tidings.journeys.model import JourneyDefinition
 from tidings.settings import Settings
 from tidings.store.custom_events import mark_failed, mark_forwarded, unforwarded
@@ -46,7 +41,7 @@ from tidings.store.triggers import (
 from tidings.store.types import utcnow
 from tidings.worker.resources import engine_options
 from workflows.cohort import CohortWorkflow
-from workflows.inputs import CohortInput
+from workflows.contracts import INTERACTIONS_SIGNAL, CohortInput, InteractionBatch, InteractionEvent
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contracts import CANCEL_SIGNAL
 from tidings.runs.errors import RunNotFound
 from tidings.runs.view import funnel_summary
 from tidings.store.db import Database
@@ -19,6 +18,7 @@ from tidings.store.models import JourneyRun, RunStatus
 from tidings.store.reports import run_funnel
 from tidings.store.triggers import deactivate, entry_workflows, trigger_of
 from tidings.store.types import utcnow
+from workflows.contracts import CANCEL_SIGNAL
 
 # Entry workflows a triggered cancel signals and waits for at once.
 CANCEL_CONCURRENCY = 32

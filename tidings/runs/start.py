@@ -32,7 +32,7 @@ from tidings.store.reports import run_funnel
 from tidings.store.triggers import activate
 from tidings.store.types import utcnow
 from tidings.worker.resources import engine_options
-from workflows.inputs import EngineOptions, JourneyRunInput, RunResult
+from workflows.contracts import EngineOptions, JourneyRunInput, RunResult
 from workflows.run import JourneyRunWorkflow
 
 # Unknown ids and emails an error message names before it says "and N more".

@@ -17,17 +17,19 @@ from tidings.store.models import JourneyRun, RunStatus
 from tidings.store.reports import Funnel, run_funnel
 from tidings.store.triggers import trigger_of
 from workflows.cohort import CohortWorkflow
-from workflows.inputs import RunStatusView
+from workflows.contracts import RunStatusView
+from workflows.counts import Counts
 from workflows.run import JourneyRunWorkflow
 
 
 def funnel_summary(funnel: Funnel) -> dict[str, int]:
+    """A triggered run's counts, from the store (it has no run workflow to total them)."""
     return {
-        "profiles": funnel.profiles_targeted,
-        "push.delivered": funnel.delivered,
-        "pushes_sent": funnel.pushes_sent,
-        "push.unknown": funnel.unknown,
-        "invalidated": funnel.tokens_invalidated,
+        Counts.PROFILES: funnel.profiles_targeted,
+        Counts.push_key("delivered"): funnel.delivered,
+        Counts.PUSHES_SENT: funnel.pushes_sent,
+        Counts.push_key("unknown"): funnel.unknown,
+        Counts.INVALIDATED: funnel.tokens_invalidated,
     }
 
 

@@ -8,7 +8,7 @@ before its first step. A cohort of one (a triggered journey) paid that for each 
 Sharing one JSON converter across the instances keeps the adapters the first run built; the
 payloads are the same bytes either way, so workers with either converter interoperate.
 
-The types the workflows decode come from passed-through modules (``workflows.inputs``,
+The types the workflows decode come from passed-through modules (``workflows.contracts``,
 ``activities.contracts``), so they are the same objects in every run and hit the cache. A
 type defined inside a sandboxed module is a new object per run: it misses, and the cache's
 bound keeps those few entries (and the run they belong to) from accumulating.

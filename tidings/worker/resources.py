@@ -22,12 +22,14 @@ from tidings.store.db import Database
 from tidings.store.secrets import SecretBox
 from tidings.temporal.converter import with_shared_type_adapters
 from workflows.cohort import CohortWorkflow
-from workflows.inputs import EngineOptions
+from workflows.contracts import EngineOptions
 from workflows.run import JourneyRunWorkflow
 
 log = logging.getLogger(__name__)
 
 WORKFLOWS = [JourneyRunWorkflow, CohortWorkflow]
+# the SDK's own default of max_cached_workflows
+SDK_WORKFLOW_CACHE_SIZE = 1000
 
 
 def provider_routes(settings: Settings) -> ProviderRoutes:
@@ -107,6 +109,11 @@ def build_worker(client: Client, settings: Settings, resources: WorkerResources)
             records.journey_events,
         ],
         max_concurrent_activities=64,
+        max_cached_workflows=(
+            settings.workflow_cache_size
+            if settings.workflow_cache_size is not None
+            else SDK_WORKFLOW_CACHE_SIZE
+        ),
         # a worker told to stop lets its sends in flight finish rather than cut them short
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s),
     )

@@ -6,7 +6,7 @@ never holds back profiles elsewhere in the journey. The other handlers finish at
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from typing import assert_never
 
 from temporalio import workflow
 
@@ -20,20 +20,48 @@ from workflows.nodes.wait_for import advance_wait_for
 from workflows.nodes.wait_until import advance_wait_until
 
 with workflow.unsafe.imports_passed_through():
-    from tidings.journeys.model import Node
+    from tidings.journeys.model import (
+        ConditionNode,
+        DelayNode,
+        ExitNode,
+        PushNode,
+        RandomSplitNode,
+        WaitForNode,
+        WaitUntilNode,
+    )
 
-Handler = Callable[[CohortContext, Node, list[str]], Awaitable[None]]
+AnyNode = (
+    PushNode | DelayNode | WaitUntilNode | WaitForNode | ConditionNode | RandomSplitNode | ExitNode
+)
 
-HANDLERS: dict[str, Handler] = {
-    "push": advance_push,  # type: ignore[dict-item]
-    "delay": advance_delay,  # type: ignore[dict-item]
-    "wait_until": advance_wait_until,  # type: ignore[dict-item]
-    "wait_for": advance_wait_for,  # type: ignore[dict-item]
-    "condition": advance_condition,  # type: ignore[dict-item]
-    "random_split": advance_random_split,  # type: ignore[dict-item]
-    "exit": advance_exit,  # type: ignore[dict-item]
-}
-# node types whose step waits on an activity: run as a task, its profiles busy meanwhile
-BLOCKING_TYPES = frozenset({"push"})
-# node types a custom event or an interaction can move on before their timer is due
-EVENT_DRIVEN_TYPES = frozenset({"wait_for"})
+
+async def advance(context: CohortContext, node: AnyNode, profile_ids: list[str]) -> None:
+    """Advance every profile in ``profile_ids``, all standing on ``node``, by one step."""
+    match node:
+        case PushNode():
+            await advance_push(context, node, profile_ids)
+        case DelayNode():
+            await advance_delay(context, node, profile_ids)
+        case WaitUntilNode():
+            await advance_wait_until(context, node, profile_ids)
+        case WaitForNode():
+            await advance_wait_for(context, node, profile_ids)
+        case ConditionNode():
+            await advance_condition(context, node, profile_ids)
+        case RandomSplitNode():
+            await advance_random_split(context, node, profile_ids)
+        case ExitNode():
+            await advance_exit(context, node, profile_ids)
+        case _:
+            assert_never(node)
+
+
+def blocks(node: AnyNode) -> bool:
+    """Whether the node's step waits on an activity: it runs as a task, its profiles busy
+    meanwhile."""
+    return isinstance(node, PushNode)
+
+
+def event_driven(node: AnyNode) -> bool:
+    """Whether a custom event or an interaction can move the node on before its timer."""
+    return isinstance(node, WaitForNode)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 
+from workflows.counts import Counts
 from workflows.nodes.context import CohortContext
 from workflows.nodes.wait_for import SATISFIED_BY
 from workflows.state import ProfileState
@@ -44,6 +45,6 @@ async def advance_condition(
         profile = context.state.profiles[profile_id]
         facts = context.facts_of(profile_id)
         taken = combine(holds(p, profile, facts) for p in node.predicates)
-        context.state.counts[f"{node.id}.{'then' if taken else 'otherwise'}"] += 1
+        context.state.counts[Counts.condition_key(node.id, taken)] += 1
         profile.count_visit(node.id)
         context.state.move(profile_id, node.then if taken else node.otherwise)

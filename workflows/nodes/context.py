@@ -9,18 +9,18 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows.inputs import EngineOptions
+from workflows.contracts import EngineOptions
 from workflows.state import CohortState
 
 with workflow.unsafe.imports_passed_through():
     from zoneinfo import ZoneInfo
 
     from activities.contracts import (
-        RECORD_JOURNEY_EVENTS,
         JourneyEventRecord,
         ProfileFacts,
         RecordJourneyEvents,
     )
+    from activities.declarations import RecordsActivity
     from tidings.journeys.localtime import zone_for
     from tidings.journeys.model import JourneyDefinition
 
@@ -54,8 +54,8 @@ class CohortContext:
         """Write journey events in one activity: one per cohort step, never one per profile."""
         if not events:
             return
-        await workflow.execute_activity(
-            RECORD_JOURNEY_EVENTS,
+        await workflow.execute_activity_method(
+            RecordsActivity.journey_events,
             RecordJourneyEvents(
                 run_id=self.run_id,
                 journey_id=self.journey.id,

@@ -17,16 +17,12 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows.counts import Counts
 from workflows.nodes.context import CohortContext
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import (
-        DELIVER,
-        JourneyEventRecord,
-        ProfileVisit,
-        PushBatch,
-        PushBatchResult,
-    )
+    from activities.contracts import JourneyEventRecord, ProfileVisit, PushBatch
+    from activities.declarations import DeliveryActivity
     from tidings.journeys.localtime import quiet_until
     from tidings.journeys.model import PushNode
 
@@ -60,7 +56,7 @@ async def advance_push(context: CohortContext, node: PushNode, profile_ids: list
         )
         for pid, until in held.items()
     ]
-    context.state.counts["postponed"] += len(postponed)
+    context.state.counts[Counts.POSTPONED] += len(postponed)
     await asyncio.gather(context.record(postponed), _send(context, node, sending))
 
 
@@ -149,30 +145,27 @@ async def _deliver(
         non_retryable_error_types=["UnknownApp"],
     )
     if context.local_delivery:
-        result = await workflow.execute_local_activity(
-            DELIVER,
+        result = await workflow.execute_local_activity_method(
+            DeliveryActivity.deliver,
             batch,
-            result_type=PushBatchResult,
             start_to_close_timeout=LOCAL_DELIVERY_TIMEOUT,
             retry_policy=retry_policy,
         )
     else:
-        result = await workflow.execute_activity(
-            DELIVER,
+        result = await workflow.execute_activity_method(
+            DeliveryActivity.deliver,
             batch,
-            result_type=PushBatchResult,
             start_to_close_timeout=options.delivery_timeout,
             heartbeat_timeout=options.delivery_heartbeat_timeout,
             retry_policy=retry_policy,
         )
     counts = state.counts
-    counts["targeted_profiles"] += len(profile_ids)
-    counts["profiles_with_device"] += sum(1 for n in result.targeted.values() if n)
-    counts["devices_targeted"] += sum(result.targeted.values())
-    counts["invalidated"] += result.invalidated
-    counts["quarantined"] += result.quarantined
-    for status, number in result.statuses.items():
-        counts[f"push.{status}"] += number
+    counts[Counts.TARGETED_PROFILES] += len(profile_ids)
+    counts[Counts.PROFILES_WITH_DEVICE] += sum(1 for n in result.targeted.values() if n)
+    counts[Counts.DEVICES_TARGETED] += sum(result.targeted.values())
+    counts[Counts.INVALIDATED] += result.invalidated
+    counts[Counts.QUARANTINED] += result.quarantined
+    counts.pushes(result.statuses)
     if result.stopped:
         state.stopped = result.stopped
     for profile_id in profile_ids:

@@ -7,6 +7,7 @@ import hashlib
 
 from temporalio import workflow
 
+from workflows.counts import Counts
 from workflows.nodes.context import CohortContext
 
 with workflow.unsafe.imports_passed_through():
@@ -33,6 +34,6 @@ async def advance_random_split(
 ) -> None:
     for profile_id in profile_ids:
         index = branch_for(node, draw(context.journey.id, node.id, profile_id))
-        context.state.counts[f"{node.id}.branch{index}"] += 1
+        context.state.counts[Counts.branch_key(node.id, index)] += 1
         context.state.profiles[profile_id].count_visit(node.id)
         context.state.move(profile_id, node.branches[index].next)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 
+from workflows.counts import Counts
 from workflows.nodes.context import CohortContext
 from workflows.state import ProfileState
 
@@ -39,10 +40,10 @@ async def advance_wait_for(
             profile.wake_at = now + node.timeout
         profile.nudged = False
         if matched(node, profile):
-            counts[f"{node.id}.matched"] += 1
+            counts[Counts.wait_key(node.id, "matched")] += 1
             profile.count_visit(node.id)
             context.state.move(profile_id, node.matched)
         elif profile.wake_at is not None and profile.wake_at <= now:
-            counts[f"{node.id}.timed_out"] += 1
+            counts[Counts.wait_key(node.id, "timed_out")] += 1
             profile.count_visit(node.id)
             context.state.move(profile_id, node.timed_out)

@@ -1,9 +1,10 @@
-"""Inputs, results and query answers of the journey workflows."""
+"""Every signal, query, input and result of the journey workflows: what clients, the
+forwarder and the workflows themselves exchange with them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 
@@ -135,3 +136,38 @@ class RunStatusView:
     cohorts_finished: int = 0
     audience_exhausted: bool = False
     cancelled: bool = False
+
+
+INTERACTIONS_SIGNAL = "interactions"
+# Run and cohort workflows: stop taking steps, let the steps in flight settle, then end.
+CANCEL_SIGNAL = "cancel"
+# Run workflow: a cohort it started has ended (its counts, or its failure). Cohorts report by
+# signal to the run's workflow id, which outlives the run's continue-as-new.
+COHORT_REPORT_SIGNAL = "cohort-report"
+
+
+@dataclass(frozen=True)
+class InteractionEvent:
+    """An interaction (or custom event) for one profile of a journey workflow.
+
+    Workflows deduplicate on ``event_id`` (across continue-as-new), so the forwarder may
+    deliver an event more than once.
+    """
+
+    event_id: str
+    profile_id: str
+    kind: str  # delivered | opened | clicked | dismissed | custom
+    occurred_at: datetime
+    node_id: str | None = None  # the push node the interaction is about
+    tracking_id: str | None = None
+    action_id: str | None = None
+    name: str | None = None  # custom events: the event's name
+    # the visit of the send it is about (the ledger row's): a late interaction with an
+    # earlier send of a node the profile passed again is not taken for the latest send's.
+    # None (custom events, rows stored before visits were kept): the node's latest send.
+    visit: int | None = None
+
+
+@dataclass(frozen=True)
+class InteractionBatch:
+    events: list[InteractionEvent]

@@ -1,0 +1,51 @@
+"""The activities' typed signatures, as workflows call them.
+
+Workflows cannot import the implementations (they pull in the store and the provider SDKs),
+so each activity class declares its methods here and the implementation subclasses it;
+workflows call ``workflow.execute_activity_method(DeliveryActivity.deliver, batch, ...)``,
+checked by the type checker, and the activity's name is the one declared here.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.contracts import (
+    AudiencePage,
+    AudiencePageRequest,
+    FinishRun,
+    PushBatch,
+    PushBatchResult,
+    RecordJourneyEvents,
+)
+
+LIST_AUDIENCE = "tidings.audience.page"
+DELIVER = "tidings.delivery.deliver"
+FINISH_RUN = "tidings.records.finish_run"
+RECORD_JOURNEY_EVENTS = "tidings.records.journey_events"
+
+
+class AudienceActivity:
+    @activity.defn(name=LIST_AUDIENCE)
+    async def page(self, request: AudiencePageRequest) -> AudiencePage:
+        """One page of a run's audience, with each profile's facts."""
+        raise NotImplementedError
+
+
+class DeliveryActivity:
+    @activity.defn(name=DELIVER)
+    async def deliver(self, batch: PushBatch) -> PushBatchResult:
+        """A push node's batch: every valid device of every profile in it."""
+        raise NotImplementedError
+
+
+class RecordsActivity:
+    @activity.defn(name=FINISH_RUN)
+    async def finish_run(self, request: FinishRun) -> None:
+        """A run's end in the store."""
+        raise NotImplementedError
+
+    @activity.defn(name=RECORD_JOURNEY_EVENTS)
+    async def journey_events(self, request: RecordJourneyEvents) -> None:
+        """Journey events of one cohort step, written once each."""
+        raise NotImplementedError
