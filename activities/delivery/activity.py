@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -166,12 +166,12 @@ class DeliveryActivities(DeliveryActivity):
         row_ids = [rows[send.plan.send_key].id for send in pending]
         token_updates = self._policy.token_updates_min_delay
 
-        def record(index: int, result: SendResult | NotSent) -> None:
+        def record(index: int, result: SendResult | NotSent) -> Awaitable[None]:
             plan = pending[index].plan
             verdict = judge(
                 row_ids[index], plan.device_id, plan.provider, result, now, token_updates
             )
-            writer.add(verdict)
+            return writer.add(verdict)
 
         async with OutcomeWriter(self._db, app) as writer, self._heartbeating():
             senders = await self._open_senders(app)

@@ -2,9 +2,11 @@
 
 Writing every outcome once the whole batch has sent would make a worker killed mid-batch
 lose every answer it had, and the next attempt resend all of them. The writer commits what
-arrived every ``max_delay`` or every ``max_rows`` verdicts, whichever comes first, so a
-crash resends at most the requests in flight plus one group. A commit that fails (the store
-restarting) is retried with backoff, keeping its verdicts, while sending goes on.
+arrived every ``max_delay`` or every ``max_rows`` verdicts, whichever comes first, and tells
+each verdict's sender when it is committed: a sender keeps its request slot until then, so
+the requests in flight *plus* the answers not yet recorded never exceed the sender's
+concurrency, and a crash resends at most that many, however slow the store is. A commit that
+fails (the store restarting) is retried with backoff, keeping its verdicts.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class OutcomeWriter:
         self._max_delay_s = max_delay_s
         self._patience_s = patience_s
         self._buffer: list[Verdict] = []
+        self._waiting: list[asyncio.Future[None]] = []
         self._stopped_providers: set[str] = set()
         self._wake = asyncio.Event()
         self._closing = False
@@ -57,12 +60,17 @@ class OutcomeWriter:
         self.learnt = AttemptVerdicts()
         self.commits = 0
 
-    def add(self, verdict: Verdict) -> None:
+    def add(self, verdict: Verdict) -> asyncio.Future[None]:
+        """Take a verdict into the next group; the future is done once that group has been
+        committed (or the writer gave up on it: the attempt then fails)."""
         self.learnt.note(verdict)
         self._buffer.append(verdict)
+        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(committed)
         # the first verdict of a group starts its clock; a full group goes at once
         if len(self._buffer) == 1 or len(self._buffer) >= self._max_rows:
             self._wake.set()
+        return committed
 
     async def __aenter__(self) -> OutcomeWriter:
         self._task = asyncio.create_task(self._run())
@@ -84,7 +92,10 @@ class OutcomeWriter:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         if self._buffer:
-            await asyncio.shield(self._commit_once(self._take()))
+            group, waiting = self._take()
+            for committed in waiting:
+                committed.set_result(None)
+            await asyncio.shield(self._commit_once(group))
 
     async def write(self, completions: Sequence[Completion]) -> None:
         """Commit extra completions after the sends (in order, after every group)."""
@@ -107,11 +118,21 @@ class OutcomeWriter:
                 self._wake.clear()
             await self._commit(self._take())
 
-    def _take(self) -> list[Verdict]:
+    def _take(self) -> tuple[list[Verdict], list[asyncio.Future[None]]]:
         group, self._buffer = self._buffer, []
-        return group
+        waiting, self._waiting = self._waiting, []
+        return group, waiting
 
-    async def _commit(self, group: list[Verdict]) -> None:
+    async def _commit(self, taken: tuple[list[Verdict], list[asyncio.Future[None]]]) -> None:
+        group, waiting = taken
+        try:
+            await self._commit_with_patience(group)
+        finally:
+            for committed in waiting:
+                if not committed.done():
+                    committed.set_result(None)
+
+    async def _commit_with_patience(self, group: list[Verdict]) -> None:
         if not group:
             return
         loop = asyncio.get_running_loop()

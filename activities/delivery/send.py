@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
 from datetime import datetime
 
@@ -20,8 +20,9 @@ from tidings.store.types import utcnow
 log = logging.getLogger(__name__)
 
 EXPIRED_BEFORE_ITS_TURN = "expired while waiting for the app's send rate"
-# Told each result as it arrives: the index of its send in the batch, and the result.
-Sink = Callable[[int, SendResult | NotSent], None]
+# Told each result as it arrives: the index of its send in the batch, and the result; what
+# it returns is awaited before the request's slot is freed (see tidings.push.sender).
+Sink = Callable[[int, SendResult | NotSent], Awaitable[None] | None]
 
 
 async def send_paced(
@@ -41,9 +42,9 @@ async def send_paced(
     faulted: dict[str, NotSent] = {}
     told: set[int] = set()
 
-    def tell(index: int, result: SendResult | NotSent) -> None:
+    def tell(index: int, result: SendResult | NotSent) -> Awaitable[None] | None:
         told.add(index)
-        sink(index, result)
+        recorded = sink(index, result)
         provider = pending[index].plan.provider or ""
         if (
             isinstance(result, SendResult)
@@ -63,6 +64,7 @@ async def send_paced(
                     SendCause.APP_STOPPED,
                 )
             )
+        return recorded
 
     async def send(indexes: Sequence[int]) -> None:
         go: list[int] = []

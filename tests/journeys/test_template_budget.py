@@ -22,7 +22,7 @@ PROFILE: dict[str, Any] = {
 }
 LOOPS = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
 POWER = "the template computes a number of more than 4096 bits"
-# whichever limit comes first on a busy machine: 20000 steps or 0.1s
+# whichever limit comes first: 20000 steps or 0.25s of CPU
 TOO_LONG = "the template runs too long: it took more than "
 TOO_LARGE = "more than 100000 characters, the limit for a value"
 PRINTS_TOO_MUCH = "the template prints more than 16384 characters, the limit for one field"

@@ -153,8 +153,11 @@ async def test_outcomes_are_committed_in_groups_while_the_batch_is_still_sending
             await asyncio.sleep(0.05)
         assert set(await _statuses(db, ids[100:110])) == {DeliveryStatus.DELIVERED}
         assert set(await _statuses(db, ids[110:])) == {DeliveryStatus.PENDING}
-        for row_id in ids[110:]:
-            w.add(judge(row_id, None, "fcm", SendResult(Outcome.ANSWER_LOST, reason="x"), now))
+        lost = SendResult(Outcome.ANSWER_LOST, reason="x")
+        committed = [w.add(judge(row_id, None, "fcm", lost, now)) for row_id in ids[110:]]
+        # a sender waits on these before it frees its request's slot
+        await asyncio.gather(*committed)
+        assert set(await _statuses(db, ids[110:])) == {DeliveryStatus.UNKNOWN}
     assert w.commits >= 3
     assert set(await _statuses(db, ids[110:])) == {DeliveryStatus.UNKNOWN}
     assert set(w.learnt.open_rows) == set(ids[110:])

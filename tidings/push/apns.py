@@ -93,15 +93,21 @@ class ApnsSender:
         self, items: Sequence[SendItem], on_result: ResultSink | None = None
     ) -> list[SendResult]:
         async def one(index: int, item: SendItem) -> SendResult:
-            result = await self.send(item)
-            if on_result is not None:
-                on_result(index, result)
+            async with self._slots:
+                result = await self._send_in_slot(item)
+                recorded = on_result(index, result) if on_result is not None else None
+                if recorded is not None:
+                    await recorded
             return result
 
         return list(await asyncio.gather(*(one(i, item) for i, item in enumerate(items))))
 
     async def send(self, item: SendItem) -> SendResult:
         """One push; every answer and every failure becomes a classified result."""
+        async with self._slots:
+            return await self._send_in_slot(item)
+
+    async def _send_in_slot(self, item: SendItem) -> SendResult:
         message = item.message
         request = NotificationRequest(
             device_token=item.token,
@@ -112,14 +118,13 @@ class ApnsSender:
             collapse_key=item.tracking_id,
             push_type=PushType.BACKGROUND if message.is_background else PushType.ALERT,
         )
-        async with self._slots:
-            # the JWT this request goes out with (minted now if it is the first): an
-            # ExpiredProviderToken answer renews it only if no other request already did
-            generation = 0
-            if self.auth is not None:
-                self.auth.get_header()
-                generation = self.auth.generation
-            answer, extras, failure = await self._exchange(request, item)
+        # the JWT this request goes out with (minted now if it is the first): an
+        # ExpiredProviderToken answer renews it only if no other request already did
+        generation = 0
+        if self.auth is not None:
+            self.auth.get_header()
+            generation = self.auth.generation
+        answer, extras, failure = await self._exchange(request, item)
         if failure is not None:
             return failure
         assert answer is not None

@@ -135,8 +135,9 @@ class FcmSender:
             except Exception as error:  # unexpected (a client bug): retried, never lost
                 log.exception("FCM client failed for %s", mask_token(tokens[index]))
                 result = SendResult(Outcome.ANSWER_LOST, reason=f"client: {type(error).__name__}")
-            if on_result is not None:
-                on_result(offset + index, result)
+            recorded = on_result(offset + index, result) if on_result is not None else None
+            if recorded is not None:
+                await recorded  # the request's share of the in-flight bound until recorded
             return result
 
         async with self._in_flight.hold(len(messages)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,8 +24,10 @@ class SendItem:
     expires_at: datetime | None = None
 
 
-# Told each result as it arrives: the item's index in the batch, and its result.
-ResultSink = Callable[[int, SendResult], None]
+# Told each result as it arrives: the item's index in the batch, and its result. What it
+# returns, if anything, is awaited while the request still holds its slot: the caller's way
+# to make "in flight" last until the result is recorded.
+ResultSink = Callable[[int, SendResult], Awaitable[None] | None]
 
 # A request the provider cannot have processed (never written whole, refused, above a
 # GOAWAY's last-stream-id) is resent at once on a fresh connection, this many times, before
