@@ -167,17 +167,21 @@ class H2ServerConnection(asyncio.Protocol, ServerConnection):
             self._schedule_flush()
 
     def abort(self, unanswered: str = DROPPED) -> None:
-        """TCP abort: every answer not yet written is never written (``unanswered``)."""
+        """The connection dies: every request not yet answered is dropped (``unanswered``)
+        and nothing more is read. Answers already written still reach the client, as a real
+        server's would once its kernel has them: only what was in flight is lost."""
         self._drop_pending(unanswered)
+        self.closed = True
+        self._flush()
         if self._transport is not None:
-            self._transport.abort()
+            self._transport.close()
 
     # -- internals -------------------------------------------------------------------------
 
     def _dispatch(self, stream_id: int) -> None:
         pending = self._requests.pop(stream_id, None)
-        if pending is None:
-            return
+        if pending is None or self.closed:
+            return  # (arrived on a connection already dead: never seen by the server)
         if self._goaway_last is not None and stream_id > self._goaway_last:
             # Opened after our GOAWAY said it would not be processed: not even looked at.
             return
