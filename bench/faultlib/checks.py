@@ -218,8 +218,10 @@ class Targets:
     """What a trial must show to pass."""
 
     # extra copies one disruption (a kill, a restart) may cause on average: the sends a worker
-    # has in flight at once
+    # has in flight or not yet recorded, send_concurrency per provider
     in_flight_bound: int
+    # extra copies connection faults may cause, as a share of the pushes expected
+    connection_extra_share: float = 0.02
 
 
 def failures(findings: Findings, completed: bool, targets: Targets) -> list[str]:
@@ -244,6 +246,13 @@ def failures(findings: Findings, completed: bool, targets: Targets) -> list[str]
         failed.append(
             f"extra copies neither a disruption nor a connection fault explains="
             f"{findings.extra_unexplained}"
+        )
+    allowed = int(targets.connection_extra_share * findings.expected)
+    if findings.extra_after_connection_faults > allowed:
+        failed.append(
+            f"extra copies after connection faults={findings.extra_after_connection_faults} "
+            f"(at most {targets.connection_extra_share:.0%} of {findings.expected} pushes: "
+            f"{allowed})"
         )
     disruptions = len(findings.extra_by_disruption)
     if findings.extra_after_disruptions > disruptions * targets.in_flight_bound:

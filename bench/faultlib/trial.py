@@ -424,7 +424,8 @@ async def _trial(
         answer_window_s=settings.send_timeout_s,
     )
     completed = status == "completed"
-    targets = Targets(in_flight_bound=size.send_concurrency)
+    # in flight plus not yet recorded: send_concurrency per provider (APNs and FCM)
+    targets = Targets(in_flight_bound=size.send_concurrency * len(PROVIDERS))
     first = min((r.received_at for r in records), default=None)
     result = TrialResult(
         store=store,
