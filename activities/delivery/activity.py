@@ -28,6 +28,7 @@ from activities.declarations import DELIVER, DeliveryActivity
 from activities.delivery.caps import capped_in_batch, hold_capped
 from activities.delivery.commits import OutcomeWriter
 from activities.delivery.expiry import hold_expired, send_deadlines
+from activities.delivery.pacing import SendPacer
 from activities.delivery.plan import (
     APP_STOPPED,
     PROVIDER_NAMES,
@@ -45,7 +46,6 @@ from activities.delivery.verdicts import (
     judge,
 )
 from tidings.push import AppSenders, Outcome, SenderRegistry, SendResult
-from tidings.push.ratelimit import SendPacer
 from tidings.push.registry import AppCredentials
 from tidings.store.apps import credentials_generation, open_credentials
 from tidings.store.db import Database

@@ -9,11 +9,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
 from datetime import datetime
 
+from activities.delivery.pacing import SendPacer
 from activities.delivery.plan import APP_STOPPED, PlannedDelivery
 from activities.delivery.verdicts import NotSent, refused_with
 from tidings.push import AppSenders, Outcome, PushMessage, SendItem, SendResult
 from tidings.push.outcome import FaultScope, fault_scope
-from tidings.push.ratelimit import SendPacer
 from tidings.store.models import DeliveryStatus, SendCause
 from tidings.store.types import utcnow
 

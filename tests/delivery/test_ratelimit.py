@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from activities.delivery.pacing import SendPacer, chunk_size
 from tests.delivery.conftest import Scene, apns_token, fcm_token
 from tidings.push.message import PushMessage
-from tidings.push.ratelimit import SendPacer, chunk_size
 from tidings.push.sender import SendItem
 from tidings.store.db import Database
 from tidings.store.models import App

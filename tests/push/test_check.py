@@ -19,12 +19,12 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from pydantic import SecretStr, ValidationError
 
 from tests.harness import BUNDLE_ID, unique_ids
+from tidings.cli.apps import check_stored_app
 from tidings.push.apns import ApnsSender
 from tidings.push.check import (
     CHECK_DEVICE_TOKEN,
     TOKEN_AUTH_SUSPECTS,
     check_credentials,
-    check_stored_app,
     narrow_to_changes,
 )
 from tidings.push.credentials import (

@@ -253,7 +253,7 @@ def journeys_list() -> None:
 def apps_check(app_id: Annotated[str, typer.Argument(help="the app's id")]) -> None:
     """Check the app's APNs and FCM credentials against the providers (or the simulators
     the settings point at); name each wrong field. Exit code 1 when one is wrong."""
-    from tidings.push.check import check_stored_app
+    from tidings.cli.apps import check_stored_app
 
     settings = _settings()
     try:

@@ -1,0 +1,32 @@
+"""Which layer may load what: checked in fresh interpreters, so one test's imports cannot hide
+another's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def loaded_after(code: str) -> set[str]:
+    """The top-level and tidings modules loaded by running ``code`` in a new interpreter."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    output = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True
+    ).stdout
+    return set(json.loads(output.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("module", ["workflows.run", "workflows.cohort"])
+def test_workflows_load_neither_the_store_nor_the_provider_sdks(module: str) -> None:
+    loaded = loaded_after(f"import {module}")
+    assert not {"sqlmodel", "aioapns", "firebase_admin", "tidings.store.db"} & loaded
+
+
+def test_the_push_senders_do_not_reach_into_the_store() -> None:
+    loaded = loaded_after(
+        "import tidings.push.apns, tidings.push.fcm, tidings.push.check, tidings.push.registry"
+    )
+    assert not {m for m in loaded if m.startswith("tidings.store")}
