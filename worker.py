@@ -1,7 +1,8 @@
 """Ops' entry point: run a tidings worker.
 
-Without TEMPORAL_ADDRESS it starts Temporal's dev server (embedded, state under .tidings/);
-with it, it joins that cluster. Scale out by running more of these, on more machines.
+Without TEMPORAL_ADDRESS it joins the embedded Temporal dev server (state under .tidings/),
+starting it if none runs, and leaves it running when it stops; with it, it joins that cluster.
+Scale out by running more of these, on more machines.
 """
 
 from __future__ import annotations

@@ -1,13 +1,17 @@
-"""`tidings demo`, run as a user runs it: a subprocess on a fresh home."""
+"""`tidings demo`, run as a user runs it: a subprocess on a fresh home, then again on the
+same home. It leaves nothing running that it started (tests/cli/test_up.py: it joins a
+running stack and leaves that running)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.cli.processes import dev_servers_of
 from tidings.store.reports import OPENED_RULE
 
 
@@ -23,33 +27,43 @@ def _number(pattern: str, output: str) -> int:
     return int(match.group(1))
 
 
-def test_demo_prints_a_consistent_funnel(tmp_path: Path) -> None:
+def run_demo(home: Path, cwd: Path) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "TIDINGS_"))}
-    # a home whose name looks like Rich markup is printed as it is
-    home = tmp_path / "[bold]demo[" / ".tidings"
     env.update(TIDINGS_HOME=str(home), COLUMNS="300")
     tidings = Path(sys.executable).parent / "tidings"
     done = subprocess.run(
         [str(tidings), "demo", "--profiles", "40"],
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    output = done.stdout
-    assert f"tidings demo · state in {home}" in output
-    gone = _number(r"(\d+) tokens the simulators will report as unregistered", output)
-    opened = _number(r"opened (\d+) pushes through the API", output)
-    clicked = _number(r"followed (\d+) tracked links", output)
-    assert funnel_value(output, "profiles targeted") == 40
-    sent = funnel_value(output, "pushes sent")
-    assert funnel_value(output, "delivered") == sent - gone
-    assert funnel_value(output, "tokens invalidated") == gone
-    assert funnel_value(output, "opened") == opened > 0
-    # each followed link was recorded as a click by the redirect itself
-    assert funnel_value(output, "clicked") == clicked > 0
-    assert OPENED_RULE in output
-    # the embedded dev server was stopped with the command
-    assert not (home / "temporal.json").exists()
+    return done.stdout
+
+
+def test_demo_prints_a_consistent_funnel_and_runs_again_in_the_same_home(
+    tmp_path: Path,
+) -> None:
+    # a home whose name looks like Rich markup is printed as it is
+    home = tmp_path / "[bold]demo[" / ".tidings"
+    for _ in range(2):
+        output = run_demo(home, tmp_path)
+        assert f"tidings demo · state in {home}" in output
+        gone = _number(r"(\d+) tokens the simulators will report as unregistered", output)
+        opened = _number(r"opened (\d+) pushes through the API", output)
+        clicked = _number(r"followed (\d+) tracked links", output)
+        assert funnel_value(output, "profiles targeted") == 40
+        sent = funnel_value(output, "pushes sent")
+        assert funnel_value(output, "delivered") == sent - gone
+        assert funnel_value(output, "tokens invalidated") == gone
+        assert funnel_value(output, "opened") == opened > 0
+        # each followed link was recorded as a click by the redirect itself
+        assert funnel_value(output, "clicked") == clicked > 0
+        assert OPENED_RULE in output
+        # nothing was running: the demo started Temporal and the simulators, and stopped them
+        assert "already running" not in output
+        assert json.loads((home / "temporal.json").read_text())["pid"] is None
+        assert dev_servers_of(home) == []
+        assert not (home / "sim" / "endpoints.json").exists()

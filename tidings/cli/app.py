@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +15,9 @@ from tidings.cli import designer as designer_cli
 from tidings.cli.designer import problem, success
 from tidings.logs import configure_logging
 from tidings.settings import Settings
+
+if TYPE_CHECKING:
+    from tidings.stack import StackAddresses
 
 app = typer.Typer(
     help="tidings: push-notification journeys on Temporal.",
@@ -74,6 +78,89 @@ def api() -> None:
     settings = _settings()
     check_schema(settings.resolved_database_url)
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+
+
+@app.command()
+def up(
+    simulators: Annotated[
+        bool,
+        typer.Option(
+            "--sim/--no-sim",
+            help="serve the APNs and FCM simulators and send to them (--no-sim: to the "
+            "providers the settings name)",
+        ),
+    ] = True,
+) -> None:
+    """Run the whole embedded stack in the foreground: Temporal's dev server, the
+    simulators, the API and a worker with its forwarder. Ctrl-C stops what it started."""
+    from tidings.stack import serve_stack
+    from tidings.store.migrate import SchemaOutOfDate
+    from tidings.temporal.devserver import StackError
+
+    settings = _settings()
+    # the store is brought up to date by up and by its worker: say it once, if at all
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        asyncio.run(serve_stack(settings, _announce_stack, simulators=simulators))
+    except (StackError, SchemaOutOfDate) as error:
+        errors.print(problem(f"tidings up: {error}"), soft_wrap=True)
+        raise typer.Exit(1) from None
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        errors.print(problem("tidings up: stopped at once, the worker not drained"))
+        raise typer.Exit(130) from None
+
+
+def _announce_stack(stack: StackAddresses) -> None:
+    """Where each piece listens, copy-pastable (never wrapped)."""
+    temporal = stack.temporal
+    if not temporal.embedded:
+        owner = "configured (TEMPORAL_ADDRESS)"
+    elif temporal.started_here:
+        owner = "embedded, started here"
+    else:
+        owner = "embedded, already running: left running (`tidings down` stops it)"
+    lines = [
+        f"tidings up · state in {stack.home.resolve()}",
+        f"  API            {stack.api}",
+        f"  OpenAPI docs   {stack.docs}",
+        f"  Temporal       {temporal.address}  ({owner})",
+    ]
+    if temporal.ui_address:
+        lines.append(f"  Temporal UI    {temporal.ui_address}")
+    sims = stack.simulators
+    if sims is not None:
+        reused = "" if sims.started_here else f"  (already running in pid {sims.pid}: reused)"
+        lines += [
+            f"  simulators     control API {sims.control_url}{reused}",
+            f"                 APNs {sims.apns_endpoint}, FCM {sims.fcm_endpoint}",
+        ]
+    lines += [
+        f"  worker         task queue {stack.task_queue!r}, with its forwarder",
+        f"the admin API key: TIDINGS_ADMIN_KEY, or the file {(stack.home / 'admin.key').resolve()}",
+        "ready; Ctrl-C stops everything this command started",
+    ]
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def down() -> None:
+    """Stop the embedded Temporal dev server other commands left running for this home
+    (<home>/temporal.json)."""
+    from tidings.temporal.devserver import StackError, stop_dev_server
+
+    settings = _settings()
+    try:
+        stopped = stop_dev_server(settings.home)
+    except StackError as error:
+        errors.print(problem(f"tidings down: {error}"), soft_wrap=True)
+        raise typer.Exit(1) from None
+    if stopped is None:
+        console.print(Text(f"no embedded Temporal server runs for {settings.home.resolve()}"))
+        return
+    console.print(
+        success(f"stopped Temporal's dev server at {stopped.address} (pid {stopped.pid})")
+    )
 
 
 @app.command()

@@ -5,6 +5,11 @@ a worker), seeds a demo app whose iOS and Android devices include tokens the sim
 as unregistered, runs the welcome journey, lets simulated devices open a share of the pushes
 through the API and follow the tracked link of some of those (a click, recorded by the
 redirect), and prints the funnel from the store.
+
+A Temporal server or simulators already serving the home (``tidings up``, ``tidings sim``, a
+worker) are reused and left running; what the demo had to start it stops when it ends, so a
+first try leaves nothing behind. Its worker serves a task queue of its own: a worker already
+running on the shared server, configured for other providers, never takes the demo's pushes.
 """
 
 from __future__ import annotations
@@ -20,18 +25,21 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from sqlmodel import col, select
 
 from tidings.api.app import create_app
 from tidings.api.keys import admin_key
 from tidings.journeys.validation import load_definition
 from tidings.runs.start import start_run
 from tidings.settings import Settings
-from tidings.sim import Simulators
+from tidings.sim import SimRecord, SimulatorClient, shared_simulators
 from tidings.stack import running, serving_api
+from tidings.store.db import Database
 from tidings.store.migrate import upgrade
+from tidings.store.models import Delivery
 from tidings.store.reports import Funnel, run_funnel
 from tidings.temporal.client import connect
-from tidings.temporal.devserver import free_port, temporal_server
+from tidings.temporal.devserver import free_port, temporal_endpoint
 from tidings.worker.resources import build_worker, worker_resources
 
 APP_ID = "demo"
@@ -64,23 +72,34 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console) -
     settings.home.mkdir(parents=True, exist_ok=True)
     console.print(Text.assemble(("tidings demo", "bold"), f" · state in {settings.home.resolve()}"))
     upgrade(settings.resolved_database_url)
-    async with Simulators(home=settings.home) as sims:
+    async with shared_simulators(settings.home) as found:
         settings = settings.model_copy(
             update={
-                "apns_endpoint": sims.apns_endpoint,
-                "fcm_endpoint": sims.fcm_endpoint,
-                "provider_ca_file": sims.ca_file,
+                "apns_endpoint": found.apns_endpoint,
+                "fcm_endpoint": found.fcm_endpoint,
+                "provider_ca_file": found.ca_file,
                 "api_port": free_port(),
+                "task_queue": f"{settings.task_queue}-demo",
             }
         )
         # the pushes' links go through the embedded API, which records the click
         settings = settings.model_copy(
             update={"public_url": f"http://{settings.api_host}:{settings.api_port}"}
         )
-        console.print(Text(f"· APNs simulator at {sims.apns_endpoint}, FCM at {sims.fcm_endpoint}"))
-        async with temporal_server(settings) as address:
-            console.print(Text(f"· Temporal at {address}"))
-            client = await connect(address)
+        console.print(
+            Text(
+                f"· APNs simulator at {found.apns_endpoint}, FCM at {found.fcm_endpoint}"
+                + _reused(found.started_here, found.pid)
+            )
+        )
+        async with (
+            temporal_endpoint(settings, stop_if_started=True) as temporal,
+            SimulatorClient(found.control_url) as sims,
+        ):
+            ui = f", Web UI at {temporal.ui_address}" if temporal.ui_address else ""
+            reused = "" if not temporal.embedded else _reused(temporal.started_here)
+            console.print(Text(f"· Temporal at {temporal.address}{ui}{reused}"))
+            client = await connect(temporal.address)
             async with (
                 worker_resources(settings) as resources,
                 running(build_worker(client, settings, resources)),
@@ -103,7 +122,8 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console) -
                     if result.stopped:
                         stopped = Text.assemble(("sends stopped:", "red"), f" {result.stopped}")
                         console.print(stopped)
-                    opened, clicked = await _open_some(http, sims, options, rng)
+                    pushed = await _pushes_of(resources.db, sims, started.run_id)
+                    opened, clicked = await _open_some(http, pushed, options, rng)
                     console.print(
                         f"· simulated devices opened {opened} pushes through the API and "
                         f"followed {clicked} tracked links"
@@ -114,11 +134,17 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console) -
     return funnel
 
 
+def _reused(started_here: bool, pid: int | None = None) -> str:
+    if started_here:
+        return ""
+    return f" (already running{f', pid {pid}' if pid else ''}: reused, left running)"
+
+
 async def _seed(
-    http: httpx.AsyncClient, sims: Simulators, options: DemoOptions, rng: random.Random
+    http: httpx.AsyncClient, sims: SimulatorClient, options: DemoOptions, rng: random.Random
 ) -> tuple[list[str], int]:
-    signing_key = sims.apns.create_signing_key(team_id=TEAM_ID, key_id=KEY_ID, topics=[BUNDLE_ID])
-    service_account = sims.fcm.create_service_account(project_id=FCM_PROJECT)
+    signing_key = await sims.create_apns_key(TEAM_ID, KEY_ID, [BUNDLE_ID])
+    service_account = await sims.create_fcm_service_account(FCM_PROJECT)
     credentials = {
         "apns": {
             "auth": "token",
@@ -153,18 +179,30 @@ async def _seed(
             if rng.random() < options.unregistered_share:
                 unregistered[provider].append(token)
     # The app was uninstalled after it registered: the providers now answer "gone".
-    sims.apns.mark_unregistered(unregistered["apns"])
-    sims.fcm.mark_unregistered(unregistered["fcm"])
+    await sims.mark_unregistered("apns", unregistered["apns"])
+    await sims.mark_unregistered("fcm", unregistered["fcm"])
     return profile_ids, len(unregistered["apns"]) + len(unregistered["fcm"])
 
 
+async def _pushes_of(db: Database, sims: SimulatorClient, run_id: str) -> list[SimRecord]:
+    """The pushes of this run the simulators accepted (simulators shared with other runs,
+    or an earlier demo, hold those runs' pushes too)."""
+    async with db.read() as session:
+        rows = await session.exec(
+            select(col(Delivery.tracking_id)).where(col(Delivery.run_id) == run_id)
+        )
+        ours = set(rows.all())
+    accepted = [*await sims.accepted("apns"), *await sims.accepted("fcm")]
+    return [record for record in accepted if record.tracking_id in ours]
+
+
 async def _open_some(
-    http: httpx.AsyncClient, sims: Simulators, options: DemoOptions, rng: random.Random
+    http: httpx.AsyncClient, pushed: list[SimRecord], options: DemoOptions, rng: random.Random
 ) -> tuple[int, int]:
-    """Open a share of the pushes the simulators accepted, as the app reports it, and follow
-    the tracked link of a share of those, as the user's tap does: (opened, clicked)."""
+    """Open a share of the pushes, as the app reports it, and follow the tracked link of a
+    share of those, as the user's tap does: (opened, clicked)."""
     opened = clicked = 0
-    for record in [*sims.apns.accepted(), *sims.fcm.accepted()]:
+    for record in pushed:
         if not record.tracking_id or rng.random() >= options.open_share:
             continue
         body = {"tracking_id": record.tracking_id, "kind": "opened", "device_token": record.token}

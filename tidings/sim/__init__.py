@@ -8,7 +8,15 @@ and drive them from elsewhere with :class:`SimulatorClient`.
 
 from .client import SimulatorClient
 from .records import SimRecord, SimSummary, TokenSummary
-from .runner import Simulators, read_endpoints, serve
+from .runner import (
+    SimulatorEndpoints,
+    Simulators,
+    SimulatorsRunning,
+    read_endpoints,
+    running_simulators,
+    serve,
+    shared_simulators,
+)
 from .scenario import Answer, FixedLatency, LognormalLatency, MixEntry, Scenario, UniformLatency
 
 __all__ = [
@@ -20,9 +28,13 @@ __all__ = [
     "SimRecord",
     "SimSummary",
     "SimulatorClient",
+    "SimulatorEndpoints",
     "Simulators",
+    "SimulatorsRunning",
     "TokenSummary",
     "UniformLatency",
     "read_endpoints",
+    "running_simulators",
     "serve",
+    "shared_simulators",
 ]

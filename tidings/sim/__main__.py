@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from pathlib import Path
 
-from .runner import serve
+from .runner import SimulatorsRunning, serve
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,17 +29,20 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(
-        serve(
-            args.home,
-            args.host,
-            args.apns_port,
-            args.fcm_port,
-            args.control_port,
-            args.scenario,
-            record_payloads=not args.no_record_payloads,
+    try:
+        asyncio.run(
+            serve(
+                args.home,
+                args.host,
+                args.apns_port,
+                args.fcm_port,
+                args.control_port,
+                args.scenario,
+                record_payloads=not args.no_record_payloads,
+            )
         )
-    )
+    except SimulatorsRunning as error:
+        sys.exit(f"python -m tidings.sim: {error}")
 
 
 if __name__ == "__main__":

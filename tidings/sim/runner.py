@@ -3,6 +3,12 @@
 :func:`serve` is what ``python -m tidings.sim`` and ``tidings sim`` run. Once listening it
 writes ``<home>/sim/endpoints.json`` (atomically), so another process (the demo, the
 benchmark) can find the ports and the CA with :func:`read_endpoints`.
+
+One set of simulators serves a home: :func:`shared_simulators` (the demo, ``tidings up``)
+reuses the set that ``endpoints.json`` names while it runs, and otherwise serves its own for
+as long as its context lasts, published the same way; ``serve`` refuses to start a second
+set beside a running one. A lock on ``<home>/sim/sim.lock`` makes two starts at once end with
+one set.
 """
 
 from __future__ import annotations
@@ -15,9 +21,15 @@ import os
 import signal
 import socket
 import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+import httpx
+import psutil
 
 from .apns import ApnsSimulator
 from .control import ControlServer, create_app
@@ -29,6 +41,19 @@ from .tls import CertificateAuthority
 
 logger = logging.getLogger(__name__)
 ENDPOINTS_FILE = "endpoints.json"
+LOCK_FILE = "sim.lock"
+LOCK_TIMEOUT_S = 60.0
+
+
+class SimulatorsRunning(RuntimeError):
+    """Simulators already serve the home: reuse them rather than start a second set."""
+
+    def __init__(self, home: Path, endpoints: SimulatorEndpoints) -> None:
+        super().__init__(
+            f"simulators already serve {home} (pid {endpoints.pid}, control API "
+            f"{endpoints.control_url}); use them, or stop that process first"
+        )
+        self.endpoints = endpoints
 
 
 class Simulators:
@@ -161,6 +186,98 @@ def read_endpoints(home: Path) -> dict[str, Any]:
     return data
 
 
+@dataclass(frozen=True)
+class SimulatorEndpoints:
+    """Where a home's simulators listen, as ``endpoints.json`` says."""
+
+    apns_endpoint: str
+    fcm_endpoint: str
+    ca_file: Path
+    control_url: str
+    pid: int
+    started_here: bool = False  # by this process, for as long as its context lasts
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SimulatorEndpoints:
+        return cls(
+            apns_endpoint=str(data["apns_endpoint"]),
+            fcm_endpoint=str(data["fcm_endpoint"]),
+            ca_file=Path(str(data["ca_file"])),
+            control_url=str(data["control_url"]),
+            pid=int(data["pid"]),
+        )
+
+
+def running_simulators(home: Path) -> SimulatorEndpoints | None:
+    """The simulators ``endpoints.json`` names if they still serve: their process runs and
+    their control API answers. A stale file (a killed process) gives None."""
+    try:
+        endpoints = SimulatorEndpoints.from_json(read_endpoints(home))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        if psutil.Process(endpoints.pid).status() == psutil.STATUS_ZOMBIE:
+            return None
+    except psutil.Error:
+        return None
+    try:
+        answer = httpx.get(f"{endpoints.control_url}/healthz", timeout=2.0)
+    except httpx.HTTPError:
+        return None
+    return endpoints if answer.status_code == 200 else None
+
+
+@contextlib.asynccontextmanager
+async def _sim_lock(home: Path) -> AsyncIterator[None]:
+    """Exclusive across processes while simulators are found or started for ``home``."""
+    import fcntl  # POSIX locks, imported here: the module stays importable elsewhere
+
+    directory = Path(home) / "sim"
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / LOCK_FILE).open("a") as lock:
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"another process has held {directory / LOCK_FILE} for "
+                        f"{LOCK_TIMEOUT_S:.0f} s while starting simulators"
+                    ) from None
+                await asyncio.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.asynccontextmanager
+async def shared_simulators(
+    home: Path, host: str = "127.0.0.1"
+) -> AsyncIterator[SimulatorEndpoints]:
+    """The home's running simulators, or simulators served by this process while the
+    context lasts (published in ``endpoints.json`` for other processes, withdrawn after)."""
+    home = Path(home)
+    async with contextlib.AsyncExitStack() as stack:
+        async with _sim_lock(home):
+            running = await asyncio.to_thread(running_simulators, home)
+            if running is None:
+                sims = await stack.enter_async_context(Simulators(home, host))
+                write_endpoints(home, sims.endpoints())
+                stack.callback(_withdraw_endpoints, home)
+                running = replace(SimulatorEndpoints.from_json(sims.endpoints()), started_here=True)
+        yield running
+
+
+def _withdraw_endpoints(home: Path) -> None:
+    """Remove ``endpoints.json`` if it names this process' simulators."""
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        if read_endpoints(home).get("pid") == os.getpid():
+            _endpoints_path(home).unlink()
+
+
 async def serve(
     home: Path,
     host: str = "127.0.0.1",
@@ -183,18 +300,24 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
             handled.append(sig)
-    path = _endpoints_path(home)
     try:
-        async with Simulators(
-            Path(home),
-            host,
-            apns_port,
-            fcm_port,
-            control_port,
-            scenario_file,
-            record_payloads=record_payloads,
-        ) as sims:
-            write_endpoints(home, sims.endpoints())
+        async with contextlib.AsyncExitStack() as stack:
+            async with _sim_lock(home):
+                running = await asyncio.to_thread(running_simulators, home)
+                if running is not None:
+                    raise SimulatorsRunning(Path(home), running)
+                sims = await stack.enter_async_context(
+                    Simulators(
+                        Path(home),
+                        host,
+                        apns_port,
+                        fcm_port,
+                        control_port,
+                        scenario_file,
+                        record_payloads=record_payloads,
+                    )
+                )
+                write_endpoints(home, sims.endpoints())
             logger.info(
                 "simulators ready: APNs %s, FCM %s, control %s",
                 sims.apns_endpoint,
@@ -207,6 +330,4 @@ async def serve(
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            if read_endpoints(home).get("pid") == os.getpid():
-                path.unlink()
+        _withdraw_endpoints(home)
