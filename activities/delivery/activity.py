@@ -96,6 +96,13 @@ class DeliveryActivities(DeliveryActivity):
 
     @activity.defn(name=DELIVER)
     async def deliver(self, batch: PushBatch) -> PushBatchResult:
+        # heartbeats from start to end: a store that is slow to plan or record (a busy
+        # SQLite, a restarting PostgreSQL) must never look like a dead worker to Temporal, or
+        # it would start a second attempt that sends the same open rows at the same time
+        async with self._heartbeating():
+            return await self._deliver(batch)
+
+    async def _deliver(self, batch: PushBatch) -> PushBatchResult:
         now = utcnow()
         # per profile, from when it reached the node (expiry.py)
         deadlines = send_deadlines(batch, now, activity.info().attempt)
@@ -173,7 +180,7 @@ class DeliveryActivities(DeliveryActivity):
             )
             return writer.add(verdict)
 
-        async with OutcomeWriter(self._db, app) as writer, self._heartbeating():
+        async with OutcomeWriter(self._db, app) as writer:
             senders = await self._open_senders(app)
             if isinstance(senders, SendResult):
                 for index in range(len(pending)):

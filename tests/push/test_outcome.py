@@ -7,8 +7,10 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from firebase_admin import exceptions
 
 from tidings.push.fcm import _classify_exception, _retry_after
+from tidings.push.h2transport import AnswerLost, RequestNotProcessed
 from tidings.push.outcome import (
     APNS_CONFIG_FAULT,
     APNS_REFRESH_CREDENTIALS,
@@ -132,3 +134,21 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
     assert _retry_after("30") == 30
     assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # in the past
     assert _retry_after("soon") is None
+
+
+@pytest.mark.parametrize(
+    ("cause", "outcome", "reason"),
+    [
+        (RequestNotProcessed("stream refused"), Outcome.RETRY_LATER, "not sent: stream refused"),
+        (httpx.ConnectError("refused"), Outcome.RETRY_LATER, "not sent: ConnectError"),
+        (AnswerLost("connection reset"), Outcome.ANSWER_LOST, "answer lost: connection reset"),
+        (httpx.ReadTimeout("slow"), Outcome.ANSWER_LOST, "answer lost: ReadTimeout"),
+    ],
+)
+def test_an_fcm_send_without_an_answer_is_never_processed_or_its_answer_lost(
+    cause: Exception, outcome: Outcome, reason: str
+) -> None:
+    """firebase-admin hands a transport failure over as the cause of its error."""
+    error = exceptions.UnknownError("no answer", cause=cause)
+    result = _classify_exception(error)
+    assert (result.outcome, result.reason) == (outcome, reason)

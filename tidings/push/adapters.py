@@ -233,7 +233,9 @@ class _ProtocolFixes(APNsBaseClientProtocol):
 
     @property
     def is_busy(self) -> bool:
-        return self.retiring or self.lost or self.free_channels.is_busy
+        """No new request may use this connection: it is full, or closing (a GOAWAY, a
+        reset whose connection_lost has not come yet): the pool opens another instead."""
+        return self._closing or self.free_channels.is_busy
 
     async def send_notification(self, request: NotificationRequest) -> NotificationResult:
         return await self.send_within(request, None)

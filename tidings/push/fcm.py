@@ -234,7 +234,14 @@ def _aps(aps: dict[str, Any]) -> messaging.Aps:
 
 # httpx failures that leave the request unsent: no connection, no pool slot, or a body
 # never written whole (an HTTP/2 request is processed only once its END_STREAM arrives)
-NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError)
+NOT_SENT_ERRORS = (
+    RequestNotProcessed,
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.WriteError,
+    httpx.WriteTimeout,
+)
 
 
 def _classify_failure(cause: Exception) -> SendResult:
@@ -255,7 +262,7 @@ def _classify_failure(cause: Exception) -> SendResult:
         return SendResult(Outcome.RETRY_LATER, reason=f"not sent: token refresh ({_name(cause)})")
     if isinstance(cause, AnswerLost):
         return SendResult(Outcome.ANSWER_LOST, reason=f"answer lost: {cause.reason}")
-    if isinstance(cause, RequestNotProcessed | httpx.WriteTimeout | NOT_SENT_ERRORS):
+    if isinstance(cause, NOT_SENT_ERRORS):
         return SendResult(Outcome.RETRY_LATER, reason=f"not sent: {_name(cause)}")
     return SendResult(Outcome.ANSWER_LOST, reason=f"answer lost: {_name(cause)}")
 
