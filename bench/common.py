@@ -34,8 +34,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tidings.push.credentials import ApnsTokenCredentials, FcmCredentials  # noqa: E402
-from tidings.push.registry import AppCredentials  # noqa: E402
+from tidings.push.credentials import (  # noqa: E402
+    ApnsTokenCredentials,
+    AppCredentials,
+    FcmCredentials,
+)
 from tidings.settings import Settings  # noqa: E402
 from tidings.sim import SimulatorClient, read_endpoints  # noqa: E402
 from tidings.store.apps import set_credentials  # noqa: E402

@@ -30,3 +30,18 @@ def test_the_push_senders_do_not_reach_into_the_store() -> None:
         "import tidings.push.apns, tidings.push.fcm, tidings.push.check, tidings.push.registry"
     )
     assert not {m for m in loaded if m.startswith("tidings.store")}
+
+
+def test_the_api_loads_neither_the_worker_nor_delivery_nor_the_provider_sdks() -> None:
+    """The API stores what it is told and answers; sending and Temporal's worker are the
+    workers' business (its credential checks load a provider SDK only when they run)."""
+    loaded = loaded_after("import tidings.api.app")
+    forbidden = (
+        "tidings.worker",
+        "activities.delivery",
+        "aioapns",
+        "firebase_admin",
+        "temporalio.worker",
+    )
+    assert not {m for m in loaded for f in forbidden if m == f or m.startswith(f"{f}.")}
+    assert "tidings.api.app" in loaded

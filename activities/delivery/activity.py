@@ -46,7 +46,7 @@ from activities.delivery.verdicts import (
     judge,
 )
 from tidings.push import AppSenders, Outcome, SenderRegistry, SendResult
-from tidings.push.registry import AppCredentials
+from tidings.push.credentials import AppCredentials
 from tidings.store.apps import credentials_generation, open_credentials
 from tidings.store.db import Database
 from tidings.store.ledger import (

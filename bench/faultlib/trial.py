@@ -38,8 +38,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from tidings.journeys import parse_definition
-from tidings.push.credentials import ApnsTokenCredentials, FcmCredentials
-from tidings.push.registry import AppCredentials
+from tidings.push.credentials import ApnsTokenCredentials, AppCredentials, FcmCredentials
 from tidings.runs.start import start_run
 from tidings.settings import Settings
 from tidings.sim import SimulatorClient

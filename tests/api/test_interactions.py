@@ -8,8 +8,9 @@ import asyncio
 from sqlmodel import select
 
 from tests.api.conftest import Api, sent_push
-from tidings.store.interactions import ForwardState, forward_state, give_up_forwarding
+from tidings.store.interactions import forward_state, give_up_forwarding
 from tidings.store.models import Interaction
+from tidings.store.outbox import ForwardState
 from tidings.store.types import utcnow
 
 

@@ -30,11 +30,11 @@ from tidings.push.check import (
 from tidings.push.credentials import (
     ApnsCertificateCredentials,
     ApnsTokenCredentials,
+    AppCredentials,
     FcmCredentials,
 )
 from tidings.push.message import PushMessage
 from tidings.push.outcome import Outcome
-from tidings.push.registry import AppCredentials
 from tidings.push.sender import ProviderRoutes, SendItem
 from tidings.settings import Settings
 from tidings.sim import Answer, Scenario, Simulators

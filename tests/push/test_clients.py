@@ -16,11 +16,11 @@ from pydantic import SecretStr
 from tests.harness import BUNDLE_ID, unique_ids
 from tidings.push.adapters import oauth_flow
 from tidings.push.apns import ApnsSender
-from tidings.push.credentials import ApnsTokenCredentials, FcmCredentials
+from tidings.push.credentials import ApnsTokenCredentials, AppCredentials, FcmCredentials
 from tidings.push.fcm import FcmSender
 from tidings.push.message import PushMessage
 from tidings.push.outcome import Outcome
-from tidings.push.registry import AppCredentials, SenderRegistry
+from tidings.push.registry import SenderRegistry
 from tidings.push.sender import ProviderRoutes, SendItem
 from tidings.sim import Answer, FixedLatency, Scenario, Simulators
 

@@ -115,7 +115,7 @@ def create_app(
     for module in (apps, keys, profiles, erasures, mappings, devices, interactions, compat):
         app.include_router(module.router)
     app.include_router(links.router)  # tracked links: /l/{tracking_id}, no key
-    app.include_router(events.router)  # custom events: triggers, goals, wait_for (issue 5)
+    app.include_router(events.router)  # custom events: triggers, goals, wait_for
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

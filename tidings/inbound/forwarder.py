@@ -1,10 +1,13 @@
-"""The interactions outbox forwarder (DESIGN.md decision 6).
+"""The one forwarder of outside events into journeys (DESIGN.md decision 6).
 
-The API commits every interaction before it answers; this forwarder, running beside each
-worker, delivers the stored ones to the workflows that sent the pushes: one ``interactions``
-signal per workflow per round, carrying all of its waiting events. Delivery is at least once:
-a crash between the signal and marking the rows sends them again, and the cohort workflow
-applies each event id once.
+The API commits every interaction and every custom event before it answers; this forwarder,
+running beside each worker, drains both outboxes. A round claims a batch of each, starts the
+triggered entries the custom events ask for (signal-with-start, :mod:`tidings.inbound.triggers`),
+then sends one ``interactions`` signal per workflow carrying all of its waiting events, both
+kinds together: the interactions for the pushes it sent and the custom events it listens for.
+Delivery is at least once: a crash between the signal and marking the rows sends them again,
+and the cohort workflow applies each event id once; an entry already started is found by the
+re-entry policy (or its signal-with-start signals the running entry), never started twice.
 
 - PostgreSQL: a round claims its rows ``FOR UPDATE SKIP LOCKED`` inside one transaction,
   signals, marks them and commits, so forwarders in several workers take disjoint batches.
@@ -19,8 +22,12 @@ rows are marked forwarded with a note, so the outbox drains. A row Temporal refu
 it is (an invalid argument, a payload it cannot take) backs off on its own, doubling from
 ``row_initial_backoff``, so it neither spins nor holds back newer rows; after
 ``max_failures`` refusals it is given up and kept, with the reason, for inspection
-(``GET /v1/interactions?forwarding=failed``). Whatever else goes wrong in a round is logged
-and the forwarder carries on: forwarding never stops while the worker runs.
+(``GET /v1/interactions?forwarding=failed``, ``GET /v1/events?forwarding=failed``), until
+ops requeue it. A custom event is forwarded when all it asks is done: a start or a signal of
+it that fails leaves the whole event for a later round (what it did start is recorded, so the
+re-entry policy sees it), and later events of the same profile wait behind it. Whatever
+else goes wrong in a round is logged and the forwarder carries on: forwarding never stops
+while the worker runs.
 
 A backend that holds its own Temporal client can skip the HTTP API with
 :func:`record_and_signal`: it records the event exactly as the API does, signals the journey
@@ -37,12 +44,15 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from tidings.inbound.triggers import EntryOptions, EntryStarter, EventPlan, signal_event
+from tidings.store import custom_events
 from tidings.store.db import Database
 from tidings.store.interactions import (
     InteractionReport,
@@ -53,7 +63,8 @@ from tidings.store.interactions import (
     record_interaction,
     unforwarded,
 )
-from tidings.store.models import Interaction, InteractionStatus
+from tidings.store.models import CustomEvent, Interaction, InteractionStatus
+from tidings.store.triggers import record_entry
 from tidings.store.types import utcnow
 from tidings.tracebacks import describe, safe_traceback
 from workflows.contracts import INTERACTIONS_SIGNAL, InteractionBatch, InteractionEvent
@@ -74,7 +85,7 @@ TRANSIENT = {
 
 @dataclass(frozen=True)
 class ForwarderOptions:
-    batch_size: int = 1000  # rows per round
+    batch_size: int = 1000  # rows per round, of each outbox
     max_events_per_signal: int = 500  # keeps each signal far below Temporal's payload limit
     concurrent_signals: int = 32
     # how often an idle forwarder looks for new rows: events arriving meanwhile share one
@@ -97,7 +108,7 @@ class ForwarderOptions:
 
 @dataclass
 class Round:
-    """What one round did."""
+    """What one round did, counting rows of both outboxes."""
 
     claimed: int = 0
     forwarded: int = 0
@@ -105,6 +116,7 @@ class Round:
     failed: int = 0  # rows left in the outbox for a later round (or given up, below)
     given_up: int = 0  # rows refused max_failures times: kept for inspection, not retried
     outage: bool = False  # Temporal was unreachable
+    full: bool = False  # an outbox had more due rows than one round takes
     errors: list[str] = field(default_factory=list)
 
 
@@ -125,12 +137,40 @@ def event_of(row: Interaction) -> InteractionEvent:
     )
 
 
+@dataclass(frozen=True)
+class _Item:
+    """One event bound for one workflow: a stored interaction, or a custom event's signal to
+    one of its targets."""
+
+    workflow_id: str
+    event: InteractionEvent
+    interaction: int | None = None  # the interaction's row id
+    custom_event: int | None = None  # the custom event's row id
+
+
+def _is_transient(error: Exception | None) -> bool:
+    """Temporal is down or overloaded: no fault of the rows."""
+    return isinstance(error, RPCError) and error.status in TRANSIENT
+
+
+def _reason(error: Exception | None) -> str:
+    if isinstance(error, RPCError):
+        return f"{error.status.name}: {error.message}"
+    if error is None:
+        return ""
+    return f"{type(error).__name__}: {error}"
+
+
 @dataclass
 class _Delivery:
-    """The outcome of signalling one workflow with some rows."""
+    """The outcome of signalling one workflow with some items."""
 
-    rows: list[int]
+    items: list[_Item]
     error: Exception | None = None
+
+    @property
+    def rows(self) -> list[int]:
+        return [i.interaction for i in self.items if i.interaction is not None]
 
     @property
     def gone(self) -> bool:
@@ -138,26 +178,27 @@ class _Delivery:
 
     @property
     def transient(self) -> bool:
-        """Temporal is down or overloaded: no fault of these rows."""
-        return isinstance(self.error, RPCError) and self.error.status in TRANSIENT
+        return _is_transient(self.error)
 
     @property
     def reason(self) -> str:
-        if isinstance(self.error, RPCError):
-            return f"{self.error.status.name}: {self.error.message}"
-        if self.error is None:
-            return ""
-        return f"{type(self.error).__name__}: {self.error}"
+        return _reason(self.error)
 
 
 class Forwarder:
     def __init__(
-        self, client: Client, db: Database, options: ForwarderOptions | None = None
+        self,
+        client: Client,
+        db: Database,
+        options: ForwarderOptions | None = None,
+        entries: EntryOptions | None = None,
     ) -> None:
         self.client = client
         self.db = db
         self.options = options or ForwarderOptions()
         self._signals = asyncio.Semaphore(self.options.concurrent_signals)
+        # without entry options (a backend's record_and_signal) custom events are left alone
+        self._entries = EntryStarter(client, db, entries) if entries is not None else None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Forward until ``stop`` is set, whatever fails in between."""
@@ -167,12 +208,12 @@ class Forwarder:
             try:
                 done = await self.forward_once()
             except (SQLAlchemyError, OSError) as error:
-                log.warning("interaction forwarder: the store failed (%s)", describe(error))
+                log.warning("forwarder: the store failed (%s)", describe(error))
                 done = Round(outage=True)
             except Exception as error:
                 # a bug or a surprise must not end forwarding for the life of the worker
                 log.error(
-                    "interaction forwarder: a round failed (%s); trying again\n%s",
+                    "forwarder: a round failed (%s); trying again\n%s",
                     describe(error),
                     safe_traceback(error),
                 )
@@ -183,30 +224,55 @@ class Forwarder:
                 await _wait(stop, delay)
                 continue
             backoff = options.initial_backoff.total_seconds()
-            if done.claimed < options.batch_size:
+            if not done.full:
                 await _wait(stop, options.idle_interval.total_seconds())
 
     async def forward_once(self) -> Round:
-        """One round: claim a batch, signal its workflows, record the outcome."""
+        """One round: claim a batch of each outbox, start and signal, record the outcome."""
+        size = self.options.batch_size
         if self.db.is_sqlite:
             async with self.db.read() as session:
-                rows = await unforwarded(session, self.options.batch_size, lock=False)
-            if not rows:
+                rows = await unforwarded(session, size, lock=False)
+                events = await self._due_events(session, lock=False)
+            if not rows and not events:
                 return Round()
-            deliveries = await self._signal_all(rows)
+            plans, deliveries = await self._deliver(rows, events)
             async with self.db.write() as session:
-                return await self._record(session, rows, deliveries)
+                return await self._record(session, rows, events, plans, deliveries)
         async with self.db.write() as session:
-            rows = await unforwarded(session, self.options.batch_size, lock=True)
-            if not rows:
+            rows = await unforwarded(session, size, lock=True)
+            events = await self._due_events(session, lock=True)
+            if not rows and not events:
                 return Round()
-            deliveries = await self._signal_all(rows)
-            return await self._record(session, rows, deliveries)
+            plans, deliveries = await self._deliver(rows, events)
+            return await self._record(session, rows, events, plans, deliveries)
 
-    async def _signal_all(self, rows: Sequence[Interaction]) -> list[_Delivery]:
-        by_workflow: dict[str, list[Interaction]] = defaultdict(list)
-        for row in rows:
-            by_workflow[row.workflow_id or ""].append(row)
+    async def _due_events(self, session: AsyncSession, *, lock: bool) -> list[CustomEvent]:
+        if self._entries is None:
+            return []
+        return await custom_events.unforwarded(session, self.options.batch_size, lock=lock)
+
+    async def _deliver(
+        self, rows: Sequence[Interaction], events: Sequence[CustomEvent]
+    ) -> tuple[dict[int, EventPlan], list[_Delivery]]:
+        plans: dict[int, EventPlan] = {}
+        if self._entries is not None and events:
+            plans = await self._entries.plan(events, self._signals)
+        items = [
+            _Item(row.workflow_id or "", event_of(row), interaction=int(row.id or 0))
+            for row in rows
+        ]
+        for event in events:
+            plan = plans[int(event.id or 0)]
+            if plan.error is None and not plan.held:
+                signal = signal_event(event)
+                items += [_Item(w, signal, custom_event=int(event.id or 0)) for w in plan.targets]
+        return plans, await self._signal_all(items)
+
+    async def _signal_all(self, items: Sequence[_Item]) -> list[_Delivery]:
+        by_workflow: dict[str, list[_Item]] = defaultdict(list)
+        for item in items:
+            by_workflow[item.workflow_id].append(item)
         size = self.options.max_events_per_signal
         jobs = [
             self._signal(workflow_id, group[start : start + size])
@@ -215,37 +281,42 @@ class Forwarder:
         ]
         return [delivery for deliveries in await asyncio.gather(*jobs) for delivery in deliveries]
 
-    async def _signal(self, workflow_id: str, rows: list[Interaction]) -> list[_Delivery]:
-        """Signal the workflow with the rows; if Temporal refuses a group for what it holds,
-        each row is tried on its own, so one bad row does not take its neighbours down."""
-        delivery = await self._signal_group(workflow_id, rows)
-        if delivery.error is None or delivery.gone or delivery.transient or len(rows) == 1:
+    async def _signal(self, workflow_id: str, items: list[_Item]) -> list[_Delivery]:
+        """Signal the workflow with the items; if Temporal refuses a group for what it holds,
+        each item is tried on its own, so one bad row does not take its neighbours down."""
+        delivery = await self._signal_group(workflow_id, items)
+        if delivery.error is None or delivery.gone or delivery.transient or len(items) == 1:
             return [delivery]
-        return list(await asyncio.gather(*(self._signal_group(workflow_id, [r]) for r in rows)))
+        return list(await asyncio.gather(*(self._signal_group(workflow_id, [i]) for i in items)))
 
-    async def _signal_group(self, workflow_id: str, rows: list[Interaction]) -> _Delivery:
-        ids = [int(row.id or 0) for row in rows]
+    async def _signal_group(self, workflow_id: str, items: list[_Item]) -> _Delivery:
         async with self._signals:
             try:
-                batch = InteractionBatch([event_of(row) for row in rows])
+                batch = InteractionBatch([item.event for item in items])
                 await self.client.get_workflow_handle(workflow_id).signal(
                     INTERACTIONS_SIGNAL, batch, rpc_timeout=self.options.signal_timeout
                 )
             except Exception as error:  # recorded on the rows; classified by _Delivery
-                return _Delivery(ids, error)
-        return _Delivery(ids)
+                return _Delivery(items, error)
+        return _Delivery(items)
 
     async def _record(
-        self, session: AsyncSession, rows: Sequence[Interaction], deliveries: list[_Delivery]
+        self,
+        session: AsyncSession,
+        rows: Sequence[Interaction],
+        events: Sequence[CustomEvent],
+        plans: dict[int, EventPlan],
+        deliveries: list[_Delivery],
     ) -> Round:
         now = utcnow()
-        done = Round(claimed=len(rows))
+        size = self.options.batch_size
+        done = Round(claimed=len(rows) + len(events), full=size in (len(rows), len(events)))
         failures = {int(row.id or 0): row.forward_failures for row in rows}
         delivered = [i for d in deliveries if d.error is None for i in d.rows]
         await mark_forwarded(session, delivered, now)
         done.forwarded = len(delivered)
         for delivery in deliveries:
-            if delivery.error is None:
+            if delivery.error is None or not delivery.rows:
                 continue
             if delivery.gone:
                 await mark_forwarded(
@@ -262,10 +333,15 @@ class Forwarder:
                 done.outage = True
                 await note_forward_failure(session, delivery.rows, delivery.reason)
                 continue
-            done.given_up += await self._refused(session, delivery, failures, now)
+            given_up = await self._refused(
+                session, Interaction, delivery.rows, delivery.reason, failures, now
+            )
+            done.given_up += given_up
+        if events:
+            await self._record_events(session, events, plans, deliveries, done, now)
         if done.failed:
             log.warning(
-                "interaction forwarder: %s of %s events not delivered yet, %s given up (%s)",
+                "forwarder: %s of %s events not delivered yet, %s given up (%s)",
                 done.failed,
                 done.claimed,
                 done.given_up,
@@ -273,26 +349,88 @@ class Forwarder:
             )
         return done
 
+    async def _record_events(
+        self,
+        session: AsyncSession,
+        events: Sequence[CustomEvent],
+        plans: dict[int, EventPlan],
+        deliveries: list[_Delivery],
+        done: Round,
+        now: datetime,
+    ) -> None:
+        """Each custom event is forwarded once its starts and all its signals went through
+        (a signal to a workflow that no longer runs counts as through, with a note)."""
+        signalled: dict[int, list[str]] = defaultdict(list)
+        errors: dict[int, list[Exception]] = defaultdict(list)
+        notes: dict[int, str] = {}
+        for delivery in deliveries:
+            for item in delivery.items:
+                if item.custom_event is None:
+                    continue
+                if delivery.error is None:
+                    signalled[item.custom_event].append(item.workflow_id)
+                elif delivery.gone:
+                    notes[item.custom_event] = f"not applied: {item.workflow_id} no longer runs"
+                else:
+                    errors[item.custom_event].append(delivery.error)
+        outcomes: dict[int, dict[str, Any]] = {}
+        transient: list[int] = []
+        refused: dict[str, list[int]] = defaultdict(list)
+        for event in events:
+            row_id = int(event.id or 0)
+            plan = plans[row_id]
+            for entry in plan.entries:  # whatever else failed, these entries started
+                await record_entry(session, entry)
+            if plan.held:
+                continue
+            failed = ([plan.error] if plan.error is not None else []) + errors[row_id]
+            if not failed:
+                outcomes[row_id] = {
+                    "started": plan.started,
+                    "signalled": sorted(signalled[row_id]),
+                    "skipped": plan.skipped,
+                }
+                continue
+            done.failed += 1
+            done.errors.append(_reason(failed[0]))
+            if any(_is_transient(error) for error in failed):
+                transient.append(row_id)
+            else:
+                refused[_reason(failed[0])].append(row_id)
+        await custom_events.mark_forwarded(session, outcomes, now, notes)
+        done.forwarded += len(outcomes)
+        if transient:
+            done.outage = True
+            await custom_events.note_forward_failure(
+                session, transient, done.errors[-1] if done.errors else "Temporal unreachable"
+            )
+        failures = {int(event.id or 0): event.forward_failures for event in events}
+        for reason, ids in refused.items():
+            done.given_up += await self._refused(session, CustomEvent, ids, reason, failures, now)
+
     async def _refused(
         self,
         session: AsyncSession,
-        delivery: _Delivery,
+        table: type[Interaction] | type[CustomEvent],
+        ids: list[int],
+        reason: str,
         failures: dict[int, int],
         now: datetime,
     ) -> int:
         """Back each refused row off by its own count of refusals, or give it up; returns
         how many were given up."""
         by_count: dict[int, list[int]] = defaultdict(list)
-        for row_id in delivery.rows:
+        for row_id in ids:
             by_count[failures.get(row_id, 0) + 1].append(row_id)
+        defer = defer_forwarding if table is Interaction else custom_events.defer_forwarding
+        give_up = give_up_forwarding if table is Interaction else custom_events.give_up_forwarding
         given_up = 0
-        for count, ids in sorted(by_count.items()):
+        for count, chosen in sorted(by_count.items()):
             if count >= self.options.max_failures:
-                await give_up_forwarding(session, ids, delivery.reason, now)
-                given_up += len(ids)
+                await give_up(session, chosen, reason, now)
+                given_up += len(chosen)
             else:
-                retry_at = now + self.options.row_backoff(count)
-                await defer_forwarding(session, ids, delivery.reason, retry_at)
+                await defer(session, chosen, reason, now + self.options.row_backoff(count))
         return given_up
 
 
@@ -303,12 +441,16 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
 
 @contextlib.asynccontextmanager
 async def forwarding(
-    client: Client, db: Database, options: ForwarderOptions | None = None
+    client: Client,
+    db: Database,
+    options: ForwarderOptions | None = None,
+    entries: EntryOptions | None = None,
 ) -> AsyncIterator[Forwarder]:
-    """Run a forwarder in this event loop while the context lasts (beside a worker)."""
-    forwarder = Forwarder(client, db, options)
+    """Run a forwarder in this event loop while the context lasts (beside a worker, whose
+    task queue and engine options ``entries`` gives triggered entries)."""
+    forwarder = Forwarder(client, db, options, entries)
     stop = asyncio.Event()
-    task = asyncio.create_task(forwarder.run(stop), name="tidings-interaction-forwarder")
+    task = asyncio.create_task(forwarder.run(stop), name="tidings-forwarder")
     try:
         yield forwarder
     finally:
@@ -335,10 +477,11 @@ async def record_and_signal(client: Client, db: Database, report: InteractionRep
     ):
         return row
     forwarder = Forwarder(client, db)
-    deliveries = await forwarder._signal_all([row])
+    item = _Item(row.workflow_id or "", event_of(row), interaction=int(row.id or 0))
+    deliveries = await forwarder._signal_all([item])
     if deliveries[0].error is None or deliveries[0].gone:
         async with db.write() as session:
-            await forwarder._record(session, [row], deliveries)
+            await forwarder._record(session, [row], [], {}, deliveries)
             refreshed = await session.get(Interaction, row.id, populate_existing=True)
         return refreshed or row
     return row

@@ -1,23 +1,25 @@
-"""Custom events reaching journeys, once the API has stored them.
+"""What a stored custom event asks of the journeys, worked out by the forwarder.
 
 - A journey activated with a trigger on the event's name starts for the event's profile: a
   cohort of one, started by signal-with-start (the event is its first signal), with a
   workflow id derived from journey and profile, so a profile never runs it twice at once. The
   re-entry policy decides whether a profile that entered before may enter again.
-- A running journey the profile is in, that listens for the event (its goal, a wait_for), gets
-  the event through the ``interactions`` signal (kind ``custom``), which cohorts deduplicate
-  by event id.
+- A running journey the profile is in that listens for the event (its goal, a wait_for) is a
+  *target*: the forwarder signals it the event (kind ``custom``) in its batched
+  ``interactions`` signals, beside the interactions bound for the same workflow; cohorts
+  apply each event id once.
 
-Forwarding is idempotent enough to repeat: the API forwards right after storing, and a sweep
-forwards what a failure (Temporal unreachable) left behind.
+A profile's events are taken in the order they arrived, so an entry one event starts is seen
+by the next; different profiles' events go concurrently.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -26,26 +28,19 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import ProfileFacts
 from tidings.journeys.model import JourneyDefinition
-from tidings.settings import Settings
-from tidings.store.custom_events import mark_failed, mark_forwarded, unforwarded
 from tidings.store.db import Database
 from tidings.store.journey_events import running_entries
-from tidings.store.models import CustomEvent, JourneyEntry, JourneyRun, Profile
-from tidings.store.triggers import (
-    NewEntry,
-    active_triggers,
-    entries_of_profile,
-    prior_visits,
-    record_entry,
-)
+from tidings.store.models import CustomEvent, JourneyRun, Profile
+from tidings.store.triggers import NewEntry, active_triggers, entries_of_profile, prior_visits
 from tidings.store.types import utcnow
-from tidings.worker.resources import engine_options
 from workflows.cohort import CohortWorkflow
-from workflows.contracts import INTERACTIONS_SIGNAL, CohortInput, InteractionBatch, InteractionEvent
-
-log = logging.getLogger(__name__)
-
-ClientFactory = Callable[[], Awaitable[Client]]
+from workflows.contracts import (
+    INTERACTIONS_SIGNAL,
+    CohortInput,
+    EngineOptions,
+    InteractionBatch,
+    InteractionEvent,
+)
 
 
 def entry_workflow_id(journey_id: str, profile_id: str) -> str:
@@ -53,135 +48,173 @@ def entry_workflow_id(journey_id: str, profile_id: str) -> str:
     return f"journey/{journey_id}/profile/{profile_id}"
 
 
+def signal_event(event: CustomEvent) -> InteractionEvent:
+    """The event as the cohorts read it (an event id of its own beside interactions')."""
+    return InteractionEvent(
+        event_id=f"event:{event.event_id}",
+        profile_id=event.profile_id,
+        kind="custom",
+        occurred_at=event.occurred_at,
+        name=event.name,
+    )
+
+
+@dataclass(frozen=True)
+class EntryOptions:
+    """Where triggered entries run: the workers' task queue and engine options."""
+
+    task_queue: str
+    engine: EngineOptions
+
+
 @dataclass
-class Forwarded:
-    started: list[str] = field(default_factory=list)  # journeys the event started
-    signalled: list[str] = field(default_factory=list)  # workflows that got it as a signal
+class EventPlan:
+    """What forwarding one event did and has still to do."""
+
+    started: list[str] = field(default_factory=list)  # journeys it started for the profile
+    entries: list[NewEntry] = field(default_factory=list)  # the entries those starts made
     skipped: dict[str, str] = field(default_factory=dict)  # journey -> why it did not start
+    targets: list[str] = field(default_factory=list)  # running workflows to signal it to
+    error: Exception | None = None  # a start Temporal refused, or could not take
+    held: bool = False  # an earlier event of its profile failed: left for a later round
 
 
-class EventForwarder:
-    def __init__(self, db: Database, settings: Settings, client: ClientFactory) -> None:
-        self._db = db
-        self._settings = settings
+@dataclass
+class _Known:
+    """A profile's entries and listening runs as this round sees them."""
+
+    profile: Profile | None
+    # journey id -> (run id, workflow id, last entered at)
+    entries: dict[str, tuple[str, str, datetime]]
+    listening: list[tuple[str, JourneyRun]]
+
+
+class EntryStarter:
+    def __init__(self, client: Client, db: Database, options: EntryOptions) -> None:
         self._client = client
+        self._db = db
+        self._options = options
         # run id -> definition snapshot (immutable, so cached for the process's life)
         self._snapshots: dict[str, JourneyDefinition] = {}
 
-    async def forward(self, event: CustomEvent) -> Forwarded:
-        """Start and signal what the event concerns, then mark it forwarded. On failure the
-        error is recorded on the event (for the sweep) and raised."""
-        try:
-            done, entered = await self._forward(event)
-        except Exception as error:
-            async with self._db.write() as session:
-                await mark_failed(session, event.event_id, f"{type(error).__name__}: {error}")
-            raise
-        # the entries and the event's fate in one transaction
-        async with self._db.write() as session:
-            for entry in entered:
-                await record_entry(session, entry)
-            await mark_forwarded(session, event.event_id, utcnow())
-        return done
-
-    async def sweep(self, older_than_s: float = 5.0, limit: int = 100) -> int:
-        """Forward stored events a failure left behind; return how many went through."""
+    async def plan(
+        self, events: Sequence[CustomEvent], concurrency: asyncio.Semaphore
+    ) -> dict[int, EventPlan]:
+        """Start the entries the events trigger, and say whom each must be signalled to
+        (by row id)."""
+        if not events:
+            return {}
+        by_profile: dict[str, list[CustomEvent]] = defaultdict(list)
+        for event in events:
+            by_profile[event.profile_id].append(event)
         async with self._db.read() as session:
-            pending = await unforwarded(
-                session, older_than=utcnow() - timedelta(seconds=older_than_s), limit=limit
-            )
-        forwarded = 0
-        for event in pending:
-            try:
-                await self.forward(event)
-                forwarded += 1
-            except Exception as error:  # recorded on the event, retried later
-                log.warning("custom event %s not forwarded yet: %s", event.event_id, error)
-                break
-        return forwarded
+            triggers = {
+                name: await active_triggers(session, name) for name in {e.name for e in events}
+            }
+            known = {p: await self._known(session, p) for p in by_profile}
+        plans: dict[int, EventPlan] = {}
 
-    async def _forward(self, event: CustomEvent) -> tuple[Forwarded, list[NewEntry]]:
-        now = utcnow()
-        batch = InteractionBatch(
-            [
-                InteractionEvent(
-                    event_id=f"event:{event.event_id}",
-                    profile_id=event.profile_id,
-                    kind="custom",
-                    occurred_at=event.occurred_at,
-                    name=event.name,
-                )
-            ]
+        async def one_profile(profile_id: str) -> None:
+            failed = False
+            for event in by_profile[profile_id]:
+                plan = plans[int(event.id or 0)] = EventPlan()
+                if failed:
+                    plan.held = True
+                    continue
+                async with concurrency:
+                    await self._plan_event(event, triggers[event.name], known[profile_id], plan)
+                failed = plan.error is not None
+
+        await asyncio.gather(*(one_profile(p) for p in by_profile))
+        return plans
+
+    async def _known(self, session: AsyncSession, profile_id: str) -> _Known:
+        entries = {}
+        for entry in await entries_of_profile(session, profile_id):
+            entries[entry.journey_id] = (entry.run_id, entry.workflow_id, entry.last_entered_at)
+            await self._snapshot(session, entry.run_id)
+        return _Known(
+            await session.get(Profile, profile_id),
+            entries,
+            await running_entries(session, profile_id),
         )
-        async with self._db.read() as session:
-            triggers = await active_triggers(session, event.name)
-            entries = {e.journey_id: e for e in await entries_of_profile(session, event.profile_id)}
-            listening = await running_entries(session, event.profile_id)
-            profile = await session.get(Profile, event.profile_id)
-            for known in entries.values():
-                await self._snapshot(session, known.run_id)
-        done = Forwarded()
-        entered: list[NewEntry] = []
-        # Temporal is asked only when there is something to start or signal (the factory
-        # connects once): most events concern no journey
+
+    async def _plan_event(
+        self, event: CustomEvent, triggers: list[JourneyRun], known: _Known, plan: EventPlan
+    ) -> None:
+        now = utcnow()
+        batch = InteractionBatch([signal_event(event)])
         for run in triggers:
-            client = await self._client()
             journey = self._remember(run)
             workflow_id = entry_workflow_id(journey.id, event.profile_id)
-            previous = entries.get(journey.id)
-            reason = await self._may_not_enter(client, journey, previous, workflow_id, now)
-            if reason:
-                done.skipped[journey.id] = reason
-                continue
-            visits: dict[str, int] = {}
-            if previous is not None:
-                async with self._db.read() as session:
-                    visits = await prior_visits(session, workflow_id)
-            await client.start_workflow(
-                CohortWorkflow.run,
-                CohortInput(
-                    run_id=run.id,
-                    journey=journey,
-                    profile_ids=[event.profile_id],
-                    options=engine_options(self._settings),
-                    facts={event.profile_id: _facts(profile, journey)},
-                    triggered=True,
-                    prior_visits=visits,
-                    local_delivery=True,
-                ),
-                id=workflow_id,
-                task_queue=self._settings.task_queue,
-                start_signal=INTERACTIONS_SIGNAL,
-                start_signal_args=[batch],
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            )
-            entered.append(NewEntry(journey.id, event.profile_id, run.id, workflow_id, now))
-            done.started.append(journey.id)
+            previous = known.entries.get(journey.id)
+            try:
+                reason = await self._may_not_enter(journey, previous, workflow_id, now)
+                if reason:
+                    plan.skipped[journey.id] = reason
+                    continue
+                await self._start(event, run, journey, known.profile, workflow_id, batch, previous)
+            except Exception as error:  # recorded on the event; classified by the forwarder
+                plan.error = error
+                return
+            plan.entries.append(NewEntry(journey.id, event.profile_id, run.id, workflow_id, now))
+            plan.started.append(journey.id)
+            known.entries[journey.id] = (run.id, workflow_id, now)
         targets: set[str] = set()
-        for entry in entries.values():
-            snapshot = self._snapshots.get(entry.run_id)
+        for run_id, workflow_id, _ in known.entries.values():
+            snapshot = self._snapshots.get(run_id)
             if snapshot is not None and event.name in snapshot.listened_events():
-                targets.add(entry.workflow_id)
-        for workflow_id, run in listening:
-            if event.name in (run.entry or {}).get("listens", []):
                 targets.add(workflow_id)
-        targets -= {entry_workflow_id(j, event.profile_id) for j in done.started}
-        for workflow_id in sorted(targets):
-            if await _signal(await self._client(), workflow_id, batch):
-                done.signalled.append(workflow_id)
-        return done, entered
+        for workflow_id, listening in known.listening:
+            if event.name in (listening.entry or {}).get("listens", []):
+                targets.add(workflow_id)
+        targets -= {entry_workflow_id(j, event.profile_id) for j in plan.started}
+        plan.targets = sorted(targets)
+
+    async def _start(
+        self,
+        event: CustomEvent,
+        run: JourneyRun,
+        journey: JourneyDefinition,
+        profile: Profile | None,
+        workflow_id: str,
+        batch: InteractionBatch,
+        previous: tuple[str, str, datetime] | None,
+    ) -> None:
+        visits: dict[str, int] = {}
+        if previous is not None:
+            async with self._db.read() as session:
+                visits = await prior_visits(session, workflow_id)
+        await self._client.start_workflow(
+            CohortWorkflow.run,
+            CohortInput(
+                run_id=run.id,
+                journey=journey,
+                profile_ids=[event.profile_id],
+                options=self._options.engine,
+                facts={event.profile_id: _facts(profile, journey)},
+                triggered=True,
+                prior_visits=visits,
+                local_delivery=True,
+            ),
+            id=workflow_id,
+            task_queue=self._options.task_queue,
+            start_signal=INTERACTIONS_SIGNAL,
+            start_signal_args=[batch],
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
 
     async def _may_not_enter(
         self,
-        client: Client,
         journey: JourneyDefinition,
-        entry: JourneyEntry | None,
+        previous: tuple[str, str, datetime] | None,
         workflow_id: str,
         now: datetime,
     ) -> str | None:
         """Why the re-entry policy keeps the profile out, or None."""
-        if entry is None:
+        if previous is None:
             return None
+        last_entered_at = previous[2]
         assert journey.trigger is not None
         policy = journey.trigger.reentry
         if policy.policy == "never":
@@ -189,10 +222,10 @@ class EventForwarder:
         if (
             policy.policy == "after"
             and policy.after is not None
-            and now < entry.last_entered_at + policy.after
+            and now < last_entered_at + policy.after
         ):
-            return f"entered at {entry.last_entered_at.isoformat()}; re-entry after {policy.after}"
-        if await _running(client, workflow_id):
+            return f"entered at {last_entered_at.isoformat()}; re-entry after {policy.after}"
+        if await _running(self._client, workflow_id):
             return "its previous entry is still running"
         return None
 
@@ -230,14 +263,3 @@ async def _running(client: Client, workflow_id: str) -> bool:
             return False
         raise
     return description.status == WorkflowExecutionStatus.RUNNING
-
-
-async def _signal(client: Client, workflow_id: str, batch: InteractionBatch) -> bool:
-    """Signal a running workflow; a finished (or unknown) one is not an error."""
-    try:
-        await client.get_workflow_handle(workflow_id).signal(INTERACTIONS_SIGNAL, batch)
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True

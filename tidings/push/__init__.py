@@ -14,11 +14,12 @@ from tidings.push.message import PushMessage
 from tidings.push.outcome import Outcome, SendResult
 
 if TYPE_CHECKING:
-    from tidings.push.registry import AppCredentials, AppSenders, SenderRegistry
+    from tidings.push.credentials import AppCredentials
+    from tidings.push.registry import AppSenders, SenderRegistry
     from tidings.push.sender import ProviderRoutes, SendItem
 
 _LAZY = {
-    "AppCredentials": "tidings.push.registry",
+    "AppCredentials": "tidings.push.credentials",
     "AppSenders": "tidings.push.registry",
     "SenderRegistry": "tidings.push.registry",
     "ProviderRoutes": "tidings.push.sender",

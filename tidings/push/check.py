@@ -23,16 +23,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tidings.push.apns import ApnsSender
 from tidings.push.credentials import (
     ApnsCertificateCredentials,
     ApnsTokenCredentials,
+    AppCredentials,
     FcmCredentials,
 )
-from tidings.push.fcm import FcmSender
 from tidings.push.message import PushMessage
 from tidings.push.outcome import Outcome, SendResult
-from tidings.push.registry import AppCredentials
 from tidings.push.sender import ProviderRoutes, SendItem
 from tidings.settings import Settings
 
@@ -176,6 +174,9 @@ async def check_apns(
     *,
     timeout_s: float = CHECK_TIMEOUT_S,
 ) -> list[CredentialProblem]:
+    # the provider SDKs load only when a check runs: the API imports this module
+    from tidings.push.apns import ApnsSender
+
     sender = ApnsSender(
         credentials, routes=routes, max_in_flight=1, timeout_s=timeout_s, max_connections=1
     )
@@ -225,6 +226,8 @@ def _apns_problems(
 async def check_fcm(
     credentials: FcmCredentials, routes: ProviderRoutes, *, timeout_s: float = CHECK_TIMEOUT_S
 ) -> list[CredentialProblem]:
+    from tidings.push.fcm import FcmSender
+
     sender = await asyncio.to_thread(
         FcmSender,
         credentials,

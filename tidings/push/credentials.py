@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from cryptography import x509
@@ -247,3 +248,13 @@ class FcmCredentials(BaseModel):
     def public_config(self) -> dict[str, Any]:
         info = self.info
         return {"project_id": info["project_id"], "client_email": info["client_email"]}
+
+
+@dataclass(frozen=True)
+class AppCredentials:
+    """One app's credentials as a worker or the API holds them, at one version."""
+
+    app_id: str
+    version: int
+    apns: ApnsTokenCredentials | ApnsCertificateCredentials | None
+    fcm: FcmCredentials | None

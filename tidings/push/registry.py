@@ -15,23 +15,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from tidings.push.apns import ApnsSender
-from tidings.push.credentials import (
-    ApnsCertificateCredentials,
-    ApnsTokenCredentials,
-    FcmCredentials,
-)
+from tidings.push.credentials import AppCredentials
 from tidings.push.fcm import FcmSender
 from tidings.push.sender import ProviderRoutes, Sender
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AppCredentials:
-    app_id: str
-    version: int
-    apns: ApnsTokenCredentials | ApnsCertificateCredentials | None
-    fcm: FcmCredentials | None
 
 
 # What identifies one set of an app's credentials in a worker process.

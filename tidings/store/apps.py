@@ -18,9 +18,9 @@ from tidings.push.credentials import (
     ApnsCertificateCredentials,
     ApnsCredentials,
     ApnsTokenCredentials,
+    AppCredentials,
     FcmCredentials,
 )
-from tidings.push.registry import AppCredentials
 from tidings.store.models import ApiKey, App, AppUserMapping, Device, RegistrationRequest
 from tidings.store.pages import Page, keyset
 from tidings.store.secrets import SecretBox, SecretError, read_secret_file, reference

@@ -14,21 +14,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum, StrEnum
+from enum import Enum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, update
+from sqlalchemy import ColumnElement, and_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from tidings.store import outbox
 from tidings.store.dialect import insert_for
 from tidings.store.models import Delivery, Interaction, InteractionKind, InteractionStatus
 from tidings.store.models.interactions import NO_APP_SCOPE
+from tidings.store.outbox import IN_CHUNK, ForwardState
 from tidings.store.pages import Page, keyset
 from tidings.store.types import utcnow
-
-# SQLite's bound-parameter budget, with room to spare
-IN_CHUNK = 900
 
 
 @dataclass(frozen=True)
@@ -265,15 +264,6 @@ def _row_values(
     }
 
 
-class ForwardState(StrEnum):
-    """Where a stored interaction stands with its journey."""
-
-    PENDING = "pending"  # waiting for the forwarder (perhaps backing off: next_attempt_at)
-    FORWARDED = "forwarded"  # its journey was signalled (or no longer runs: see the note)
-    FAILED = "failed"  # Temporal kept refusing it: given up, kept for inspection
-    NEVER = "never"  # unmatched: no journey to tell
-
-
 def forward_state(row: Interaction) -> ForwardState:
     if InteractionStatus(row.status) is InteractionStatus.UNMATCHED:
         return ForwardState.NEVER
@@ -331,13 +321,10 @@ async def unforwarded(
     not backing off. With ``lock`` (PostgreSQL) the rows are locked ``FOR UPDATE SKIP
     LOCKED`` until the session ends, so forwarders running side by side take disjoint
     batches."""
-    due = now or utcnow()
     statement = (
         select(Interaction)
         .where(_in_state(ForwardState.PENDING))
-        .where(
-            or_(col(Interaction.next_attempt_at).is_(None), col(Interaction.next_attempt_at) <= due)
-        )
+        .where(outbox.due(Interaction, now or utcnow()))
         .order_by(col(Interaction.id))
         .limit(limit)
     )
@@ -346,64 +333,29 @@ async def unforwarded(
     return list((await session.exec(statement)).all())
 
 
-def _chunks(ids: Sequence[int]) -> list[list[int]]:
-    return [list(ids[start : start + IN_CHUNK]) for start in range(0, len(ids), IN_CHUNK)]
-
-
-async def _after_attempt(
-    session: AsyncSession, ids: Sequence[int], *, unforwarded_only: bool = True, **values: Any
-) -> None:
-    """Record one forwarding attempt on these rows (by chunks of ids), with ``values``."""
-    for chunk in _chunks(ids):
-        statement = update(Interaction).where(col(Interaction.id).in_(chunk))
-        if unforwarded_only:
-            statement = statement.where(col(Interaction.forwarded_at).is_(None))
-        await session.exec(
-            statement.values(forward_attempts=col(Interaction.forward_attempts) + 1, **values)
-        )
-
-
 async def mark_forwarded(
     session: AsyncSession, ids: Sequence[int], now: datetime, note: str | None = None
 ) -> None:
     """Done with these rows: signalled, or (with a note) not deliverable at all, such as
     events for a workflow that has completed."""
-    await _after_attempt(session, ids, forwarded_at=now, next_attempt_at=None, last_error=note)
+    await outbox.mark_forwarded(session, Interaction, ids, now, note)
 
 
 async def note_forward_failure(session: AsyncSession, ids: Sequence[int], error: str) -> None:
-    """A failed attempt while Temporal is unreachable: the rows stay due, with why (the
-    forwarder backs off as a whole; an outage is no fault of the rows)."""
-    await _after_attempt(session, ids, unforwarded_only=False, last_error=error[:2000])
+    await outbox.note_forward_failure(session, Interaction, ids, error)
 
 
 async def defer_forwarding(
     session: AsyncSession, ids: Sequence[int], error: str, retry_at: datetime
 ) -> None:
-    """Temporal refused these rows themselves: count it, and leave them until ``retry_at``,
-    so they neither spin nor hold back the rows behind them."""
-    await _after_attempt(
-        session,
-        ids,
-        forward_failures=col(Interaction.forward_failures) + 1,
-        next_attempt_at=retry_at,
-        last_error=error[:2000],
-    )
+    await outbox.defer_forwarding(session, Interaction, ids, error, retry_at)
 
 
 async def give_up_forwarding(
     session: AsyncSession, ids: Sequence[int], error: str, now: datetime
 ) -> None:
-    """Refused once too often: no more attempts; the row keeps its reason for inspection
-    (``GET /v1/interactions?forwarding=failed``)."""
-    await _after_attempt(
-        session,
-        ids,
-        forward_failures=col(Interaction.forward_failures) + 1,
-        next_attempt_at=None,
-        forward_failed_at=now,
-        last_error=f"gave up: {error}"[:2000],
-    )
+    """Refused once too often (``GET /v1/interactions?forwarding=failed``)."""
+    await outbox.give_up_forwarding(session, Interaction, ids, error, now)
 
 
 async def requeue_failed(
@@ -412,16 +364,7 @@ async def requeue_failed(
     """Give interactions the forwarder gave up on another round of attempts (after ops fixed
     what Temporal refused them for): only given-up rows, of ``app_id``'s pushes unless None,
     and of ``event_ids`` when given. How many were requeued."""
-    statement = (
-        update(Interaction)
-        .where(_in_state(ForwardState.FAILED))
-        .values(
-            forward_failures=0,
-            next_attempt_at=None,
-            forward_failed_at=None,
-            last_error=None,
-        )
-    )
+    statement = update(Interaction).where(_in_state(ForwardState.FAILED)).values(outbox.REQUEUED)
     if app_id is not None:
         statement = statement.where(col(Interaction.app_id) == app_id)
     if event_ids is not None:

@@ -48,9 +48,9 @@ from tidings.push.credentials import (
     ApnsCertificateCredentials,
     ApnsCredentials,
     ApnsTokenCredentials,
+    AppCredentials,
     FcmCredentials,
 )
-from tidings.push.registry import AppCredentials
 from tidings.store.apps import (
     clear_credentials,
     delete_app,

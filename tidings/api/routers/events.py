@@ -1,106 +1,50 @@
 """Custom events (``POST /v1/events``): a profile did something the journeys care about.
 
-The event is stored (idempotent on its id) and committed before the answer, then forwarded:
-it starts the journeys whose trigger it is (one cohort per profile, by signal-with-start)
-and reaches the running journeys that wait for it (goal, wait_for). If Temporal cannot be
-reached the answer is still 202: the event is kept, and a sweep in this process forwards it
-once Temporal answers.
+The event is stored (idempotent on its id) and committed before the ``202``; the forwarder
+beside the workers then starts the journeys whose trigger it is (one cohort per profile, by
+signal-with-start) and signals the running journeys that wait for it (goal, wait_for), as it
+forwards interactions (DESIGN.md decision 6). The API holds no Temporal connection for
+events: while Temporal is down they wait in the store. ``GET /v1/events/{event_id}`` says
+what forwarding did; ``GET /v1/events?forwarding=failed`` lists the events Temporal kept
+refusing, and ``POST /v1/events/requeue`` gives them another round.
 
 An app's key may post events only for the profiles its app knows (one of its devices or user
 mappings names the profile); the admin key for any profile. Any other profile answers the
 same 404 as a profile that does not exist, so a key never learns which profiles other apps
-hold.
+hold. An app's key lists, reads and requeues only the events it posted.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import logging
-from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request, status
+from fastapi import APIRouter, Query, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import col, select
-from temporalio.client import Client
 
-from tidings.api.deps import Caller, CallerOf, State
+from tidings.api.deps import Caller, CallerOf, ReadSession, State, WriteSession
 from tidings.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
-from tidings.inbound.triggers import EventForwarder
+from tidings.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from tidings.journeys.predicates import EventName
-from tidings.settings import Settings
-from tidings.store.custom_events import EventReport, store_event
+from tidings.store.custom_events import (
+    EventReport,
+    forward_state,
+    list_events,
+    requeue_failed,
+    store_event,
+)
 from tidings.store.models import CustomEvent, Profile
+from tidings.store.outbox import ForwardState
 from tidings.store.profiles import known_to_app
 from tidings.store.types import utcnow
-from tidings.temporal.client import configured_address, connect
-from tidings.temporal.devserver import DevServer, start_dev_server
-
-log = logging.getLogger(__name__)
 
 MAX_PROPERTIES_BYTES = 16_384
-SWEEP_EVERY_S = 2.0
-
-
-class TemporalLink:
-    """The API's Temporal client, connected on first use, so the API starts (and stores
-    events) while Temporal is down. Without a configured server it joins the embedded dev
-    server (starting one if no other tidings command has)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._client: Client | None = None
-        self._server: DevServer | None = None
-        self._lock = asyncio.Lock()
-
-    async def client(self) -> Client:
-        async with self._lock:
-            if self._client is None:
-                address = configured_address()
-                if address is None:
-                    self._server = await asyncio.to_thread(start_dev_server, self._settings.home)
-                    address = self._server.address
-                self._client = await connect(address)
-            return self._client
-
-    async def close(self) -> None:
-        if self._server is not None:
-            await asyncio.to_thread(self._server.stop)
-
-
-@contextlib.asynccontextmanager
-async def forwarding(app: FastAPI) -> AsyncIterator[None]:
-    """The forwarder and its sweep live as long as the app (inside the app's own lifespan,
-    which set up the store)."""
-    state = app.state.tidings
-    link = TemporalLink(state.settings)
-    forwarder = EventForwarder(state.db, state.settings, link.client)
-    app.state.tidings_events = forwarder
-    sweeper = asyncio.create_task(_sweep(forwarder))
-    try:
-        yield
-    finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
-        await link.close()
-
-
-async def _sweep(forwarder: EventForwarder) -> None:
-    while True:
-        await asyncio.sleep(SWEEP_EVERY_S)
-        try:
-            await forwarder.sweep()
-        except Exception as error:  # the sweep must outlive a bad moment
-            log.warning("custom event sweep failed: %s", error)
-
 
 router = APIRouter(
     prefix="/v1/events",
     tags=["events"],
-    lifespan=forwarding,
     responses={
         **ERROR_RESPONSES,
         404: {
@@ -137,9 +81,15 @@ class EventIn(BaseModel):
 class EventAccepted(BaseModel):
     event_id: str
     duplicate: bool
-    forwarded: bool = Field(description="false: stored, forwarded later (Temporal unreachable)")
-    started: list[str] = Field(description="journeys the event started for the profile")
-    signalled: int = Field(description="running journeys that received the event")
+    forwarded: bool = Field(
+        description="whether the journeys have been told yet: false for a new event (the "
+        "forwarder beside the workers tells them shortly; see GET /v1/events/{event_id})"
+    )
+    started: list[str] = Field(
+        description="journeys this request started: always empty, as journeys are started "
+        "by the forwarder after the answer (see `outcome` of GET /v1/events/{event_id})"
+    )
+    signalled: int = Field(description="running journeys this request signalled: always 0")
 
 
 def _unknown_profile(profile_id: str) -> ApiError:
@@ -156,11 +106,10 @@ def _reused(body: EventIn, row: CustomEvent, caller: Caller) -> ApiError:
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
-async def post_event(
-    body: EventIn, state: State, request: Request, caller: CallerOf
-) -> EventAccepted:
-    """Stored (and committed) before the answer, then forwarded to the journeys. An app's
-    key may post only for profiles its app knows (a device or a user mapping of the app)."""
+async def post_event(body: EventIn, state: State, caller: CallerOf) -> EventAccepted:
+    """Stored (and committed) before the answer; the forwarder beside the workers then tells
+    the journeys. An app's key may post only for profiles its app knows (a device or a user
+    mapping of the app)."""
     now = utcnow()
     async with state.db.write() as session:
         # the id alone: loading the profile (its attributes) is the forwarder's business
@@ -182,27 +131,125 @@ async def post_event(
                 name=body.name,
                 properties=body.properties,
                 occurred_at=body.occurred_at or now,
+                app_id=caller.app_id,
             ),
             now,
         )
     if not created and (row.profile_id, row.name) != (body.profile_id, body.name):
         raise _reused(body, row, caller)
-    if row.forwarded_at is not None:
-        return EventAccepted(
-            event_id=row.event_id, duplicate=True, forwarded=True, started=[], signalled=0
-        )
-    forwarder: EventForwarder = request.app.state.tidings_events
-    try:
-        done = await forwarder.forward(row)
-    except Exception as error:  # stored: the sweep forwards it later
-        log.warning("custom event %s stored, not forwarded yet: %s", row.event_id, error)
-        return EventAccepted(
-            event_id=row.event_id, duplicate=not created, forwarded=False, started=[], signalled=0
-        )
     return EventAccepted(
         event_id=row.event_id,
         duplicate=not created,
-        forwarded=True,
-        started=done.started,
-        signalled=len(done.signalled),
+        forwarded=row.forwarded_at is not None,
+        started=[],
+        signalled=0,
     )
+
+
+class EventOutcome(BaseModel):
+    started: list[str] = Field(description="journeys the event started for the profile")
+    signalled: list[str] = Field(description="running journeys' workflows that received it")
+    skipped: dict[str, str] = Field(
+        description="journey -> why the profile did not enter it (its re-entry policy)"
+    )
+
+
+class EventPublic(BaseModel):
+    event_id: str
+    profile_id: str
+    name: str
+    app_id: str | None = Field(description="the app whose key posted it; null: the admin")
+    occurred_at: datetime
+    received_at: datetime
+    forwarding: ForwardState = Field(
+        description="pending (waiting for the forwarder, perhaps until next_attempt_at); "
+        "forwarded; failed (Temporal kept refusing it: set aside, see forward_note)"
+    )
+    forwarded_at: datetime | None
+    forward_attempts: int
+    next_attempt_at: datetime | None = Field(
+        description="a refused event waits until then before it is tried again"
+    )
+    forward_failed_at: datetime | None = Field(description="when forwarding was given up")
+    forward_note: str | None = Field(description="why the last forward failed, or a note")
+    outcome: EventOutcome | None = Field(description="what forwarding did, once forwarded")
+
+    @classmethod
+    def of(cls, row: CustomEvent) -> EventPublic:
+        return cls(
+            event_id=row.event_id,
+            profile_id=row.profile_id,
+            name=row.name,
+            app_id=row.app_id,
+            occurred_at=row.occurred_at,
+            received_at=row.received_at,
+            forwarding=forward_state(row),
+            forwarded_at=row.forwarded_at,
+            forward_attempts=row.forward_attempts,
+            next_attempt_at=row.next_attempt_at,
+            forward_failed_at=row.forward_failed_at,
+            forward_note=row.last_error,
+            outcome=EventOutcome.model_validate(row.outcome) if row.outcome else None,
+        )
+
+
+@router.get("")
+async def list_all(
+    session: ReadSession,
+    caller: CallerOf,
+    forwarding: Annotated[
+        ForwardState | None,
+        Query(description="only this forwarding state, e.g. failed: what needs a look"),
+    ] = None,
+    profile_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[EventPublic]:
+    """Stored custom events, oldest first: an app's key sees those it posted."""
+    page = await list_events(
+        session,
+        app_id=caller.app_id,
+        forwarding=forwarding,
+        profile_id=profile_id,
+        after=decode_cursor(cursor, int),
+        limit=limit,
+    )
+    return Page(
+        items=[EventPublic.of(row) for row in page.items],
+        next_cursor=encode_cursor(page.next_after),
+    )
+
+
+class RequeueIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_ids: list[Annotated[str, Field(min_length=1, max_length=120)]] | None = Field(
+        default=None,
+        max_length=1000,
+        description="only these; default: every event the forwarder set aside",
+    )
+
+
+class Requeued(BaseModel):
+    requeued: int = Field(description="events given back to the forwarder")
+
+
+@router.post("/requeue")
+async def requeue(body: RequeueIn, session: WriteSession, caller: CallerOf) -> Requeued:
+    """Give events the forwarder set aside (`?forwarding=failed`) another round of attempts,
+    once what Temporal refused them for is fixed. An app's key requeues only those it
+    posted."""
+    count = await requeue_failed(session, app_id=caller.app_id, event_ids=body.event_ids)
+    return Requeued(requeued=count)
+
+
+@router.get("/{event_id}")
+async def get_event(event_id: str, session: ReadSession, caller: CallerOf) -> EventPublic:
+    """One stored event and what forwarding did with it. An app's key reads only the events
+    it posted (any other answers 404, as an unknown id)."""
+    row = (
+        await session.exec(select(CustomEvent).where(col(CustomEvent.event_id) == event_id))
+    ).first()
+    if row is None or (caller.app_id is not None and row.app_id != caller.app_id):
+        raise ApiError(404, "not_found", f"no event {event_id!r}")
+    return EventPublic.of(row)

@@ -16,7 +16,6 @@ from tidings.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cu
 from tidings.api.types import LABEL, UtcDatetime
 from tidings.push.masking import mask_token
 from tidings.store.interactions import (
-    ForwardState,
     InteractionReport,
     Recorded,
     Submitted,
@@ -26,6 +25,7 @@ from tidings.store.interactions import (
     requeue_failed,
 )
 from tidings.store.models import Interaction, InteractionKind, InteractionStatus
+from tidings.store.outbox import ForwardState
 from tidings.store.types import utcnow
 
 MAX_BATCH = 100

@@ -14,7 +14,8 @@ from tidings.store.types import UTCDateTime, id_column_type, json_column_type, u
 
 class CustomEvent(SQLModel, table=True):
     """``forwarded_at`` is NULL until every journey the event concerns has been started or
-    signalled: the table is the events' outbox (DESIGN.md decision 6)."""
+    signalled: the table is the events' outbox (DESIGN.md decision 6), drained by the same
+    forwarder as the interactions' and with the same per-row backoff and set-aside."""
 
     __tablename__ = "custom_event"
     __table_args__ = (
@@ -36,5 +37,18 @@ class CustomEvent(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )
     forwarded_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    # the app whose key posted it (None: the admin): an app's key sees only its own
+    app_id: str | None = Field(default=None, sa_column=Column(String(64)))
+    # every forwarding attempt, whatever became of it
     forward_attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    # attempts Temporal refused for this event itself (not an outage): they back off per row,
+    # and after the forwarder's limit the event is set aside (``forward_failed_at``)
+    forward_failures: int = Field(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    next_attempt_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    forward_failed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     last_error: str | None = Field(default=None, sa_column=Column(Text))
+    # what forwarding did: {"started": [journey ids], "signalled": [workflow ids],
+    # "skipped": {journey id: why the profile did not enter}}
+    outcome: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(json_column_type(), nullable=True)
+    )
