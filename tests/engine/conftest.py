@@ -1,5 +1,5 @@
 """A journey scene on the real stack: Temporal's dev server, a worker with the interactions
-forwarder beside it, the API over ASGI (custom events reach Temporal through it), the store
+forwarder beside it (interactions and custom events), the API over ASGI, the store
 on SQLite or PostgreSQL, and the simulators. Helpers add profiles with devices, start
 journeys and read the ledger."""
 
@@ -21,6 +21,7 @@ from temporalio.client import Client
 
 from tests.harness import Stack, app_credentials, make_settings, real_stack, unique_ids
 from tidings.inbound.forwarder import ForwarderOptions, forwarding
+from tidings.inbound.triggers import EntryOptions
 from tidings.journeys import parse_definition
 from tidings.journeys.model import JourneyDefinition
 from tidings.runs.start import AudienceChoice, StartedRun, start_run
@@ -181,8 +182,22 @@ class Scene:
             },
         )
         assert answer.status_code == 202, answer.text
-        result: dict[str, Any] = answer.json()
-        return result
+        return await self.forwarded(answer.json()["event_id"])
+
+    async def forwarded(self, event_id: str) -> dict[str, Any]:
+        """Wait for the forwarder to have told the journeys of a stored event; what it did
+        (``started``: journey ids, ``signalled``: how many running journeys got it)."""
+        found: dict[str, Any] = {}
+
+        async def check() -> bool:
+            answer = await self.stack.http.get(f"/v1/events/{event_id}")
+            assert answer.status_code == 200, answer.text
+            found.update(answer.json())
+            return bool(found["forwarding"] == "forwarded")
+
+        await self.until(check, f"event {event_id} forwarded")
+        outcome: dict[str, Any] = found["outcome"]
+        return outcome | {"signalled": len(outcome["signalled"])}
 
 
 SceneFactory = Callable[..., AbstractAsyncContextManager[Scene]]
@@ -194,11 +209,8 @@ def scene(
     database_url: str,
     temporal_client: Client,
     sims: Simulators,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> SceneFactory:
     """``async with scene(**settings) as s``: the stack with its app, on this test's store."""
-    # the API's custom-events route reaches Temporal as a deployed API would: by its address
-    monkeypatch.setenv("TEMPORAL_ADDRESS", temporal_client.service_client.config.target_host)
 
     @asynccontextmanager
     async def make(**overrides: Any) -> AsyncIterator[Scene]:
@@ -206,7 +218,12 @@ def scene(
         team, key, project = unique_ids()
         async with (
             real_stack(settings, temporal_client) as stack,
-            forwarding(temporal_client, stack.db, ForwarderOptions(idle_interval=_FORWARD_POLL)),
+            forwarding(
+                temporal_client,
+                stack.db,
+                ForwarderOptions(idle_interval=_FORWARD_POLL),
+                EntryOptions.of(stack.settings),
+            ),
         ):
             body = {"id": APP, "name": "Journeys"} | app_credentials(
                 sims, team_id=team, key_id=key, project_id=project

@@ -1,5 +1,6 @@
-"""Triggered journeys: a custom event posted to the API starts the journey for its profile
-(a cohort of one, by signal-with-start), under each re-entry policy."""
+"""Triggered journeys: a custom event posted to the API is stored, and the forwarder beside the
+worker starts the journey for its profile (a cohort of one, by signal-with-start), under each
+re-entry policy."""
 
 from __future__ import annotations
 
@@ -105,10 +106,13 @@ async def test_the_events_api_stores_first_and_says_what_is_wrong(scene: SceneFa
         body = {"profile_id": "bea", "name": "joined", "event_id": "e-1"}
         first = await s.stack.http.post("/v1/events", json=body)
         assert first.status_code == 202
-        assert first.json()["started"] == [greet]
+        # stored and answered; the forwarder beside the worker starts the journey
+        assert (first.json()["duplicate"], first.json()["started"]) == (False, [])
+        assert (await s.forwarded("e-1"))["started"] == [greet]
         again = await s.stack.http.post("/v1/events", json=body)
         assert again.status_code == 202
         assert again.json()["duplicate"]
+        assert again.json()["forwarded"]
         assert again.json()["started"] == []
         other = await s.stack.http.post("/v1/events", json=body | {"name": "left"})
         assert other.status_code == 409

@@ -29,7 +29,7 @@ from temporalio.testing import WorkflowEnvironment
 from tests.engine.conftest import APP, Scene, journey, push
 from tests.harness import app_credentials, make_settings, real_stack, unique_ids
 from tidings.inbound.forwarder import ForwarderOptions, forwarding
-from tidings.inbound.triggers import entry_workflow_id
+from tidings.inbound.triggers import EntryOptions, entry_workflow_id
 from tidings.runs.cancel import cancel_run
 from tidings.runs.start import StartedRun, activate_trigger
 from tidings.sim import Simulators
@@ -358,7 +358,7 @@ async def record(
             options = ForwarderOptions(idle_interval=timedelta(milliseconds=100))
             async with (
                 real_stack(make_settings(home, url, sims, **settings), client) as stack,
-                forwarding(client, stack.db, options),
+                forwarding(client, stack.db, options, EntryOptions.of(stack.settings)),
             ):
                 body = {"id": APP, "name": "Journeys"} | app_credentials(
                     sims, team_id=team, key_id=key, project_id=project

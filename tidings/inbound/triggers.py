@@ -28,11 +28,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import ProfileFacts
 from tidings.journeys.model import JourneyDefinition
+from tidings.settings import Settings
 from tidings.store.db import Database
 from tidings.store.journey_events import running_entries
 from tidings.store.models import CustomEvent, JourneyRun, Profile
 from tidings.store.triggers import NewEntry, active_triggers, entries_of_profile, prior_visits
 from tidings.store.types import utcnow
+from tidings.worker.resources import engine_options
 from workflows.cohort import CohortWorkflow
 from workflows.contracts import (
     INTERACTIONS_SIGNAL,
@@ -65,6 +67,10 @@ class EntryOptions:
 
     task_queue: str
     engine: EngineOptions
+
+    @classmethod
+    def of(cls, settings: Settings) -> EntryOptions:
+        return cls(settings.task_queue, engine_options(settings))
 
 
 @dataclass

@@ -13,7 +13,7 @@ from tidings.settings import Settings
 from tidings.store.migrate import check_schema, upgrade
 from tidings.temporal.client import configured_address, connect
 from tidings.temporal.devserver import temporal_server
-from tidings.worker.resources import build_worker, engine_options, worker_resources
+from tidings.worker.resources import build_worker, worker_resources
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             )
             # the one forwarder of interactions and custom events runs beside the worker
             # (DESIGN.md decision 6); triggered entries go to this worker's task queue
-            entries = EntryOptions(settings.task_queue, engine_options(settings))
+            entries = EntryOptions.of(settings)
             async with worker, forwarding(client, resources.db, entries=entries):
                 await stop.wait()
                 log.info("stopping: finishing the tasks in hand")
