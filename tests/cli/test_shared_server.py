@@ -1,7 +1,8 @@
 """The embedded stack as separate processes (`tidings api`, `python worker.py`) around one
 Temporal dev server started by tidings' own code: they share it; a worker killed outright
-and started again rejoins it at the same address, and journeys still run to the end; the API
-serves throughout."""
+and started again rejoins it at the same address, and journeys still run to the end; a custom
+event posted to the API that kept running still starts its triggered journey (the API stores
+it, the restarted worker's forwarder starts the journey); the API serves throughout."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ from tests.cli.processes import (
     wait_for_line,
 )
 from tests.harness import ADMIN_KEY, app_credentials, unique_ids
+from tidings.inbound.triggers import entry_workflow_id
 from tidings.journeys.validation import parse_definition
-from tidings.runs.start import start_run
+from tidings.runs.start import activate_trigger, start_run
 from tidings.settings import Settings
 from tidings.sim import Simulators
 from tidings.store.db import Database
@@ -105,6 +107,20 @@ async def test_a_worker_killed_and_restarted_rejoins_the_shared_server(
 
             await run_to_the_end(2)
 
+            # a custom event posted to the API that kept running starts its triggered journey
+            # through the restarted worker's forwarder
+            trigger = parse_definition(journey(3) | {"trigger": {"event": "signed_up"}})
+            await activate_trigger(db, trigger)
+            body = {"profile_id": "ada", "name": "signed_up", "event_id": "after-restart"}
+            posted = await http.post("/v1/events", json=body)
+            assert posted.status_code == 202, posted.text
+            entry = client.get_workflow_handle(entry_workflow_id(trigger.id, "ada"))
+            outcome = await _forwarded(http, "after-restart")
+            assert outcome["started"] == [trigger.id]
+            await asyncio.wait_for(entry.result(), 120)
+            [pushed] = [r for r in sims.apns.accepted(token=token) if r.tracking_id]
+            assert pushed.token == token
+
             # the API kept serving through it all
             assert api.poll() is None
             answer = await http.get(f"/v1/apps/{APP}")
@@ -116,6 +132,17 @@ async def test_a_worker_killed_and_restarted_rejoins_the_shared_server(
             if process is not None:
                 await asyncio.to_thread(stop, process)
         await asyncio.to_thread(server.stop)
+
+
+async def _forwarded(http: httpx.AsyncClient, event_id: str) -> dict[str, object]:
+    """What the forwarder did with a stored event, once it has."""
+    for _ in range(600):
+        answer = (await http.get(f"/v1/events/{event_id}")).json()
+        if answer["forwarding"] == "forwarded":
+            outcome: dict[str, object] = answer["outcome"]
+            return outcome
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"event {event_id} never forwarded")
 
 
 async def _until_healthy(http: httpx.AsyncClient, api: subprocess.Popen[bytes]) -> None:
