@@ -91,6 +91,9 @@ class ForwarderOptions:
     # how often an idle forwarder looks for new rows: events arriving meanwhile share one
     # signal per workflow, so a longer interval costs Temporal fewer history events
     idle_interval: timedelta = timedelta(milliseconds=500)
+    # custom events are looked for more often: a triggered entry is a workflow of its own,
+    # so waiting gains no batching, only latency (the look costs one indexed query)
+    event_interval: timedelta = timedelta(milliseconds=100)
     initial_backoff: timedelta = timedelta(milliseconds=500)
     max_backoff: timedelta = timedelta(seconds=15)
     signal_timeout: timedelta = timedelta(seconds=10)
@@ -204,9 +207,12 @@ class Forwarder:
         """Forward until ``stop`` is set, whatever fails in between."""
         options = self.options
         backoff = options.initial_backoff.total_seconds()
+        loop = asyncio.get_running_loop()
+        interactions_due = loop.time()
         while not stop.is_set():
+            with_interactions = self._entries is None or loop.time() >= interactions_due
             try:
-                done = await self.forward_once()
+                done = await self.forward_once(interactions=with_interactions)
             except (SQLAlchemyError, OSError) as error:
                 log.warning("forwarder: the store failed (%s)", describe(error))
                 done = Round(outage=True)
@@ -224,15 +230,25 @@ class Forwarder:
                 await _wait(stop, delay)
                 continue
             backoff = options.initial_backoff.total_seconds()
+            if with_interactions:
+                interactions_due = loop.time() + (
+                    0 if done.full else options.idle_interval.total_seconds()
+                )
             if not done.full:
-                await _wait(stop, options.idle_interval.total_seconds())
+                interval = (
+                    options.idle_interval
+                    if self._entries is None
+                    else min(options.idle_interval, options.event_interval)
+                )
+                await _wait(stop, interval.total_seconds())
 
-    async def forward_once(self) -> Round:
-        """One round: claim a batch of each outbox, start and signal, record the outcome."""
+    async def forward_once(self, *, interactions: bool = True) -> Round:
+        """One round: claim a batch of each outbox (of custom events alone, without
+        ``interactions``), start and signal, record the outcome."""
         size = self.options.batch_size
         if self.db.is_sqlite:
             async with self.db.read() as session:
-                rows = await unforwarded(session, size, lock=False)
+                rows = await unforwarded(session, size, lock=False) if interactions else []
                 events = await self._due_events(session, lock=False)
             if not rows and not events:
                 return Round()
@@ -240,7 +256,7 @@ class Forwarder:
             async with self.db.write() as session:
                 return await self._record(session, rows, events, plans, deliveries)
         async with self.db.write() as session:
-            rows = await unforwarded(session, size, lock=True)
+            rows = await unforwarded(session, size, lock=True) if interactions else []
             events = await self._due_events(session, lock=True)
             if not rows and not events:
                 return Round()
