@@ -25,6 +25,8 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from tidings.inbound.forwarder import forwarding
+from tidings.inbound.triggers import EntryOptions
 from tidings.settings import Settings
 from tidings.sim import SimulatorEndpoints, shared_simulators
 from tidings.store.db import Database
@@ -99,6 +101,8 @@ async def engine(settings: Settings) -> AsyncIterator[tuple[Client, Database]]:
         async with (
             worker_resources(settings) as resources,
             running(build_worker(client, settings, resources)),
+            # beside every worker, the forwarder of interactions and custom events
+            forwarding(client, resources.db, entries=EntryOptions.of(settings)),
         ):
             yield client, resources.db
 
