@@ -12,8 +12,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig
 
-from tests.forwarder.conftest import cohort_counts, outbox, waiting_journey
 from tests.harness import make_settings, real_stack
+from tests.inbound.conftest import cohort_counts, outbox, waiting_journey
 from tidings.inbound.forwarder import ForwarderOptions, forwarding
 from tidings.sim import Simulators
 from tidings.temporal.client import connect

@@ -12,7 +12,7 @@ from sqlmodel import col, select
 from temporalio.client import Client
 
 from tests.api.conftest import Api, api, sent_push
-from tests.forwarder.test_outage import eventually
+from tests.inbound.test_outage import eventually
 from tidings.inbound.forwarder import Forwarder, ForwarderOptions, forwarding
 from tidings.store.models import Interaction
 from tidings.store.types import utcnow

@@ -15,8 +15,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from tests.api.conftest import sent_push
-from tests.forwarder.conftest import APP, cohort_counts, outbox, waiting_journey
 from tests.harness import make_settings, real_stack
+from tests.inbound.conftest import APP, cohort_counts, outbox, waiting_journey
 from tidings.inbound.forwarder import Forwarder, record_and_signal
 from tidings.sim import Simulators
 from tidings.store.db import Database
