@@ -186,7 +186,8 @@ class Scene:
 
     async def forwarded(self, event_id: str) -> dict[str, Any]:
         """Wait for the forwarder to have told the journeys of a stored event; what it did
-        (``started``: journey ids, ``signalled``: how many running journeys got it)."""
+        (``started``: journey ids, ``signalled``: how many running journeys got it,
+        ``skipped``, and ``forwarded`` as the API shows it)."""
         found: dict[str, Any] = {}
 
         async def check() -> bool:
@@ -197,7 +198,8 @@ class Scene:
 
         await self.until(check, f"event {event_id} forwarded")
         outcome: dict[str, Any] = found["outcome"]
-        return outcome | {"signalled": len(outcome["signalled"])}
+        forwarded = found["forwarding"] == "forwarded"
+        return outcome | {"signalled": len(outcome["signalled"]), "forwarded": forwarded}
 
 
 SceneFactory = Callable[..., AbstractAsyncContextManager[Scene]]
