@@ -390,7 +390,7 @@ class Forwarder:
                 else:
                     errors[item.custom_event].append(delivery.error)
         outcomes: dict[int, dict[str, Any]] = {}
-        transient: list[int] = []
+        transient: dict[str, list[int]] = defaultdict(list)
         refused: dict[str, list[int]] = defaultdict(list)
         for event in events:
             row_id = int(event.id or 0)
@@ -409,17 +409,16 @@ class Forwarder:
                 continue
             done.failed += 1
             done.errors.append(_reason(failed[0]))
-            if any(_is_transient(error) for error in failed):
-                transient.append(row_id)
+            outage = [error for error in failed if _is_transient(error)]
+            if outage:
+                transient[_reason(outage[0])].append(row_id)
             else:
                 refused[_reason(failed[0])].append(row_id)
         await custom_events.mark_forwarded(session, outcomes, now, notes)
         done.forwarded += len(outcomes)
-        if transient:
+        for reason, ids in transient.items():
             done.outage = True
-            await custom_events.note_forward_failure(
-                session, transient, done.errors[-1] if done.errors else "Temporal unreachable"
-            )
+            await custom_events.note_forward_failure(session, ids, reason)
         failures = {int(event.id or 0): event.forward_failures for event in events}
         for reason, ids in refused.items():
             done.given_up += await self._refused(session, CustomEvent, ids, reason, failures, now)
