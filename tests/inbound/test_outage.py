@@ -1,5 +1,6 @@
-"""Temporal goes down while the app reports interactions: every report is accepted and kept,
-and once Temporal is back (same database file, same port) each reaches its workflow once."""
+"""Temporal goes down while the app reports interactions and posts a custom event: every report
+and the event are accepted and kept, and once Temporal is back (same database file, same port)
+each interaction reaches its workflow once and the event starts its triggered journey."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig
 
 from tests.harness import make_settings, real_stack
-from tests.inbound.conftest import cohort_counts, outbox, waiting_journey
+from tests.inbound.conftest import APP, cohort_counts, outbox, waiting_journey
 from tidings.inbound.forwarder import ForwarderOptions, forwarding
+from tidings.inbound.triggers import EntryOptions, entry_workflow_id
+from tidings.journeys import parse_definition
+from tidings.runs.start import activate_trigger
 from tidings.sim import Simulators
 from tidings.temporal.client import connect
 from tidings.temporal.devserver import DevServer, free_port, start_dev_server
@@ -54,9 +58,22 @@ async def test_interactions_posted_while_temporal_is_down_arrive_once_it_is_back
             retry_config=RetryConfig(max_elapsed_time_millis=1000, max_retries=3),
         )
         settings = make_settings(tmp_path, database_url, sims)
-        async with real_stack(settings, client) as stack, forwarding(impatient, stack.db, FAST):
+        async with (
+            real_stack(settings, client) as stack,
+            forwarding(impatient, stack.db, FAST, EntryOptions.of(stack.settings)),
+        ):
             waiting = await waiting_journey(stack, client, sims, profiles=PROFILES)
             workflows = set(waiting.workflow_of.values())
+            triggered = parse_definition(
+                {
+                    "id": "greet-on-return",
+                    "name": "Greet",
+                    "app": APP,
+                    "trigger": {"event": "returned"},
+                    "nodes": [{"id": "hi", "type": "push", "content": {"body": "hi"}}],
+                }
+            )
+            await activate_trigger(stack.db, triggered)
 
             await asyncio.to_thread(server.stop)
             for tracking in waiting.tracking.values():
@@ -67,12 +84,20 @@ async def test_interactions_posted_while_temporal_is_down_arrive_once_it_is_back
                 # the app retries an open it already reported: accepted, stored once
                 again = {"tracking_id": tracking, "kind": "opened"}
                 assert (await stack.http.post("/v1/interactions", json=again)).json()["duplicate"]
+            event = {"profile_id": "p000", "name": "returned", "event_id": "while-down"}
+            assert (await stack.http.post("/v1/events", json=event)).status_code == 202
+
+            async def event_tried_and_kept() -> bool:
+                answer = (await stack.http.get("/v1/events/while-down")).json()
+                return bool(answer["forward_attempts"] >= 1 and answer["forward_note"])
 
             async def tried_and_kept() -> bool:
                 rows = await outbox(stack)
                 return all(r.forward_attempts >= 1 and r.forwarded_at is None for r in rows)
 
             await eventually(tried_and_kept, "a forward attempt while Temporal is down", 60)
+            await eventually(event_tried_and_kept, "the event tried while Temporal is down", 60)
+            assert (await stack.http.get("/v1/events/while-down")).json()["forwarding"] == "pending"
             kept = await outbox(stack)
             assert len(kept) == 2 * PROFILES
             assert all(r.last_error for r in kept)
@@ -88,6 +113,16 @@ async def test_interactions_posted_while_temporal_is_down_arrive_once_it_is_back
             for kind in ("opened", "clicked"):
                 assert sum(c.get(f"interaction.{kind}", 0) for c in counts.values()) == PROFILES
             assert all(r.last_error is None for r in await outbox(stack))
+
+            async def event_forwarded() -> bool:
+                answer = (await stack.http.get("/v1/events/while-down")).json()
+                return bool(answer["forwarding"] == "forwarded")
+
+            await eventually(event_forwarded, "the event forwarded after the restart", 120)
+            answer = (await stack.http.get("/v1/events/while-down")).json()
+            assert answer["outcome"]["started"] == [triggered.id]
+            entry = client.get_workflow_handle(entry_workflow_id(triggered.id, "p000"))
+            await asyncio.wait_for(entry.result(), 60)
             await waiting.run.handle.terminate("test over")
     finally:
         await asyncio.to_thread(server.stop)
