@@ -243,7 +243,15 @@ async def requeue(body: RequeueIn, session: WriteSession, caller: CallerOf) -> R
     return Requeued(requeued=count)
 
 
-@router.get("/{event_id}")
+@router.get(
+    "/{event_id}",
+    responses={
+        404: {
+            "model": ErrorResponse,
+            "description": "No such event (for an app's key: none that key's app posted)",
+        }
+    },
+)
 async def get_event(event_id: str, session: ReadSession, caller: CallerOf) -> EventPublic:
     """One stored event and what forwarding did with it. An app's key reads only the events
     it posted (any other answers 404, as an unknown id)."""
