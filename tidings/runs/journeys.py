@@ -7,13 +7,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
+from sqlalchemy import func
 from sqlmodel import col, select
 
 from tidings.journeys.files import JourneyFileError, parse_journey_text
 from tidings.journeys.model import JourneyDefinition
 from tidings.journeys.validation import JourneyInvalid, JourneyIssue, parse_definition
 from tidings.store.db import Database
-from tidings.store.journeys import save_version, stored_journeys
+from tidings.store.journeys import save_version
 from tidings.store.models import Journey, JourneyRun, JourneyVersion
 
 TextFormat = Literal["yaml", "json"]
@@ -110,9 +111,17 @@ async def save_definition(db: Database, journey: JourneyDefinition) -> SavedJour
     return SavedJourney(id=journey.id, version=version, created=version > latest)
 
 
-async def list_journeys(db: Database) -> list[JourneySummary]:
+async def list_journeys(
+    db: Database, *, after: str | None = None, limit: int | None = None
+) -> list[JourneySummary]:
+    """By id; ``after`` is the last id of the previous page."""
+    statement = select(Journey).order_by(col(Journey.id))
+    if after is not None:
+        statement = statement.where(col(Journey.id) > after)
+    if limit is not None:
+        statement = statement.limit(limit)
     async with db.read() as session:
-        journeys = await stored_journeys(session)
+        journeys = (await session.exec(statement)).all()
     return [_summary(journey) for journey in journeys]
 
 
@@ -129,13 +138,9 @@ async def get_journey(db: Database, journey_id: str) -> JourneyDetail | None:
                 .order_by(col(JourneyVersion.version).desc())
             )
         ).all()
-        runs = len(
-            (
-                await session.exec(
-                    select(col(JourneyRun.id)).where(col(JourneyRun.journey_id) == journey_id)
-                )
-            ).all()
-        )
+        runs = (
+            await session.exec(select(func.count()).where(col(JourneyRun.journey_id) == journey_id))
+        ).one()
     return JourneyDetail(
         **_summary(journey).model_dump(),
         versions=[

@@ -11,7 +11,6 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.journeys.model import JourneyDefinition, RandomSplitNode
-from tidings.journeys.validation import parse_definition
 from tidings.runs.errors import RunNotFound
 from tidings.runs.listing import RunSummary, run_summary
 from tidings.store.db import Database
@@ -77,7 +76,7 @@ async def run_report(db: Database, run_id: str) -> RunReport:
         run = await session.get(JourneyRun, run_id)
         if run is None:
             raise RunNotFound(f"no run {run_id!r}")
-        journey = parse_definition(run.definition)
+        journey = JourneyDefinition.model_validate(run.definition)
         funnels = await node_funnels(session, run_id, [n.id for n in journey.nodes])
         total = await run_funnel(session, run_id)
         events = await journey_event_counts(session, run_id)
