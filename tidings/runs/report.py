@@ -36,6 +36,7 @@ class NodeReport(BaseModel):
     tokens_invalidated: int
     postponed: int  # sends held for quiet hours
     not_sent: dict[str, int]  # reason -> pushes held back
+    opened_rule: str = OPENED_RULE
 
 
 class BranchReport(BaseModel):

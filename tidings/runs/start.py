@@ -120,7 +120,7 @@ async def start_run(
     choice = audience or AudienceChoice()
     if profile_ids is not None:
         choice = AudienceChoice(list(profile_ids), choice.emails, choice.where, choice.app)
-    if journey.audience is not None and choice == AudienceChoice():
+    if journey.audience is not None and not (choice.listed or choice.where or choice.app):
         choice = AudienceChoice(where=journey.audience.where, app=journey.audience.app)
     audience_app = choice.app or journey.app
     run_id = new_run_id(journey.id)
