@@ -37,6 +37,7 @@ runs_app.command("list")(designer_cli.runs)
 runs_app.command("status")(designer_cli.status)
 runs_app.command("cancel")(designer_cli.cancel)
 runs_app.command("report")(designer_cli.report)
+runs_app.command("pushes")(designer_cli.pushes)
 console = Console()
 errors = Console(stderr=True)
 
@@ -363,6 +364,44 @@ def journeys_list(
             str(journey.latest_version),
             f"{journey.updated_at:%Y-%m-%d %H:%M}",
         )
+    console.print(table)
+
+
+@journeys_app.command("show")
+def journeys_show(
+    journey_id: Annotated[str, typer.Argument(help="the journey's id")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print JSON (what the API answers)")
+    ] = False,
+) -> None:
+    """A stored journey with its versions (newest first) and its number of runs."""
+    from rich.table import Table
+
+    from tidings.cli.runs import print_json
+    from tidings.runs.journeys import JourneyDetail, get_journey
+    from tidings.stack import store_only
+
+    settings = _settings()
+
+    async def read() -> JourneyDetail | None:
+        async with store_only(settings) as database:
+            return await get_journey(database, journey_id)
+
+    found = asyncio.run(read())
+    if found is None:
+        errors.print(problem(f"no journey {journey_id!r} in the store"))
+        raise typer.Exit(1)
+    if as_json:
+        print_json(console, found.model_dump_json(indent=2))
+        return
+    table = Table(
+        title=Text(f"journey {found.id} · {found.name} · {found.runs} runs"), header_style="bold"
+    )
+    for column in ("version", "saved", "nodes"):
+        table.add_column(column)
+    for version in found.versions:
+        nodes = ", ".join(str(n.get("id")) for n in version.definition.get("nodes", []))
+        table.add_row(str(version.version), f"{version.created_at:%Y-%m-%d %H:%M}", Text(nodes))
     console.print(table)
 
 

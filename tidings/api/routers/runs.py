@@ -21,6 +21,7 @@ from tidings.runs.pushes import PushRecord, run_pushes
 from tidings.runs.report import RunReport, run_report
 from tidings.runs.start import AudienceChoice, load_stored, start_run
 from tidings.runs.view import RunView, run_view
+from tidings.store.journeys import stored_definition
 from tidings.store.models import DeliveryStatus, RunStatus
 
 RunId = Annotated[
@@ -108,10 +109,15 @@ async def start(body: RunStart, state: State, client: Temporal) -> RunSummary:
     listed profile or app answer 422 and start nothing; a triggered journey answers 409
     (enable it under /v1/triggers)."""
     choice = _choice(body.audience)
+    async with state.db.read() as session:
+        found = await stored_definition(session, body.journey_id, body.version)
+    if found is None:
+        which = f"version {body.version} of journey" if body.version else "journey"
+        raise ApiError(404, "journey_not_found", f"{which} {body.journey_id!r} is not in the store")
     try:
         journey = await load_stored(state.db, body.journey_id, body.version)
     except StartError as error:
-        raise ApiError(404, "journey_not_found", str(error)) from None
+        raise ApiError(422, "cannot_start", str(error)) from None
     if journey.trigger is not None:
         raise ApiError(
             409,
