@@ -7,10 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+import yaml
 from typer.testing import CliRunner
 
 from tests.api.conftest import Api
 from tidings.cli.app import app as cli
+from tidings.store.journeys import create_run, finish_run
+from tidings.store.models import RunStatus
 
 WELCOME = """
 id: welcome
@@ -164,3 +168,30 @@ async def test_a_triggered_journey_is_enabled_inspected_and_disabled(api: Api) -
     assert unknown.status_code == 404
     wrong_version = await api.admin.post("/v1/triggers/onboarding/enable", json={"version": 9})
     assert wrong_version.status_code == 404
+
+
+async def test_without_temporal_ended_runs_are_read_and_moving_ones_answer_503(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TEMPORAL_ADDRESS", raising=False)
+    definition = yaml.safe_load(WELCOME)
+    async with api.db.write() as session:
+        for run_id, finished in (("run-welcome-ended", True), ("run-welcome-moving", False)):
+            await create_run(session, run_id=run_id, definition=definition, version=None, entry={})
+            if finished:
+                await finish_run(session, run_id, RunStatus.COMPLETED.value, {"profiles": 3})
+
+    ended = await api.admin.get("/v1/runs/run-welcome-ended")
+    assert ended.status_code == 200
+    assert (ended.json()["status"], ended.json()["counts"]) == ("completed", {"profiles": 3})
+    cancel_ended = await api.admin.post("/v1/runs/run-welcome-ended/cancel")
+    assert cancel_ended.json()["already_finished"] is True
+
+    for answer in (
+        await api.admin.get("/v1/runs/run-welcome-moving"),
+        await api.admin.post("/v1/runs/run-welcome-moving/cancel"),
+        await api.admin.post("/v1/runs", json={"journey_id": "welcome"}),
+    ):
+        assert answer.status_code == 503
+        assert answer.json()["error"]["code"] == "temporal_unavailable"
+        assert "TEMPORAL_ADDRESS" in answer.json()["error"]["message"]
