@@ -4,6 +4,7 @@ and enabling, inspecting and disabling a journey that starts on an event."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -149,6 +150,15 @@ async def test_a_triggered_journey_is_enabled_inspected_and_disabled(api: Api) -
     assert again["earlier_runs"] == [state["run_id"]]
     listed = (await api.admin.get("/v1/triggers")).json()["items"]
     assert [(t["journey_id"], t["run_id"]) for t in listed] == [("onboarding", again["run_id"])]
+    env = {
+        "TIDINGS_HOME": str(api.settings.home),
+        "TIDINGS_DATABASE_URL": api.db.url,
+    }
+    shown = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["triggers", "show", "onboarding", "--json"], env=env
+    )
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout) == listed[0]
     superseded = (await api.admin.get("/v1/runs", params={"status": "completed"})).json()
     assert [r["id"] for r in superseded["items"]] == [state["run_id"]]
 
@@ -159,6 +169,11 @@ async def test_a_triggered_journey_is_enabled_inspected_and_disabled(api: Api) -
     twice = await api.admin.post("/v1/triggers/onboarding/disable")
     assert twice.status_code == 409
     assert twice.json()["error"]["code"] == "not_enabled"
+    from_cli = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["triggers", "disable", "onboarding"], env=env
+    )
+    assert from_cli.exit_code == 1
+    assert "is not enabled" in from_cli.output
 
     assert (await api.admin.post("/v1/journeys", content=WELCOME, headers=YAML)).status_code == 201
     no_trigger = await api.admin.post("/v1/triggers/welcome/enable")
