@@ -45,3 +45,14 @@ def test_the_api_loads_neither_the_worker_nor_delivery_nor_the_provider_sdks() -
     )
     assert not {m for m in loaded for f in forbidden if m == f or m.startswith(f"{f}.")}
     assert "tidings.api.app" in loaded
+
+
+def test_the_runs_service_layer_needs_neither_the_worker_nor_the_provider_sdks() -> None:
+    """The API and the console start, cancel and report runs through it."""
+    loaded = loaded_after(
+        "import tidings.runs.start, tidings.runs.cancel, tidings.runs.view, tidings.runs.report,"
+        " tidings.runs.journeys, tidings.runs.listing, tidings.runs.pushes, tidings.runs.triggers"
+    )
+    assert not {"aioapns", "firebase_admin", "tidings.worker.resources", "activities.delivery"} & (
+        loaded
+    )

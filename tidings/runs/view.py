@@ -52,9 +52,13 @@ class RunView:
     cohorts_running: int = 0
     audience_exhausted: bool = False
     cancelling: bool = False
+    # an audience run still paging its audience and starting cohorts
+    still_starting: bool = False
 
 
-async def run_view(client: Client, db: Database, run_id: str) -> RunView:
+async def run_view(client: Client | None, db: Database, run_id: str) -> RunView:
+    """Without a client, a running audience run shows what the store holds (no positions,
+    no live counts): for a reader that has no Temporal to ask."""
     async with db.read() as session:
         run = await session.get(JourneyRun, run_id)
         trigger = await trigger_of(session, run_id)
@@ -79,7 +83,7 @@ async def run_view(client: Client, db: Database, run_id: str) -> RunView:
             run.status == RunStatus.RUNNING and trigger is not None and not trigger.active
         )
         return view
-    if run.status != RunStatus.RUNNING:
+    if run.status != RunStatus.RUNNING or client is None:
         return view
     try:
         status: RunStatusView = await client.get_workflow_handle_for(
@@ -104,4 +108,5 @@ async def run_view(client: Client, db: Database, run_id: str) -> RunView:
     view.cohorts_running = len(status.running_cohorts)
     view.audience_exhausted = status.audience_exhausted
     view.cancelling = status.cancelled
+    view.still_starting = not status.audience_exhausted
     return view
