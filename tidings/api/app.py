@@ -3,12 +3,14 @@ surface under /compat/ci-journeys/, tracked links under /l/, OpenAPI at /docs.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from temporalio.client import Client
 
 import tidings
 from tidings.api.deps import ApiState
@@ -29,10 +31,15 @@ from tidings.api.routers import (
 )
 from tidings.api.throttle import FailedAuthentications
 from tidings.inbound.recorder import InteractionRecorder
+from tidings.observe.asgi import RequestMetrics
+from tidings.observe.health import readiness
+from tidings.observe.server import metrics_response
 from tidings.push.links import LinkSigner, link_tracking
 from tidings.settings import Settings
 from tidings.store.db import Database
 from tidings.store.secrets import SecretBox
+
+CONNECT_TIMEOUT_S = 5.0
 
 DESCRIPTION = """
 Mobile backends register profiles, user mappings and device tokens, and report interactions;
@@ -64,9 +71,11 @@ def create_app(
     db: Database | None = None,
     *,
     auth_failures: FailedAuthentications | None = None,
+    temporal: Client | None = None,
 ) -> FastAPI:
     """The API on ``db`` (or the configured store). ``auth_failures``: the limit on failed
-    authentications, if not the default one (tidings.api.throttle)."""
+    authentications, if not the default one (tidings.api.throttle). ``temporal``: the client
+    /readyz asks, if not one connected to the configured (or embedded) server on demand."""
     settings = settings or Settings()
     owned_db = db is None
 
@@ -111,6 +120,8 @@ def create_app(
     )
     install_gates(app)
     install_error_handlers(app)  # after the gates: its middleware is the outermost
+    app.add_middleware(RequestMetrics)  # outermost of all: refused requests count too
+    temporal_link = TemporalLink(settings, temporal)
 
     for module in (apps, keys, profiles, erasures, mappings, devices, interactions, compat):
         app.include_router(module.router)
@@ -119,10 +130,51 @@ def create_app(
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
+        """Liveness: the process serves (checks nothing else; a Kubernetes livenessProbe)."""
         return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready"}})
+    async def readyz(request: Request, response: Response) -> dict[str, Any]:
+        """Readiness: the store answers with the code's schema and Temporal answers (a
+        Kubernetes readinessProbe); 503 until then."""
+        state = getattr(request.app.state, "tidings", None)
+        verdict = await readiness(
+            state.db if state is not None else None, await temporal_link.client()
+        )
+        response.status_code = 200 if verdict.ready else 503
+        return {"status": "ready" if verdict.ready else "not ready", "checks": verdict.checks}
+
+    app.add_route("/metrics", metrics_response, include_in_schema=False)
 
     _document_body_limits(app)
     return app
+
+
+class TemporalLink:
+    """The API needs Temporal only to say it is ready: connected on first ask, to the
+    configured server or the embedded one this home runs."""
+
+    def __init__(self, settings: Settings, client: Client | None) -> None:
+        self._settings = settings
+        self._client = client
+
+    async def client(self) -> Client | None:
+        if self._client is not None:
+            return self._client
+        from tidings.temporal.client import configured_address, connect
+        from tidings.temporal.devserver import read_record
+
+        address = configured_address()
+        if address is None:
+            record = read_record(self._settings.home)
+            address = record.address if record is not None else None
+        if address is None:
+            return None
+        try:
+            self._client = await asyncio.wait_for(connect(address), CONNECT_TIMEOUT_S)
+        except Exception:  # not up yet: not ready, asked again by the next probe
+            return None
+        return self._client
 
 
 def _document_body_limits(app: FastAPI) -> None:
