@@ -45,6 +45,7 @@ from activities.delivery.verdicts import (
     NotSent,
     judge,
 )
+from tidings.observe.context import bound
 from tidings.observe.metrics import count_pushes
 from tidings.push import AppSenders, Outcome, SenderRegistry, SendResult
 from tidings.push.registry import AppCredentials
@@ -100,8 +101,10 @@ class DeliveryActivities(DeliveryActivity):
         # heartbeats from start to end: a store that is slow to plan or record (a busy
         # SQLite, a restarting PostgreSQL) must never look like a dead worker to Temporal, or
         # it would start a second attempt that sends the same open rows at the same time
-        async with self._heartbeating():
-            return await self._deliver(batch)
+        ids = bound(app_id=batch.app_id, run_id=batch.run_id, workflow_id=batch.workflow_id)
+        with ids:
+            async with self._heartbeating():
+                return await self._deliver(batch)
 
     async def _deliver(self, batch: PushBatch) -> PushBatchResult:
         now = utcnow()
