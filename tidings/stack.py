@@ -54,8 +54,13 @@ async def serving_api(app: object, host: str, port: int) -> AsyncIterator[str]:
         ) from None
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host=host, port=port, log_config=None, log_level="warning", lifespan="on"
-        )  # type: ignore[arg-type]
+            app,  # type: ignore[arg-type]
+            host=host,
+            port=port,
+            log_config=None,
+            log_level="warning",
+            lifespan="on",
+        )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
