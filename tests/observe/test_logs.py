@@ -87,4 +87,4 @@ def test_text_lines_off_a_terminal_have_no_colour_codes(tmp_path: Path, database
 
 @pytest.mark.parametrize("given", ["debug", "Warning", "ERROR", " info "])
 def test_log_levels_are_case_insensitive(given: str) -> None:
-    assert Settings(log_level=given).log_level == given.strip().upper()  # type: ignore[arg-type]
+    assert Settings(log_level=given).log_level == given.strip().upper()
