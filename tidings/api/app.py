@@ -133,7 +133,8 @@ def create_app(
         """Liveness: the process serves (checks nothing else; a Kubernetes livenessProbe)."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready"}})
+    # not in the OpenAPI document: its 503 is an answer, not a server error
+    @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request, response: Response) -> dict[str, Any]:
         """Readiness: the store answers with the code's schema and Temporal answers (a
         Kubernetes readinessProbe); 503 until then."""

@@ -39,6 +39,7 @@ from tidings.store.triggers import (
     record_entry,
 )
 from tidings.store.types import utcnow
+from tidings.temporal.search import start_options
 from tidings.worker.resources import engine_options
 from workflows.cohort import CohortWorkflow
 from workflows.contracts import INTERACTIONS_SIGNAL, CohortInput, InteractionBatch, InteractionEvent
@@ -154,6 +155,16 @@ class EventForwarder:
                 start_signal=INTERACTIONS_SIGNAL,
                 start_signal_args=[batch],
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                **await start_options(
+                    client,
+                    journey_id=journey.id,
+                    journey_name=journey.name,
+                    version=run.journey_version,
+                    app=journey.app,
+                    run_id=run.id,
+                    kind="triggered",
+                    profile_id=event.profile_id,
+                ),
             )
             entered.append(NewEntry(journey.id, event.profile_id, run.id, workflow_id, now))
             done.started.append(journey.id)

@@ -23,7 +23,7 @@ from tidings.store.types import utcnow
 log = logging.getLogger(__name__)
 
 SAMPLE_EVERY_S = 10.0
-COHORT_QUERY = "WorkflowType='CohortWorkflow' AND ExecutionStatus='Running'"
+COHORT_QUERY = "WorkflowType='JourneyCohort' AND ExecutionStatus='Running'"
 
 
 def _set_backlog(kind: str, backlog: Backlog) -> None:

@@ -31,6 +31,7 @@ from tidings.store.models import App, RunStatus
 from tidings.store.reports import run_funnel
 from tidings.store.triggers import activate
 from tidings.store.types import utcnow
+from tidings.temporal.search import start_options
 from tidings.worker.resources import engine_options
 from workflows.contracts import EngineOptions, JourneyRunInput, RunResult
 from workflows.run import JourneyRunWorkflow
@@ -155,6 +156,15 @@ async def start_run(
         ),
         id=run_id,
         task_queue=settings.task_queue,
+        **await start_options(
+            client,
+            journey_id=journey.id,
+            journey_name=journey.name,
+            version=version,
+            app=journey.app,
+            run_id=run_id,
+            kind="audience",
+        ),
     )
     return StartedRun(run_id, handle)
 
