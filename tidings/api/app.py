@@ -31,6 +31,7 @@ from tidings.api.routers import (
 )
 from tidings.api.throttle import FailedAuthentications
 from tidings.inbound.recorder import InteractionRecorder
+from tidings.observe import tracing
 from tidings.observe.asgi import RequestMetrics
 from tidings.observe.health import readiness
 from tidings.observe.server import metrics_response
@@ -121,6 +122,7 @@ def create_app(
     install_gates(app)
     install_error_handlers(app)  # after the gates: its middleware is the outermost
     app.add_middleware(RequestMetrics)  # outermost of all: refused requests count too
+    tracing.instrument(app)
     temporal_link = TemporalLink(settings, temporal)
 
     for module in (apps, keys, profiles, erasures, mappings, devices, interactions, compat):

@@ -12,6 +12,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig, ClientConnectConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from tidings.observe import tracing
+
 _runtimes: dict[str, Runtime] = {}
 
 
@@ -42,6 +44,9 @@ async def connect(target_host: str | None = None, *, runtime: Runtime | None = N
     config = connect_config()
     if runtime is not None:
         config["runtime"] = runtime  # type: ignore[typeddict-unknown-key]
+    interceptors = tracing.temporal_interceptors()
+    if interceptors:
+        config["interceptors"] = interceptors  # type: ignore[typeddict-unknown-key]
     if target_host is not None:
         config["target_host"] = target_host
     if "target_host" not in config:
