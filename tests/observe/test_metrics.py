@@ -3,6 +3,8 @@ counters equal the ledger's counts, and Temporal's SDK metrics are served."""
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -23,6 +25,35 @@ from tidings.sim import Simulators
 from tidings.store.models import Delivery
 from tidings.temporal.client import connect, metrics_runtime
 from tidings.temporal.devserver import free_port
+
+DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "tidings.json"
+METRIC_NAME = re.compile(r"\b((?:tidings|temporal)_[a-z0-9_]+)")
+
+
+def dashboard_metrics() -> set[str]:
+    """Every tidings and Temporal series name the dashboard's queries read."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    queries = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    queries.append(dashboard["templating"]["list"][1]["definition"])
+    return {name for query in queries for name in METRIC_NAME.findall(query)}
+
+
+SERIES_OF = {
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_count", "_sum"),
+    "gauge": ("",),
+}
+
+
+def exported(*texts: str) -> set[str]:
+    """The series names the scrapes serve or declare (a labelled metric is declared, with its
+    type, before its first sample)."""
+    names: set[str] = set()
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            names.update(sample.name for sample in family.samples)
+            names.update(family.name + suffix for suffix in SERIES_OF.get(family.type, ("",)))
+    return names
 
 
 def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
@@ -143,6 +174,9 @@ async def test_push_counters_equal_the_ledger_and_both_endpoints_serve(
         name.startswith("temporal_workflow_task_schedule_to_start_latency")
         for name in {f.name for f in text_string_to_metric_families(sdk_text)}
     )
+    # every series the Grafana dashboard queries is one these processes export
+    missing = dashboard_metrics() - exported(worker_text, sdk_text, api_text)
+    assert not missing, missing
     # the API counts requests by route template, never by raw path
     routes = {
         (labels["route"], labels["status"])
