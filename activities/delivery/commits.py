@@ -101,7 +101,8 @@ class OutcomeWriter:
     async def write(self, completions: Sequence[Completion]) -> None:
         """Commit extra completions after the sends (in order, after every group)."""
         for completion in completions:
-            self.add(Verdict(completion))
+            # with its row's provider, for the metrics
+            self.add(Verdict(completion, self.learnt.provider_of.get(completion.row_id)))
         await self._commit(self._take())
 
     async def _run(self) -> None:
