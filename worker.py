@@ -16,7 +16,7 @@ from tidings.worker.main import run_worker
 
 def main() -> None:
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(run_worker(settings))
 
 

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
+import subprocess
 import time
+from pathlib import Path
 
 from common import (
     APP_ID,
+    REPO,
     BenchStack,
     SeededDevice,
     WorkerProcess,
@@ -30,6 +34,9 @@ from common import (
     log,
     seed,
 )
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from tidings.journeys import parse_definition
 from tidings.push import PushMessage, SenderRegistry, SendItem
@@ -37,6 +44,7 @@ from tidings.push.outcome import Outcome
 from tidings.runs.start import start_run
 from tidings.store.db import Database
 from tidings.store.ledger import tracking_id_for
+from tidings.temporal.devserver import free_port
 from tidings.worker.resources import provider_routes
 from workflows.counts import Counts
 
@@ -109,7 +117,79 @@ async def measure_ceiling(stack: BenchStack, devices: list[SeededDevice]) -> tup
         await registry.close()
 
 
+def export_tree(ref: str, into: Path) -> Path:
+    """The tree of git ``ref`` as plain files (the checkout itself is left alone)."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+async def polling(stack: BenchStack, worker: WorkerProcess) -> None:
+    """Until the worker process polls the task queue."""
+    request = DescribeTaskQueueRequest(
+        namespace=stack.client.namespace,
+        task_queue=TaskQueue(name=stack.settings.task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    identity = f"{worker.process.pid}@"
+    for _ in range(600):
+        described = await stack.client.workflow_service.describe_task_queue(request)
+        if any(p.identity.startswith(identity) for p in described.pollers):
+            return
+        assert worker.process.poll() is None, "the worker stopped"
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the worker never polled its task queue")
+
+
+async def compare(args: argparse.Namespace) -> None:
+    """The same broadcast, alternately by a worker of ``--baseline`` and one of this tree
+    (metrics served and sampled, tracing off as by default), in one stack, side by side."""
+    with bench_home(args.home) as home:
+        baseline = export_tree(args.baseline, home / "baseline")
+        async with bench_stack(home) as stack:
+            devices = await seed(stack, args.profiles)
+            log(f"seeded {args.profiles} profiles, {len(devices)} devices")
+            observed_env = stack.env | {
+                "TIDINGS_WORKER_METRICS_ADDRESS": "127.0.0.1:0",
+                "TIDINGS_TEMPORAL_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+            }
+            rates: dict[str, list[float]] = {"baseline": [], "this": []}
+            # round 0 warms each tree up (its bytecode cache, the simulators' connections)
+            # and is not counted; each worker polls before its broadcast starts, so its
+            # start-up is no part of the figure
+            workers = [("baseline", baseline, stack.env), ("this", REPO, observed_env)]
+            for round_no in range(args.rounds + 1):
+                # which goes first alternates: the store grows with every broadcast
+                for name, tree, env in workers if round_no % 2 else workers[::-1]:
+                    async with WorkerProcess(env, home, tree) as worker:
+                        await polling(stack, worker)
+                        elapsed, _, counts = await run_journey(stack)
+                    delivered = Counts.of(counts).push("delivered")
+                    rate = round(delivered / elapsed, 1)
+                    log(f"round {round_no} {name}: {rate} deliveries/s")
+                    if round_no:
+                        rates[name].append(rate)
+            ratios = [t / b for t, b in zip(rates["this"], rates["baseline"], strict=True)]
+            emit(
+                {
+                    "profiles": args.profiles,
+                    "devices": len(devices),
+                    "baseline": args.baseline,
+                    "baseline_deliveries_per_s": rates["baseline"],
+                    "this_deliveries_per_s": rates["this"],
+                    # this tree's cost, from the median of the rounds' paired ratios
+                    "overhead": round(1 - statistics.median(ratios), 3),
+                }
+            )
+
+
 async def main(args: argparse.Namespace) -> None:
+    if args.baseline:
+        await compare(args)
+        return
     with bench_home(args.home) as home:
         overrides = {"cohort_size": args.cohort_size} if args.cohort_size else {}
         async with bench_stack(home, **overrides) as stack:
@@ -145,4 +225,10 @@ if __name__ == "__main__":
     parser.add_argument("--profiles", type=int, default=5000)
     parser.add_argument("--cohort-size", type=int, default=None)
     parser.add_argument("--home", help="directory for the run's state (default: a temporary one)")
+    parser.add_argument(
+        "--baseline",
+        help="a git ref (main): broadcast alternately with its worker and this tree's, "
+        "side by side in one stack, and report this tree's overhead",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="with --baseline: runs of each")
     asyncio.run(main(parser.parse_args()))

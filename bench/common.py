@@ -230,10 +230,11 @@ async def seed(stack: BenchStack, profiles: int, seed: int = 1) -> list[SeededDe
 class WorkerProcess:
     """``python worker.py`` in its own process, sampled for peak RSS."""
 
-    def __init__(self, env: dict[str, str], home: Path) -> None:
-        self._log = (home / "worker.log").open("wb")
+    def __init__(self, env: dict[str, str], home: Path, tree: Path = REPO) -> None:
+        """``tree``: the checkout whose worker.py runs (its own tidings beside it)."""
+        self._log = (home / "worker.log").open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, str(REPO / "worker.py")],
+            [sys.executable, str(tree / "worker.py")],
             env=env,
             cwd=home,
             stdout=self._log,

@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from tidings.sim import Simulators
 from tidings.store.db import Database
 from tidings.store.migrate import upgrade
+from tidings.temporal import search
 from tidings.temporal.devserver import temporal_binary
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -100,6 +101,8 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_binary(),
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
+        # registered as the embedded stack registers them (tidings.temporal.search)
+        search_attributes=search.KEYS,
     )
     yield env
     await env.shutdown()

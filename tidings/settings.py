@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -52,7 +52,26 @@ class Settings(BaseSettings):
         "production so every API and worker process shares it).",
     )
     task_queue: str = "tidings"
-    log_level: LogLevel = "INFO"
+    log_level: LogLevel = Field(
+        default="INFO", description="DEBUG, INFO, WARNING or ERROR, in any case."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: Rich on a terminal, plain lines elsewhere; json: one JSON object a "
+        "line (request, app, run and workflow ids where known), uvicorn's lines included.",
+    )
+
+    # --- observability -------------------------------------------------------------------------
+    worker_metrics_address: str | None = Field(
+        default=None,
+        description="host:port where a worker serves /metrics, /healthz and /readyz "
+        "(0.0.0.0:9464). Unset: a worker serves none of them.",
+    )
+    temporal_metrics_address: str | None = Field(
+        default=None,
+        description="host:port where a worker's Temporal SDK serves its own Prometheus "
+        "metrics (0.0.0.0:9465): task latencies, schedule-to-start, slots. Unset: none.",
+    )
 
     # --- API -------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
@@ -155,6 +174,14 @@ class Settings(BaseSettings):
     frequency_cap_24h: int | None = Field(default=None, ge=0)
     frequency_cap_7d: int | None = Field(default=None, ge=0)
     frequency_cap_30d: int | None = Field(default=None, ge=0)
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            return value.upper() if info.field_name == "log_level" else value.lower()
+        return value
 
     @field_validator("database_url")
     @classmethod

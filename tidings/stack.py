@@ -55,7 +55,14 @@ async def serving_api(app: object, host: str, port: int) -> AsyncIterator[str]:
             + ("the port is in use; set TIDINGS_API_PORT to a free one" if taken else str(error))
         ) from None
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")  # type: ignore[arg-type]
+        uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            host=host,
+            port=port,
+            log_config=None,
+            log_level="warning",
+            lifespan="on",
+        )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, TypedSearchAttributes
 from temporalio.exceptions import ChildWorkflowError, FailureError
 from temporalio.workflow import ParentClosePolicy
 
@@ -205,6 +205,7 @@ class JourneyRunWorkflow:
                     cohort_input,
                     id=cohort_id,
                     parent_close_policy=ParentClosePolicy.ABANDON,
+                    search_attributes=self._cohort_attributes(),
                 )
                 for cohort_id, cohort_input in starting
             )
@@ -214,6 +215,18 @@ class JourneyRunWorkflow:
                 self._running[cohort_id] = handle
         self._progress.running_cohorts = list(self._running)
         return bool(starting)
+
+    @staticmethod
+    def _cohort_attributes() -> TypedSearchAttributes | None:
+        """A cohort is found by its run's search attributes (journey, version, app, run
+        kind): copied from the run, which has them only where they are registered. They
+        are no part of what a replay checks of a child's start."""
+        own = [
+            pair
+            for pair in workflow.info().typed_search_attributes
+            if pair.key.name.startswith("Tidings")
+        ]
+        return TypedSearchAttributes(own) if own else None
 
     async def _cancel_running(self) -> None:
         """Pass the cancel on to every running cohort, by workflow id: the ones a previous
@@ -303,6 +316,7 @@ class JourneyRunWorkflow:
                     CohortWorkflow.run,
                     CohortInput(run.run_id, run.journey, cohort, options, facts),
                     id=f"{run.run_id}/cohort-{progress.cohorts_started:06d}",
+                    search_attributes=self._cohort_attributes(),
                 )
                 running[handle.id] = handle
             if progress.cancelled and not self._cancel_sent:

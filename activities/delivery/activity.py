@@ -45,6 +45,8 @@ from activities.delivery.verdicts import (
     NotSent,
     judge,
 )
+from tidings.observe.context import bound
+from tidings.observe.metrics import count_pushes
 from tidings.push import AppSenders, Outcome, SenderRegistry, SendResult
 from tidings.push.credentials import AppCredentials
 from tidings.store.apps import credentials_generation, open_credentials
@@ -99,8 +101,10 @@ class DeliveryActivities(DeliveryActivity):
         # heartbeats from start to end: a store that is slow to plan or record (a busy
         # SQLite, a restarting PostgreSQL) must never look like a dead worker to Temporal, or
         # it would start a second attempt that sends the same open rows at the same time
-        async with self._heartbeating():
-            return await self._deliver(batch)
+        ids = bound(app_id=batch.app_id, run_id=batch.run_id, workflow_id=batch.workflow_id)
+        with ids:
+            async with self._heartbeating():
+                return await self._deliver(batch)
 
     async def _deliver(self, batch: PushBatch) -> PushBatchResult:
         now = utcnow()
@@ -153,11 +157,20 @@ class DeliveryActivities(DeliveryActivity):
             pending, held = hold_back(pending, rows, limits)
             await complete_sends(session, held, now)
             await count_attempt(session, [rows[s.plan.send_key].id for s in pending])
+        provider_of = {rows[s.plan.send_key].id: s.plan.provider for s in sends}
+        _count_closed(app.id, provider_of, held)
+        if activity.info().attempt == 1:
+            # rows written closed (no device, a push that cannot be rendered): counted by
+            # the attempt that wrote them
+            for send in sends:
+                row = rows[send.plan.send_key]
+                if send.plan.status is not DeliveryStatus.PENDING and not row.open:
+                    count_pushes(app.id, send.plan.provider, row.status.value)
 
         if pending:
             learnt = await self._send(app, pending, rows, expires_at, now)
             if learnt.open_rows:
-                await self._retry_or_close(learnt, expires_at, give_up_at, limits.horizon)
+                await self._retry_or_close(app.id, learnt, expires_at, give_up_at, limits.horizon)
         return await self._summarise(audience, sends)
 
     async def _send(
@@ -234,6 +247,7 @@ class DeliveryActivities(DeliveryActivity):
 
     async def _retry_or_close(
         self,
+        app_id: str,
         learnt: AttemptVerdicts,
         expires_at: datetime | None,
         give_up_at: datetime,
@@ -247,16 +261,23 @@ class DeliveryActivities(DeliveryActivity):
         at = utcnow() + delay
         maximum = info.retry_policy.maximum_attempts if info.retry_policy else 0
         if expires_at is not None and at >= expires_at:
-            await self._close(
+            closed = await self._close(
                 open_rows, DeliveryStatus.EXPIRED, "expired while retrying", SendCause.EXPIRED
             )
+            _count_closed(app_id, learnt.provider_of, closed)
         elif at >= give_up_at:
             reason = f"not delivered within its retry horizon ({horizon})"
-            await self._close(open_rows, DeliveryStatus.FAILED, reason, SendCause.RETRY_HORIZON)
+            closed = await self._close(
+                open_rows, DeliveryStatus.FAILED, reason, SendCause.RETRY_HORIZON
+            )
+            _count_closed(app_id, learnt.provider_of, closed)
         elif maximum and info.attempt >= maximum:
             # an activity scheduled with a bounded retry policy (before retry horizons)
             reason = f"gave up after {info.attempt} attempts"
-            await self._close(open_rows, DeliveryStatus.FAILED, reason, SendCause.RETRY_HORIZON)
+            closed = await self._close(
+                open_rows, DeliveryStatus.FAILED, reason, SendCause.RETRY_HORIZON
+            )
+            _count_closed(app_id, learnt.provider_of, closed)
         else:
             reasons = ", ".join(f"{n} x {r}" for r, n in learnt.retry_reasons.most_common(3))
             # benign: an expected retry, logged quietly and not counted as a failure
@@ -277,7 +298,7 @@ class DeliveryActivities(DeliveryActivity):
 
     async def _close(
         self, open_rows: list[Completion], status: DeliveryStatus, reason: str, cause: SendCause
-    ) -> None:
+    ) -> list[Completion]:
         """Close rows whose retries are over; a row whose last answer was lost stays
         ``unknown`` (it may have been delivered)."""
         closing = [
@@ -293,6 +314,7 @@ class DeliveryActivities(DeliveryActivity):
         ]
         async with self._db.write() as session:
             await complete_sends(session, closing, utcnow())
+        return closing
 
     async def _summarise(
         self, audience: Audience, sends: Sequence[PlannedDelivery]
@@ -347,6 +369,13 @@ class DeliveryActivities(DeliveryActivity):
             yield
         finally:
             task.cancel()
+
+
+def _count_closed(
+    app_id: str, provider_of: dict[int, str | None] | dict[int, str], closed: list[Completion]
+) -> None:
+    for completion in closed:
+        count_pushes(app_id, provider_of.get(completion.row_id), completion.status.value)
 
 
 def _duration(span: timedelta) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from activities.delivery.verdicts import AttemptVerdicts, Verdict
+from tidings.observe.metrics import TOKEN_INVALIDATIONS, bounded_reason, count_pushes
 from tidings.store.apps import stop_sends
 from tidings.store.db import Database
 from tidings.store.ledger import Completion, complete_sends
@@ -100,7 +101,8 @@ class OutcomeWriter:
     async def write(self, completions: Sequence[Completion]) -> None:
         """Commit extra completions after the sends (in order, after every group)."""
         for completion in completions:
-            self.add(Verdict(completion))
+            # with its row's provider, for the metrics
+            self.add(Verdict(completion, self.learnt.provider_of.get(completion.row_id)))
         await self._commit(self._take())
 
     async def _run(self) -> None:
@@ -173,3 +175,17 @@ class OutcomeWriter:
                 await stop_sends(session, self._app, provider, reason, now)
         self._stopped_providers.update(faults)
         self.commits += 1
+        self._count(group)
+
+    def _count(self, group: list[Verdict]) -> None:
+        """Metrics only once the ledger holds what they count."""
+        for verdict in group:
+            if verdict.completion.closes:
+                count_pushes(self._app.id, verdict.provider, verdict.completion.status.value)
+            provider = verdict.provider or "none"
+            if verdict.gone is not None:
+                reason = bounded_reason(verdict.gone[2])
+                TOKEN_INVALIDATIONS.labels(provider, "gone", reason).inc()
+            if verdict.suspect is not None:
+                reason = bounded_reason(verdict.suspect[1])
+                TOKEN_INVALIDATIONS.labels(provider, "suspect", reason).inc()

@@ -11,6 +11,7 @@ import asyncio
 import math
 from collections.abc import AsyncGenerator
 
+from tidings.observe.metrics import RATE_LIMIT_WAIT_SECONDS, RATE_LIMIT_WAITS
 from tidings.store.db import Database
 from tidings.store.ratelimit import reserve_sends
 from tidings.store.types import utcnow
@@ -41,5 +42,7 @@ class SendPacer:
             end = min(total, start + size)
             wait = await self.reserve(app_id, rate_per_s, end - start)
             if wait > 0:
+                RATE_LIMIT_WAITS.labels(app_id).inc()
+                RATE_LIMIT_WAIT_SECONDS.labels(app_id).inc(wait)
                 await asyncio.sleep(wait)
             yield start, end

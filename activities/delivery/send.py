@@ -12,6 +12,7 @@ from datetime import datetime
 from activities.delivery.pacing import SendPacer
 from activities.delivery.plan import APP_STOPPED, PlannedDelivery
 from activities.delivery.verdicts import NotSent, refused_with
+from tidings.observe.tracing import provider_send_span
 from tidings.push import AppSenders, Outcome, PushMessage, SendItem, SendResult
 from tidings.push.outcome import FaultScope, fault_scope
 from tidings.store.models import DeliveryStatus, SendCause
@@ -125,6 +126,7 @@ async def send_by_provider(
             )
             for i in group
         ]
-        await sender.send_batch(items, on_result=lambda i, result: sink(group[i], result))
+        with provider_send_span(provider, len(items)):
+            await sender.send_batch(items, on_result=lambda i, result: sink(group[i], result))
 
     await asyncio.gather(*(run(provider, group) for provider, group in groups.items()))

@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from temporalio.client import Client
 
 import tidings
-from tidings.api.deps import ApiState
-from tidings.api.errors import install_error_handlers
+from tidings.api.deps import ApiState, temporal_client
+from tidings.api.errors import ApiError, install_error_handlers
 from tidings.api.gate import body_limit, install_gates, size_text
 from tidings.api.keys import admin_key
 from tidings.api.routers import (
@@ -34,6 +34,10 @@ from tidings.api.routers import (
 )
 from tidings.api.throttle import FailedAuthentications
 from tidings.inbound.recorder import InteractionRecorder
+from tidings.observe import tracing
+from tidings.observe.asgi import RequestMetrics
+from tidings.observe.health import readiness
+from tidings.observe.server import metrics_response
 from tidings.push.links import LinkSigner, link_tracking
 from tidings.settings import Settings
 from tidings.store.db import Database
@@ -73,7 +77,7 @@ def create_app(
 ) -> FastAPI:
     """The API on ``db`` (or the configured store). ``auth_failures``: the limit on failed
     authentications, if not the default one (tidings.api.throttle). ``temporal``: the client
-    runs are moved with (default: connected on first use, tidings.api.deps)."""
+    runs are moved with and /readyz asks (default: connected on first use, tidings.api.deps)."""
     settings = settings or Settings()
     owned_db = db is None
 
@@ -119,6 +123,8 @@ def create_app(
     )
     install_gates(app)
     install_error_handlers(app)  # after the gates: its middleware is the outermost
+    app.add_middleware(RequestMetrics)  # outermost of all: refused requests count too
+    tracing.instrument(app)
 
     for module in (apps, keys, profiles, erasures, mappings, devices, interactions, compat):
         app.include_router(module.router)
@@ -129,10 +135,36 @@ def create_app(
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
+        """Liveness: the process serves (checks nothing else; a Kubernetes livenessProbe)."""
         return {"status": "ok"}
+
+    # not in the OpenAPI document: its 503 is an answer, not a server error
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request, response: Response) -> dict[str, Any]:
+        """Readiness: the store answers with the code's schema and Temporal answers (a
+        Kubernetes readinessProbe); 503 until then."""
+        state = getattr(request.app.state, "tidings", None)
+        verdict = await readiness(
+            state.db if state is not None else None, await _temporal_if_up(state)
+        )
+        response.status_code = 200 if verdict.ready else 503
+        return {"status": "ready" if verdict.ready else "not ready", "checks": verdict.checks}
+
+    app.add_route("/metrics", metrics_response, include_in_schema=False)
 
     _document_body_limits(app)
     return app
+
+
+async def _temporal_if_up(state: ApiState | None) -> Client | None:
+    """Temporal for readiness: the API's one client (tidings.api.deps), or None while no
+    server answers (asked again by the next probe)."""
+    if state is None:
+        return None
+    try:
+        return await temporal_client(state)
+    except ApiError:
+        return None
 
 
 def _document_body_limits(app: FastAPI) -> None:

@@ -88,6 +88,10 @@ async def read_session(state: State) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+# a Temporal that does not answer within this is treated as down (503, or not ready)
+CONNECT_TIMEOUT_S = 5.0
+
+
 async def temporal_client(state: State) -> Client:
     """The API's Temporal client: the configured server (TEMPORAL_ADDRESS...), or the
     embedded dev server another tidings process started; 503 when neither answers."""
@@ -108,8 +112,8 @@ async def temporal_client(state: State) -> Client:
                     "embedded stack (`tidings up`)",
                 )
             try:
-                state.temporal = await connect(address)
-            except RuntimeError as error:
+                state.temporal = await asyncio.wait_for(connect(address), CONNECT_TIMEOUT_S)
+            except (RuntimeError, TimeoutError) as error:
                 raise ApiError(
                     503, "temporal_unavailable", f"Temporal at {address} does not answer: {error}"
                 ) from None

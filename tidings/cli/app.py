@@ -53,7 +53,7 @@ errors = Console(stderr=True)
 
 def _settings() -> Settings:
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
@@ -87,7 +87,10 @@ def api() -> None:
 
     settings = _settings()
     check_schema(settings.resolved_database_url)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    # log_config None: uvicorn's lines go through tidings' handler, in its format
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
+    )
 
 
 @app.command()

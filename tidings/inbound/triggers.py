@@ -28,13 +28,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import ProfileFacts
 from tidings.journeys.model import JourneyDefinition
+from tidings.runs.options import engine_options
 from tidings.settings import Settings
 from tidings.store.db import Database
 from tidings.store.journey_events import running_entries
 from tidings.store.models import CustomEvent, JourneyRun, Profile
 from tidings.store.triggers import NewEntry, active_triggers, entries_of_profile, prior_visits
 from tidings.store.types import utcnow
-from tidings.worker.resources import engine_options
+from tidings.temporal.search import start_options
 from workflows.cohort import CohortWorkflow
 from workflows.contracts import (
     INTERACTIONS_SIGNAL,
@@ -208,6 +209,16 @@ class EntryStarter:
             start_signal=INTERACTIONS_SIGNAL,
             start_signal_args=[batch],
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            **await start_options(
+                self._client,
+                journey_id=journey.id,
+                journey_name=journey.name,
+                version=run.journey_version,
+                app=journey.app,
+                run_id=run.id,
+                kind="triggered",
+                profile_id=event.profile_id,
+            ),
         )
 
     async def _may_not_enter(

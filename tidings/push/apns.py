@@ -7,6 +7,7 @@ import logging
 import os
 import ssl
 import tempfile
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from aioapns import NotificationRequest, PushType
 from aioapns.common import NotificationResult
 
+from tidings.observe.metrics import PROVIDER_LATENCY
 from tidings.push.adapters import (
     AnswerExtras,
     AnswerLost,
@@ -94,7 +96,11 @@ class ApnsSender:
     ) -> list[SendResult]:
         async def one(index: int, item: SendItem) -> SendResult:
             async with self._slots:
+                started = time.perf_counter()
                 result = await self._send_in_slot(item)
+                PROVIDER_LATENCY.labels("apns", result.outcome.value).observe(
+                    time.perf_counter() - started
+                )
                 recorded = on_result(index, result) if on_result is not None else None
                 if recorded is not None:
                     await recorded

@@ -24,6 +24,7 @@ from firebase_admin import credentials as firebase_credentials
 from firebase_admin import messaging
 from google.auth import exceptions as google_auth_exceptions
 
+from tidings.observe.metrics import PROVIDER_LATENCY
 from tidings.push.adapters import TokenRefreshFailed, close_fcm_app, configure_fcm_app
 from tidings.push.credentials import FcmCredentials
 from tidings.push.h2transport import AnswerLost, RequestNotProcessed
@@ -129,12 +130,16 @@ class FcmSender:
         each result is known, and told to ``on_result``, as soon as its answer comes."""
 
         async def one(index: int, message: messaging.Message) -> SendResult:
+            started = time.perf_counter()
             try:
                 batch = await messaging.send_each_async([message], dry_run=dry_run, app=self._app)
                 result = self._result(batch.responses[0], tokens[index])
             except Exception as error:  # unexpected (a client bug): retried, never lost
                 log.exception("FCM client failed for %s", mask_token(tokens[index]))
                 result = SendResult(Outcome.ANSWER_LOST, reason=f"client: {type(error).__name__}")
+            PROVIDER_LATENCY.labels("fcm", result.outcome.value).observe(
+                time.perf_counter() - started
+            )
             recorded = on_result(offset + index, result) if on_result is not None else None
             if recorded is not None:
                 await recorded  # the request's share of the in-flight bound until recorded

@@ -33,6 +33,7 @@ from tidings.store.models import App, Device, DeviceState, Profile, RunStatus
 from tidings.store.reports import run_funnel
 from tidings.store.triggers import activate
 from tidings.store.types import utcnow
+from tidings.temporal.search import start_options
 from workflows.contracts import EngineOptions, JourneyRunInput, RunResult
 from workflows.run import JourneyRunWorkflow
 
@@ -165,6 +166,15 @@ async def start_run(
         ),
         id=run_id,
         task_queue=settings.task_queue,
+        **await start_options(
+            client,
+            journey_id=journey.id,
+            journey_name=journey.name,
+            version=version,
+            app=journey.app,
+            run_id=run_id,
+            kind="audience",
+        ),
     )
     return StartedRun(run_id, handle)
 

@@ -75,7 +75,7 @@ def forward_state(row: CustomEvent) -> ForwardState:
     return ForwardState.PENDING
 
 
-def _in_state(state: ForwardState) -> ColumnElement[bool]:
+def in_forward_state(state: ForwardState) -> ColumnElement[bool]:
     if state is ForwardState.NEVER:  # every event has its journeys to ask
         return false()
     if state is ForwardState.FORWARDED:
@@ -102,7 +102,7 @@ async def list_events(
     if app_id is not None:
         statement = statement.where(col(CustomEvent.app_id) == app_id)
     if forwarding is not None:
-        statement = statement.where(_in_state(forwarding))
+        statement = statement.where(in_forward_state(forwarding))
     if profile_id is not None:
         statement = statement.where(col(CustomEvent.profile_id) == profile_id)
     return await keyset(session, statement, col(CustomEvent.id), after, limit)
@@ -119,7 +119,7 @@ async def unforwarded(
     session ends, so forwarders running side by side take disjoint batches."""
     statement = (
         select(CustomEvent)
-        .where(_in_state(ForwardState.PENDING))
+        .where(in_forward_state(ForwardState.PENDING))
         .where(outbox.due(CustomEvent, now or utcnow()))
         .order_by(col(CustomEvent.id))
         .limit(limit)
@@ -170,7 +170,9 @@ async def requeue_failed(
     """Give events the forwarder set aside another round of attempts (after ops fixed what
     Temporal refused them for): only set-aside events, of those ``app_id``'s key posted
     unless None, and of ``event_ids`` when given. How many were requeued."""
-    statement = update(CustomEvent).where(_in_state(ForwardState.FAILED)).values(outbox.REQUEUED)
+    statement = (
+        update(CustomEvent).where(in_forward_state(ForwardState.FAILED)).values(outbox.REQUEUED)
+    )
     if app_id is not None:
         statement = statement.where(col(CustomEvent.app_id) == app_id)
     if event_ids is not None:

@@ -274,7 +274,7 @@ def forward_state(row: Interaction) -> ForwardState:
     return ForwardState.PENDING
 
 
-def _in_state(state: ForwardState) -> ColumnElement[bool]:
+def in_forward_state(state: ForwardState) -> ColumnElement[bool]:
     matched = col(Interaction.status) == InteractionStatus.MATCHED.value
     if state is ForwardState.NEVER:
         return col(Interaction.status) == InteractionStatus.UNMATCHED.value
@@ -307,7 +307,7 @@ async def list_interactions(
     if tracking_id is not None:
         statement = statement.where(col(Interaction.tracking_id) == tracking_id)
     if forwarding is not None:
-        statement = statement.where(_in_state(forwarding))
+        statement = statement.where(in_forward_state(forwarding))
     return await keyset(session, statement, col(Interaction.id), after, limit)
 
 
@@ -323,7 +323,7 @@ async def unforwarded(
     batches."""
     statement = (
         select(Interaction)
-        .where(_in_state(ForwardState.PENDING))
+        .where(in_forward_state(ForwardState.PENDING))
         .where(outbox.due(Interaction, now or utcnow()))
         .order_by(col(Interaction.id))
         .limit(limit)
@@ -364,7 +364,9 @@ async def requeue_failed(
     """Give interactions the forwarder gave up on another round of attempts (after ops fixed
     what Temporal refused them for): only given-up rows, of ``app_id``'s pushes unless None,
     and of ``event_ids`` when given. How many were requeued."""
-    statement = update(Interaction).where(_in_state(ForwardState.FAILED)).values(outbox.REQUEUED)
+    statement = (
+        update(Interaction).where(in_forward_state(ForwardState.FAILED)).values(outbox.REQUEUED)
+    )
     if app_id is not None:
         statement = statement.where(col(Interaction.app_id) == app_id)
     if event_ids is not None:

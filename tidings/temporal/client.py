@@ -10,6 +10,11 @@ from __future__ import annotations
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig, ClientConnectConfig
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from tidings.observe import tracing
+
+_runtimes: dict[str, Runtime] = {}
 
 
 def connect_config() -> ClientConnectConfig:
@@ -21,9 +26,27 @@ def configured_address() -> str | None:
     return connect_config().get("target_host")
 
 
-async def connect(target_host: str | None = None) -> Client:
-    """A client with tidings' data converter (pydantic models and dataclasses)."""
+def metrics_runtime(bind_address: str) -> Runtime:
+    """A Temporal runtime whose SDK metrics Prometheus scrapes at ``bind_address``: one per
+    address for the process (a runtime cannot be shut down, and its port stays bound)."""
+    runtime = _runtimes.get(bind_address)
+    if runtime is None:
+        runtime = Runtime(
+            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address))
+        )
+        _runtimes[bind_address] = runtime
+    return runtime
+
+
+async def connect(target_host: str | None = None, *, runtime: Runtime | None = None) -> Client:
+    """A client with tidings' data converter (pydantic models and dataclasses); ``runtime``:
+    the Temporal runtime it runs on (the SDK's default one if none)."""
     config = connect_config()
+    if runtime is not None:
+        config["runtime"] = runtime  # type: ignore[typeddict-unknown-key]
+    interceptors = tracing.temporal_interceptors()
+    if interceptors:
+        config["interceptors"] = interceptors  # type: ignore[typeddict-unknown-key]
     if target_host is not None:
         config["target_host"] = target_host
     if "target_host" not in config:

@@ -35,6 +35,7 @@ import psutil
 
 from tidings.settings import Settings
 from tidings.temporal.client import configured_address
+from tidings.temporal.search import dev_server_flags
 
 log = logging.getLogger(__name__)
 
@@ -413,6 +414,8 @@ def _launch(home: Path, port: int, ui_port: int) -> DevServer:
         "--log-level",
         "warn",
     ]
+    # tidings' search attributes (tidings.temporal.search), registered at every start
+    command += dev_server_flags()
     for pragma, value in SQLITE_PRAGMAS.items():
         command += ["--sqlite-pragma", f"{pragma}={value}"]
     for key, setting in DYNAMIC_CONFIG.items():

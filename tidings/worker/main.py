@@ -6,12 +6,19 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
+
+from temporalio.client import Client
 
 from tidings.inbound.forwarder import forwarding
 from tidings.inbound.triggers import EntryOptions
+from tidings.observe.health import Readiness, readiness
+from tidings.observe.sampler import sampling
+from tidings.observe.server import serving_observe
 from tidings.settings import Settings
+from tidings.store.db import Database
 from tidings.store.migrate import check_schema, upgrade
-from tidings.temporal.client import configured_address, connect
+from tidings.temporal.client import configured_address, connect, metrics_runtime
 from tidings.temporal.devserver import temporal_server
 from tidings.worker.resources import build_worker, worker_resources
 
@@ -35,9 +42,17 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     prepare_store(settings)
+    runtime = (
+        metrics_runtime(settings.temporal_metrics_address)
+        if settings.temporal_metrics_address
+        else None
+    )
     async with temporal_server(settings) as address:
-        client = await connect(address)
-        async with worker_resources(settings) as resources:
+        client = await connect(address, runtime=runtime)
+        async with (
+            worker_resources(settings) as resources,
+            observing(settings, resources.db, client),
+        ):
             worker = build_worker(client, settings, resources)
             log.info(
                 "worker on task queue %r (Temporal %s, store %s)",
@@ -51,3 +66,18 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             async with worker, forwarding(client, resources.db, entries=entries):
                 await stop.wait()
                 log.info("stopping: finishing the tasks in hand")
+
+
+@contextlib.asynccontextmanager
+async def observing(settings: Settings, db: Database, client: Client) -> AsyncIterator[None]:
+    """The worker's metrics endpoint (with /healthz and /readyz) and the gauges it samples,
+    when a metrics address is configured."""
+    if not settings.worker_metrics_address:
+        yield
+        return
+
+    async def check() -> Readiness:
+        return await readiness(db, client)
+
+    async with serving_observe(settings.worker_metrics_address, check), sampling(db, client):
+        yield

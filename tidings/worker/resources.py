@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 from activities.audience import AudienceActivities
 from activities.delivery import DeliveryActivities, DeliveryPolicy
 from activities.records import RecordActivities
+from tidings.observe import tracing
 from tidings.push import ProviderRoutes, SenderRegistry
 from tidings.push.links import LinkSigner, link_tracking
 from tidings.runs.options import engine_options as engine_options  # re-exported
@@ -101,4 +102,10 @@ def build_worker(client: Client, settings: Settings, resources: WorkerResources)
         ),
         # a worker told to stop lets its sends in flight finish rather than cut them short
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s),
+        # traced when tracing is on, also on a client that was connected without it
+        interceptors=(
+            []
+            if tracing.has_tracing(client.config()["interceptors"])
+            else tracing.temporal_interceptors()
+        ),
     )

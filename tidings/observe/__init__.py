@@ -1,0 +1,1 @@
+"""What ops watch: Prometheus metrics, health checks, structured logs."""
