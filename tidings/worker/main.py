@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Sequence
 
 from tidings.inbound.forwarder import forwarding
 from tidings.settings import Settings
 from tidings.store.migrate import check_schema, upgrade
 from tidings.temporal.client import configured_address, connect
 from tidings.temporal.devserver import temporal_server
-from tidings.worker.resources import build_worker, worker_resources
+from tidings.worker.resources import QUEUE_ROLES, build_workers, worker_resources
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,13 @@ def prepare_store(settings: Settings) -> None:
         check_schema(settings.resolved_database_url)
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Serve the task queue until SIGINT/SIGTERM (or ``stop``), then drain gracefully."""
+async def run_worker(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    roles: Sequence[str] = QUEUE_ROLES,
+) -> None:
+    """Serve the task queues of ``roles`` until SIGINT/SIGTERM (or ``stop``), then drain
+    gracefully."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -37,14 +43,18 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     async with temporal_server(settings) as address:
         client = await connect(address)
         async with worker_resources(settings) as resources:
-            worker = build_worker(client, settings, resources)
+            workers = build_workers(client, settings, resources, roles)
             log.info(
-                "worker on task queue %r (Temporal %s, store %s)",
-                settings.task_queue,
+                "worker on task queue %s (Temporal %s, store %s)",
+                ", ".join(repr(w.task_queue) for w in workers),
                 address,
                 resources.db.describe(),
             )
-            # the interactions outbox forwarder runs beside the worker (DESIGN.md decision 6)
-            async with worker, forwarding(client, resources.db):
+            async with contextlib.AsyncExitStack() as running:
+                for worker in workers:
+                    await running.enter_async_context(worker)
+                # the interactions outbox forwarder runs beside the worker (DESIGN.md
+                # decision 6)
+                await running.enter_async_context(forwarding(client, resources.db))
                 await stop.wait()
                 log.info("stopping: finishing the tasks in hand")

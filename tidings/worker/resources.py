@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -46,6 +47,11 @@ def engine_options(settings: Settings) -> EngineOptions:
         delivery_heartbeat_timeout=settings.delivery_heartbeat_timeout,
         delivery_max_backoff=timedelta(seconds=settings.delivery_max_backoff_s),
         delivery_retry_horizon=timedelta(seconds=settings.delivery_retry_horizon_s),
+        delivery_task_queue=(
+            settings.delivery_task_queue
+            if settings.delivery_task_queue not in (None, settings.task_queue)
+            else None
+        ),
         frequency_cap=FrequencyCap(
             settings.frequency_cap_24h, settings.frequency_cap_7d, settings.frequency_cap_30d
         ),
@@ -79,7 +85,33 @@ async def worker_resources(settings: Settings) -> AsyncIterator[WorkerResources]
         await db.dispose()
 
 
+QUEUE_ROLES = ("interpreter", "delivery")
+
+
+class QueueChoiceError(ValueError):
+    """A worker asked to serve queues the settings do not separate."""
+
+
 def build_worker(client: Client, settings: Settings, resources: WorkerResources) -> Worker:
+    """One worker serving both roles (the default process)."""
+    workers = build_workers(client, settings, resources, QUEUE_ROLES)
+    if len(workers) != 1:
+        raise QueueChoiceError("delivery runs on a queue of its own: use build_workers")
+    return workers[0]
+
+
+def build_workers(
+    client: Client, settings: Settings, resources: WorkerResources, roles: Sequence[str]
+) -> list[Worker]:
+    """The Temporal workers serving ``roles`` (interpreter: the journey workflows and their
+    audience and records activities; delivery: the push sends). On one task queue (the
+    default) both roles are one worker; with TIDINGS_DELIVERY_TASK_QUEUE each role is a worker
+    of its own, and a process may serve either or both."""
+    unknown = sorted(set(roles) - set(QUEUE_ROLES))
+    if unknown or not roles:
+        raise QueueChoiceError(
+            f"--queues takes interpreter, delivery or both (comma-separated), not {unknown}"
+        )
     delivery = DeliveryActivities(
         resources.db,
         resources.senders,
@@ -98,22 +130,47 @@ def build_worker(client: Client, settings: Settings, resources: WorkerResources)
     worker_client = Client(
         **(client.config() | {"data_converter": with_shared_type_adapters(client.data_converter)})
     )
-    return Worker(
-        worker_client,
-        task_queue=settings.task_queue,
-        workflows=WORKFLOWS,
-        activities=[
-            delivery.deliver,
-            AudienceActivities(resources.db).page,
-            records.finish_run,
-            records.journey_events,
-        ],
-        max_concurrent_activities=64,
-        max_cached_workflows=(
-            settings.workflow_cache_size
-            if settings.workflow_cache_size is not None
-            else SDK_WORKFLOW_CACHE_SIZE
-        ),
-        # a worker told to stop lets its sends in flight finish rather than cut them short
-        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s),
-    )
+    # a worker told to stop lets its sends in flight finish rather than cut them short
+    grace = timedelta(seconds=settings.worker_shutdown_grace_s)
+    # the interpreter always holds delivery too: a triggered entry (a cohort of one) sends
+    # through a local activity, which runs in the worker of its workflow
+    interpreter_activities: list[Callable[..., Any]] = [
+        delivery.deliver,
+        AudienceActivities(resources.db).page,
+        records.finish_run,
+        records.journey_events,
+    ]
+    separate = settings.delivery_queue != settings.task_queue
+    if not separate and set(roles) != set(QUEUE_ROLES):
+        raise QueueChoiceError(
+            "delivery shares the interpreter's task queue: set TIDINGS_DELIVERY_TASK_QUEUE "
+            "(for every worker, API and starter) to run the roles in separate processes"
+        )
+    workers = []
+    if "interpreter" in roles:
+        workers.append(
+            Worker(
+                worker_client,
+                task_queue=settings.task_queue,
+                workflows=WORKFLOWS,
+                activities=interpreter_activities,
+                max_concurrent_activities=64,
+                max_cached_workflows=(
+                    settings.workflow_cache_size
+                    if settings.workflow_cache_size is not None
+                    else SDK_WORKFLOW_CACHE_SIZE
+                ),
+                graceful_shutdown_timeout=grace,
+            )
+        )
+    if separate and "delivery" in roles:
+        workers.append(
+            Worker(
+                worker_client,
+                task_queue=settings.delivery_queue,
+                activities=[delivery.deliver],
+                max_concurrent_activities=64,
+                graceful_shutdown_timeout=grace,
+            )
+        )
+    return workers
