@@ -159,3 +159,19 @@ def test_keys_generate_and_version(tmp_path: Path) -> None:
     key = run_cli(tmp_path, "keys", "generate").stdout.strip()
     SecretBox(key.encode())  # a valid Fernet key
     assert run_cli(tmp_path, "--version").stdout.startswith("tidings ")
+
+
+def test_db_commands_upgrade_report_and_downgrade(tmp_path: Path) -> None:
+    env = {"TIDINGS_DATABASE_URL": f"sqlite:///{tmp_path / 'ops.db'}"}
+    current = run_cli(tmp_path, "db", "current", **env)
+    assert current.returncode == 1
+    assert "not migrated" in current.stdout
+    assert run_cli(tmp_path, "db", "upgrade", **env).returncode == 0
+    assert run_cli(tmp_path, "db", "current", **env).returncode == 0
+    history = run_cli(tmp_path, "db", "history", **env).stdout.splitlines()
+    assert history[0].startswith("  0001")
+    assert history[-1].startswith("* ")
+    assert run_cli(tmp_path, "db", "downgrade", "-1", **env).returncode == 0
+    behind = run_cli(tmp_path, "db", "current", **env)
+    assert behind.returncode == 1
+    assert history[-2].split()[0] in behind.stdout

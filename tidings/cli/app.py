@@ -382,7 +382,9 @@ def db_history() -> None:
     current = current_revisions(settings.resolved_database_url)
     for revision, summary in history():
         mark = "*" if revision in current else " "
-        console.print(f"{mark} {revision}  {summary}", markup=False, highlight=False)
+        console.print(
+            f"{mark} {revision}  {summary}", markup=False, highlight=False, soft_wrap=True
+        )
 
 
 @keys_app.command("generate")

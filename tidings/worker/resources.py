@@ -112,6 +112,12 @@ def build_workers(
         raise QueueChoiceError(
             f"--queues takes interpreter, delivery or both (comma-separated), not {unknown}"
         )
+    separate = settings.delivery_queue != settings.task_queue
+    if not separate and set(roles) != set(QUEUE_ROLES):
+        raise QueueChoiceError(
+            "delivery shares the interpreter's task queue: set TIDINGS_DELIVERY_TASK_QUEUE "
+            "(for every worker, API and starter) to run the roles in separate processes"
+        )
     delivery = DeliveryActivities(
         resources.db,
         resources.senders,
@@ -140,12 +146,6 @@ def build_workers(
         records.finish_run,
         records.journey_events,
     ]
-    separate = settings.delivery_queue != settings.task_queue
-    if not separate and set(roles) != set(QUEUE_ROLES):
-        raise QueueChoiceError(
-            "delivery shares the interpreter's task queue: set TIDINGS_DELIVERY_TASK_QUEUE "
-            "(for every worker, API and starter) to run the roles in separate processes"
-        )
     workers = []
     if "interpreter" in roles:
         workers.append(
