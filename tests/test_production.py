@@ -171,7 +171,7 @@ def test_db_commands_upgrade_report_and_downgrade(tmp_path: Path) -> None:
     history = run_cli(tmp_path, "db", "history", **env).stdout.splitlines()
     assert history[0].startswith("  0001")
     assert history[-1].startswith("* ")
-    assert run_cli(tmp_path, "db", "downgrade", "-1", **env).returncode == 0
+    assert run_cli(tmp_path, "db", "downgrade", "--", "-1", **env).returncode == 0
     behind = run_cli(tmp_path, "db", "current", **env)
     assert behind.returncode == 1
     assert history[-2].split()[0] in behind.stdout

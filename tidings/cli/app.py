@@ -347,7 +347,7 @@ def db_upgrade(
 
 @db_app.command("downgrade")
 def db_downgrade(
-    revision: Annotated[str, typer.Argument(help="revision to go back to, or -1 for one step")],
+    revision: Annotated[str, typer.Argument(help="revision to go back to; `-- -1`: one step")],
 ) -> None:
     """Undo migrations down to a revision (stop the workers and the API first)."""
     from tidings.store.migrate import downgrade
