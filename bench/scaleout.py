@@ -82,6 +82,20 @@ def fresh_database(server: str, name: str) -> str:
     return f"{server}/{name}"
 
 
+def store_counters(server: str, name: str) -> dict[str, int]:
+    """The database's size and its row writes and commits so far (PostgreSQL's statistics,
+    flushed by the server within about a second)."""
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT pg_database_size(datname), tup_inserted, tup_updated, tup_deleted, "
+            "xact_commit FROM pg_stat_database WHERE datname = %s",
+            (name,),
+        ).fetchone()
+    assert row is not None
+    size, inserted, updated, deleted, commits = (int(v) for v in row)
+    return {"bytes": size, "rows_written": inserted + updated + deleted, "commits": commits}
+
+
 class Processes:
     """N copies of a command, each its own process with its own log, stopped by SIGTERM."""
 
@@ -139,8 +153,9 @@ async def accepted_total(stack: BenchStack) -> int:
 
 async def broadcast(
     stack: BenchStack, db: Database, journey_id: str, settings: Any
-) -> tuple[float, int, int]:
-    """(seconds, delivered, history events) of a one-push run to every profile."""
+) -> tuple[float, int, int, int, int]:
+    """(seconds, delivered, history events, actions, sending workers) of a one-push run to
+    every profile."""
     started_at = time.perf_counter()
     started = await start_run(stack.client, db, settings, one_push(journey_id))
     result = await started.handle.result()
@@ -152,7 +167,45 @@ async def broadcast(
             break
         await asyncio.sleep(0.2)
     delivered = int(result.counts.get("push.delivered", 0))
-    return elapsed, delivered, events
+    actions, _, identities = await run_histories(stack, started.run_id)
+    return elapsed, delivered, events, actions, len(identities)
+
+
+# History events that Temporal Cloud bills as one action each (docs.temporal.io/cloud/actions):
+# a workflow started (by a client, as a child, by continue-as-new or signal-with-start), a
+# signal received, a timer, a search-attribute or properties update, and an activity attempt
+# (counted from each started event's attempt number). Local activities are billed once per
+# workflow task that ran any: counted here as one per marker, an upper bound. Heartbeats
+# recorded on the server are billed too but are not in histories: not counted.
+ACTION_EVENTS = {
+    "workflow_execution_started_event_attributes",
+    "workflow_execution_signaled_event_attributes",
+    "timer_started_event_attributes",
+    "upsert_workflow_search_attributes_event_attributes",
+    "workflow_properties_modified_event_attributes",
+    "marker_recorded_event_attributes",
+}
+
+
+async def run_histories(stack: BenchStack, prefix: str) -> tuple[int, int, set[str]]:
+    """(actions, executions, identities of the workers that ran activities) over every
+    execution whose workflow id starts with ``prefix``."""
+    actions = executions = 0
+    identities: set[str] = set()
+    async for execution in stack.client.list_workflows(f'WorkflowId STARTS_WITH "{prefix}"'):
+        history = await stack.client.get_workflow_handle(
+            execution.id, run_id=execution.run_id
+        ).fetch_history()
+        executions += 1
+        for event in history.events:
+            kind = event.WhichOneof("attributes")
+            if kind in ACTION_EVENTS:
+                actions += 1
+            elif kind == "activity_task_started_event_attributes":
+                started = event.activity_task_started_event_attributes
+                actions += max(1, started.attempt)
+                identities.add(started.identity)
+    return actions, executions, identities
 
 
 async def observed_rate(stack: BenchStack) -> float:
@@ -211,6 +264,7 @@ async def one_count(
     values = stack.settings.model_dump() | {
         "database_url": url,
         "task_queue": f"scaleout-{uuid.uuid4().hex[:8]}",
+        "cohort_size": args.cohort_size,
     }
     settings = Settings(_env_file=None, **values)
     stack.settings = settings
@@ -239,8 +293,23 @@ async def one_count(
     try:
         await wait_healthy(urls, api_procs)
         await stack.sims.reset()
-        elapsed, delivered, events = await broadcast(stack, db, f"wide-{workers}", settings)
+        await asyncio.sleep(1.5)  # the statistics collector catches up with the seeding
+        before = store_counters(args.postgres, name)
+        elapsed, delivered, events, actions, senders = await broadcast(
+            stack, db, f"wide-{workers}", settings
+        )
+        await asyncio.sleep(1.5)
+        after = store_counters(args.postgres, name)
         result["broadcast"] = {
+            "sending_workers": senders,
+            "actions_per_push": round(actions / max(1, delivered), 5),
+            "store_bytes_per_push": round((after["bytes"] - before["bytes"]) / max(1, delivered)),
+            "store_rows_written_per_push": round(
+                (after["rows_written"] - before["rows_written"]) / max(1, delivered), 2
+            ),
+            "store_commits_per_push": round(
+                (after["commits"] - before["commits"]) / max(1, delivered), 3
+            ),
             "deliveries_per_s": round(delivered / elapsed, 1),
             "seconds": round(elapsed, 1),
             "history_events_per_push": round(events / max(1, delivered), 4),
@@ -253,9 +322,12 @@ async def one_count(
                 update(App).where(App.id == APP_ID).values(send_rate_per_s=args.rate_limit)  # type: ignore[arg-type]
             )
         await stack.sims.reset()
-        elapsed, delivered, _ = await broadcast(stack, db, f"limited-{workers}", settings)
+        elapsed, delivered, _, _, senders = await broadcast(
+            stack, db, f"limited-{workers}", settings
+        )
         rate = await observed_rate(stack)
         result["rate"] = {
+            "sending_workers": senders,
             "limit_per_s": args.rate_limit,
             "observed_per_s": round(rate, 1),
             "off_by": round(rate / args.rate_limit - 1, 3),
@@ -282,7 +354,10 @@ async def one_count(
                 break
             await asyncio.sleep(0.2)
         pushed = await accepted_total(stack)
+        actions, _, _ = await run_histories(stack, entry_workflow_id(journey_id, ""))
         result["triggered"] = {
+            "actions_per_push": round(actions / max(1, pushed), 3),
+            "actions_per_trigger": round(actions / max(1, executions), 2),
             "triggers": len(chosen),
             "triggers_per_s": round(len(chosen) / elapsed, 1),
             "history_events_per_push": round(events / max(1, pushed), 3),
@@ -314,6 +389,8 @@ async def main(args: argparse.Namespace) -> None:
             emit(
                 {
                     "profiles": args.profiles,
+                    "cohort_size": args.cohort_size,
+                    "rate_limit_per_s": args.rate_limit,
                     "triggers": args.triggers,
                     "cpu_count": os.cpu_count(),
                     "runs": results,
@@ -327,6 +404,13 @@ if __name__ == "__main__":
     )
     parser.add_argument("--profiles", type=int, default=20_000)
     parser.add_argument("--workers", default="1,2,4", help="worker (and API) counts to run")
+    parser.add_argument(
+        "--cohort-size",
+        type=int,
+        default=500,
+        help="profiles per cohort: an audience of fewer than N cohorts cannot spread over N "
+        "workers (use small cohorts for small audiences)",
+    )
     parser.add_argument("--rate-limit", type=float, default=200.0, help="the app's sends/s")
     parser.add_argument("--triggers", type=int, default=500, help="triggered entries per run")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432")
