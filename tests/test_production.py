@@ -175,3 +175,44 @@ def test_db_commands_upgrade_report_and_downgrade(tmp_path: Path) -> None:
     behind = run_cli(tmp_path, "db", "current", **env)
     assert behind.returncode == 1
     assert history[-2].split()[0] in behind.stdout
+
+
+async def test_keys_rotate_reencrypts_every_stored_credential(tmp_path: Path) -> None:
+    from tidings.store.db import Database
+    from tidings.store.models import App
+
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    assert run_cli(tmp_path, "db", "upgrade", TIDINGS_DATABASE_URL=url).returncode == 0
+    old, new = generate_key(), generate_key()
+    db = Database(url)
+    try:
+        async with db.write() as session:
+            session.add(
+                App(
+                    id="sealed",
+                    name="sealed",
+                    credentials_version=3,
+                    apns_secret=SecretBox(old.encode()).seal("apns secret"),
+                    fcm_secret="env:FCM_ACCOUNT",
+                )
+            )
+        done = run_cli(
+            tmp_path, "keys", "rotate", TIDINGS_DATABASE_URL=url, TIDINGS_SECRET_KEY=f"{new},{old}"
+        )
+        assert done.returncode == 0, done.stderr
+        assert "1 credentials re-encrypted" in done.stdout
+        async with db.read() as session:
+            app = await session.get(App, "sealed")
+        assert app is not None
+        assert app.apns_secret is not None
+        assert SecretBox(new.encode()).open(app.apns_secret) == "apns secret"
+        assert app.fcm_secret == "env:FCM_ACCOUNT"
+        assert app.credentials_version == 3  # senders are not rebuilt for the same secret
+        # a key list that opens nothing says which credential, and fails
+        stranger = run_cli(
+            tmp_path, "keys", "rotate", TIDINGS_DATABASE_URL=url, TIDINGS_SECRET_KEY=old
+        )
+        assert stranger.returncode == 1
+        assert "sealed: apns_secret" in stranger.stderr
+    finally:
+        await db.dispose()
