@@ -216,3 +216,11 @@ async def test_keys_rotate_reencrypts_every_stored_credential(tmp_path: Path) ->
         assert "sealed: apns_secret" in stranger.stderr
     finally:
         await db.dispose()
+
+
+def test_a_queue_choice_the_settings_cannot_serve_starts_nothing(tmp_path: Path) -> None:
+    done = run_cli(tmp_path, "worker", "--queues", "delivery")
+    assert done.returncode == 2
+    assert "TIDINGS_DELIVERY_TASK_QUEUE" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "temporal.json").exists()

@@ -93,18 +93,17 @@ def worker(
 ) -> None:
     """Run a worker (the same as `python worker.py`)."""
     from tidings.worker.main import run_worker
-    from tidings.worker.resources import QUEUE_ROLES, QueueChoiceError
+    from tidings.worker.resources import QueueChoiceError, check_roles
 
     roles = [role.strip() for role in queues.split(",") if role.strip()]
     settings = _settings()
-    if not roles or not set(roles) <= set(QUEUE_ROLES):
-        errors.print(problem(f"--queues takes {', '.join(QUEUE_ROLES)} (comma-separated)"))
-        raise typer.Exit(2)
     try:
-        asyncio.run(run_worker(settings, roles=roles))
+        # before anything starts: a refused choice must not leave a dev server behind
+        check_roles(settings, roles)
     except QueueChoiceError as error:
         errors.print(problem(error), soft_wrap=True)
         raise typer.Exit(2) from None
+    asyncio.run(run_worker(settings, roles=roles))
 
 
 @app.command()

@@ -100,13 +100,9 @@ def build_worker(client: Client, settings: Settings, resources: WorkerResources)
     return workers[0]
 
 
-def build_workers(
-    client: Client, settings: Settings, resources: WorkerResources, roles: Sequence[str]
-) -> list[Worker]:
-    """The Temporal workers serving ``roles`` (interpreter: the journey workflows and their
-    audience and records activities; delivery: the push sends). On one task queue (the
-    default) both roles are one worker; with TIDINGS_DELIVERY_TASK_QUEUE each role is a worker
-    of its own, and a process may serve either or both."""
+def check_roles(settings: Settings, roles: Sequence[str]) -> bool:
+    """Refuse (QueueChoiceError) roles the settings cannot serve apart; whether delivery has
+    a task queue of its own."""
     unknown = sorted(set(roles) - set(QUEUE_ROLES))
     if unknown or not roles:
         raise QueueChoiceError(
@@ -118,6 +114,17 @@ def build_workers(
             "delivery shares the interpreter's task queue: set TIDINGS_DELIVERY_TASK_QUEUE "
             "(for every worker, API and starter) to run the roles in separate processes"
         )
+    return separate
+
+
+def build_workers(
+    client: Client, settings: Settings, resources: WorkerResources, roles: Sequence[str]
+) -> list[Worker]:
+    """The Temporal workers serving ``roles`` (interpreter: the journey workflows and their
+    audience and records activities; delivery: the push sends). On one task queue (the
+    default) both roles are one worker; with TIDINGS_DELIVERY_TASK_QUEUE each role is a worker
+    of its own, and a process may serve either or both."""
+    separate = check_roles(settings, roles)
     delivery = DeliveryActivities(
         resources.db,
         resources.senders,
