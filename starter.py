@@ -14,10 +14,12 @@ from __future__ import annotations
 import typer
 
 from tidings.cli.designer import register
+from tidings.startup import configuration_errors
 
 app = typer.Typer(help="Start and follow tidings journeys.", no_args_is_help=True)
 register(app)
 
 
 if __name__ == "__main__":
-    app()
+    with configuration_errors("starter.py"):
+        app()

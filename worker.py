@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 
 from tidings.logs import configure_logging
-from tidings.settings import Settings
+from tidings.startup import configuration_errors, load_settings
 from tidings.worker.main import run_worker
 
 
 def main() -> None:
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(run_worker(settings))
+    with configuration_errors("worker.py"):
+        settings = load_settings()
+        configure_logging(settings.log_level, settings.log_format)
+        asyncio.run(run_worker(settings))
 
 
 if __name__ == "__main__":

@@ -96,8 +96,11 @@ def _wait_for_file(path: Path, process: subprocess.Popen[bytes], what: str) -> N
 
 
 @contextlib.asynccontextmanager
-async def bench_stack(home: Path, **settings_overrides: Any) -> AsyncIterator[BenchStack]:
-    """Temporal's dev server, the simulators process, a migrated SQLite store, credentials."""
+async def bench_stack(
+    home: Path, database_url: str | None = None, **settings_overrides: Any
+) -> AsyncIterator[BenchStack]:
+    """Temporal's dev server, the simulators process, a migrated store (SQLite unless
+    ``database_url`` names another), credentials."""
     base_env = {
         k: v
         for k, v in os.environ.items()
@@ -108,7 +111,7 @@ async def bench_stack(home: Path, **settings_overrides: Any) -> AsyncIterator[Be
     # time (a shell with PYTHONDONTWRITEBYTECODE would charge that to every workflow run). The
     # cache lives in the run's directory, not the checkout.
     base_env["PYTHONPYCACHEPREFIX"] = str(home / "pycache")
-    database_url = f"sqlite:///{home / 'tidings.db'}"
+    database_url = database_url or f"sqlite:///{home / 'tidings.db'}"
     upgrade(database_url)
     server = start_dev_server(home / "temporal")
     sim_log = (home / "sim.log").open("wb")
@@ -129,6 +132,8 @@ async def bench_stack(home: Path, **settings_overrides: Any) -> AsyncIterator[Be
             "TIDINGS_PROVIDER_CA_FILE": endpoints["ca_file"],
             "TIDINGS_LOG_LEVEL": "WARNING",
             "TEMPORAL_ADDRESS": server.address,
+            # PostgreSQL beside a dev server on purpose: not the production topology
+            "TIDINGS_ENV": "development",
         }
         env.update({f"TIDINGS_{k.upper()}": str(v) for k, v in settings_overrides.items()})
         settings = Settings(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,12 @@ from tidings.settings import Settings
 from tidings.sim import Simulators
 from tidings.stack import running
 from tidings.store.db import Database
-from tidings.worker.resources import WorkerResources, build_worker, worker_resources
+from tidings.worker.resources import (
+    QUEUE_ROLES,
+    WorkerResources,
+    build_workers,
+    worker_resources,
+)
 
 ADMIN_KEY = "test-admin-key"
 BUNDLE_ID = "com.example.tidings.test"
@@ -67,12 +72,13 @@ class Stack:
 @asynccontextmanager
 async def real_stack(settings: Settings, client: Client) -> AsyncIterator[Stack]:
     """A worker on its own task queue, and the API served in-process over ASGI."""
-    async with worker_resources(settings) as resources:
-        worker = build_worker(client, settings, resources)
+    async with worker_resources(settings) as resources, AsyncExitStack() as workers:
+        # one worker, or two when the settings put delivery on a task queue of its own
+        for worker in build_workers(client, settings, resources, QUEUE_ROLES):
+            await workers.enter_async_context(running(worker))
         app = create_app(settings, resources.db, temporal=client)
         transport = httpx.ASGITransport(app=app)
         async with (
-            running(worker),
             app.router.lifespan_context(app),
             httpx.AsyncClient(
                 transport=transport,

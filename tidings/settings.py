@@ -35,6 +35,13 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
+    env: Literal["development", "production"] | None = Field(
+        default=None,
+        description="`production` makes every process refuse to start without TEMPORAL_ADDRESS, "
+        "TIDINGS_SECRET_KEY and TIDINGS_ADMIN_KEY (never a dev server, never a generated key "
+        "file). Unset, a PostgreSQL TIDINGS_DATABASE_URL means production too; `development` "
+        "says explicitly that PostgreSQL is a developer's own (beside an embedded Temporal).",
+    )
     home: Path = Field(
         default=Path(".tidings"),
         description="Directory for embedded state: SQLite file, Temporal dev-server database, "
@@ -47,11 +54,22 @@ class Settings(BaseSettings):
     )
     secret_key: SecretStr | None = Field(
         default=None,
-        description="Fernet key that encrypts provider credentials at rest. Default: a key "
-        "generated once into <home>/secret.key (fine for a laptop, set it explicitly in "
-        "production so every API and worker process shares it).",
+        description="Fernet key that encrypts provider credentials at rest and signs tracked "
+        "links; several keys, comma-separated, newest first, while rotating (`tidings keys "
+        "generate`, `tidings keys rotate`). Default: a key generated once into "
+        "<home>/secret.key (fine for a laptop; required in production so every API and worker "
+        "process shares it).",
     )
-    task_queue: str = "tidings"
+    task_queue: str = Field(
+        default="tidings",
+        description="Task queue of the journey interpreter (workflows, audience and records "
+        "activities).",
+    )
+    delivery_task_queue: str | None = Field(
+        default=None,
+        description="Task queue of the delivery activities, so delivery workers can scale on "
+        "their own (`tidings worker --queues delivery`). Default: the interpreter's queue.",
+    )
     log_level: LogLevel = Field(
         default="INFO", description="DEBUG, INFO, WARNING or ERROR, in any case."
     )
@@ -190,6 +208,11 @@ class Settings(BaseSettings):
             raise ValueError("TIDINGS_DATABASE_URL is set but empty")
         return value
 
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_name(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("public_url")
     @classmethod
     def _absolute_public_url(cls, value: str | None) -> str | None:
@@ -226,6 +249,25 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'tidings.db').resolve()}"
+
+    @property
+    def production(self) -> bool:
+        """Production mode: asked for, or implied by a PostgreSQL store."""
+        if self.env is not None:
+            return self.env == "production"
+        url = (self.database_url or "").strip().lower()
+        return url.startswith(("postgresql", "postgres:"))
+
+    def secret_keys(self) -> list[bytes]:
+        """The configured secret keys, newest first (empty: none configured)."""
+        if self.secret_key is None:
+            return []
+        text = self.secret_key.get_secret_value().replace(",", " ")
+        return [key.encode() for key in text.split()]
+
+    @property
+    def delivery_queue(self) -> str:
+        return self.delivery_task_queue or self.task_queue
 
     @property
     def delivery_heartbeat_timeout(self) -> timedelta:

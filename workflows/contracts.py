@@ -27,6 +27,9 @@ class EngineOptions:
     delivery_max_backoff: timedelta = timedelta(minutes=5)
     # how long a push node retries transient failures unless the node names its own horizon
     delivery_retry_horizon: timedelta = timedelta(hours=1)
+    # the task queue delivery activities are scheduled on (None: the workflow's own), so
+    # delivery workers can scale apart from the interpreter
+    delivery_task_queue: str | None = None
     # the deployment's frequency cap (None: no cap); a journey may bypass it
     frequency_cap: FrequencyCap | None = None
     # continue a cohort as new once its history has this many events (None: when Temporal

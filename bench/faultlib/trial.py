@@ -339,6 +339,8 @@ async def _trial(
     settings = Settings(_env_file=None, **values)
     env = stack.base_env | {f"TIDINGS_{k.upper()}": str(v) for k, v in values.items()}
     env["TEMPORAL_ADDRESS"] = stack.temporal.address
+    # PostgreSQL beside a dev server on purpose: not the production topology
+    env["TIDINGS_ENV"] = "development"
     control = providers.control
 
     bench = BenchStack(

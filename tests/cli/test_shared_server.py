@@ -60,6 +60,7 @@ async def test_a_worker_killed_and_restarted_rejoins_the_shared_server(
     env = clean_env(
         TIDINGS_HOME=str(home),
         TIDINGS_DATABASE_URL=database_url,
+        TIDINGS_ENV="development",  # PostgreSQL beside the embedded server, on purpose
         TIDINGS_ADMIN_KEY=ADMIN_KEY,
         TIDINGS_API_PORT=str(api_port),
         TIDINGS_APNS_ENDPOINT=sims.apns_endpoint,
@@ -179,7 +180,10 @@ async def test_a_worker_that_started_the_server_leaves_it_running_when_it_stops(
     address, until `tidings down`."""
     home = tmp_path / "home"
     env = clean_env(
-        TIDINGS_HOME=str(home), TIDINGS_DATABASE_URL=database_url, TIDINGS_LOG_LEVEL="INFO"
+        TIDINGS_HOME=str(home),
+        TIDINGS_DATABASE_URL=database_url,
+        TIDINGS_ENV="development",
+        TIDINGS_LOG_LEVEL="INFO",
     )
     log = tmp_path / "worker.log"
     worker = start([sys.executable, str(REPO / "worker.py")], env, log)

@@ -57,6 +57,7 @@ async def test_up_serves_the_stack_and_one_ctrl_c_stops_everything(
     env = clean_env(
         TIDINGS_HOME=str(home),
         TIDINGS_DATABASE_URL=database_url,
+        TIDINGS_ENV="development",  # PostgreSQL beside the embedded server, on purpose
         TIDINGS_API_PORT=str(free_port()),
     )
     log = tmp_path / "up.log"

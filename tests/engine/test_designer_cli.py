@@ -42,6 +42,7 @@ async def invoke(s: Scene, app: typer.Typer, *args: str) -> Result:
     env = {
         "TIDINGS_HOME": str(settings.home),
         "TIDINGS_DATABASE_URL": settings.resolved_database_url,
+        "TIDINGS_ENV": "development",  # PostgreSQL beside the test's own Temporal
         "TIDINGS_TASK_QUEUE": settings.task_queue,
         "COLUMNS": "200",
     }

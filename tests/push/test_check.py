@@ -353,6 +353,10 @@ async def test_the_cli_checks_a_stored_app(
         "TIDINGS_FCM_ENDPOINT": sims.fcm_endpoint,
         "TIDINGS_PROVIDER_CA_FILE": str(sims.ca_file),
         "COLUMNS": "200",
+        # what production mode (a PostgreSQL store) requires; the check itself needs no Temporal
+        "TIDINGS_SECRET_KEY": (tmp_path / "secret.key").read_text().strip(),
+        "TIDINGS_ADMIN_KEY": "test-admin-key",
+        "TEMPORAL_ADDRESS": "127.0.0.1:1",
     }
 
     async def run(app_id: str) -> tuple[int, str]:

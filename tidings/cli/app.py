@@ -16,11 +16,13 @@ from tidings.cli import designer as designer_cli
 from tidings.cli.designer import problem, success
 from tidings.logs import configure_logging
 from tidings.settings import Settings
+from tidings.startup import configuration_errors, load_settings
 
 if TYPE_CHECKING:
     from tidings.runs.triggers import TriggerState
     from tidings.stack import StackAddresses
     from tidings.store.db import Database
+    from tidings.store.rotation import RotationReport
 
 T = TypeVar("T")
 
@@ -30,6 +32,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="The secret key: make one, rotate to a new one.", no_args_is_help=True)
 journeys_app = typer.Typer(help="Journey definitions.", no_args_is_help=True)
 apps_app = typer.Typer(help="Apps and their provider credentials.", no_args_is_help=True)
 runs_app = typer.Typer(help="Journey runs: list, status, cancel, report.", no_args_is_help=True)
@@ -37,6 +40,7 @@ triggers_app = typer.Typer(
     help="Journeys that start on an event: list, show, enable, disable.", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 app.add_typer(journeys_app, name="journeys")
 app.add_typer(apps_app, name="apps")
 app.add_typer(runs_app, name="runs")
@@ -52,9 +56,27 @@ errors = Console(stderr=True)
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     return settings
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"tidings {version('tidings')}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """tidings: push-notification journeys on Temporal."""
 
 
 @app.command()
@@ -70,27 +92,69 @@ def demo(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    queues: Annotated[
+        str,
+        typer.Option(
+            help="the roles this process serves, comma-separated: interpreter (journey "
+            "workflows), delivery (push sends). Apart only with TIDINGS_DELIVERY_TASK_QUEUE.",
+        ),
+    ] = "interpreter,delivery",
+) -> None:
     """Run a worker (the same as `python worker.py`)."""
     from tidings.worker.main import run_worker
+    from tidings.worker.resources import QueueChoiceError, check_roles
 
-    asyncio.run(run_worker(_settings()))
+    roles = [role.strip() for role in queues.split(",") if role.strip()]
+    settings = _settings()
+    try:
+        # before anything starts: a refused choice must not leave a dev server behind
+        check_roles(settings, roles)
+    except QueueChoiceError as error:
+        errors.print(problem(error), soft_wrap=True)
+        raise typer.Exit(2) from None
+    asyncio.run(run_worker(settings, roles=roles))
 
 
 @app.command()
-def api() -> None:
-    """Serve the HTTP API (OpenAPI at /docs)."""
+def api(
+    host: Annotated[
+        str | None, typer.Option(help="address to listen on (default TIDINGS_API_HOST)")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="port (default TIDINGS_API_PORT)")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="API processes sharing the port (uvicorn's)")
+    ] = 1,
+) -> None:
+    """Serve the HTTP API (OpenAPI at /docs). In a container: TIDINGS_API_HOST=0.0.0.0."""
     import uvicorn
 
     from tidings.api.app import create_app
     from tidings.store.migrate import check_schema
+    from tidings.store.secrets import SecretBox
 
     settings = _settings()
     check_schema(settings.resolved_database_url)
-    # log_config None: uvicorn's lines go through tidings' handler, in its format
-    uvicorn.run(
-        create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
+    # a bad key stops the command here, in one line, not in each server process' start-up
+    SecretBox.from_settings(
+        settings.secret_key.get_secret_value() if settings.secret_key else None, settings.home
     )
+    bind_host, bind_port = host or settings.api_host, port or settings.api_port
+    if workers == 1:
+        # log_config None: uvicorn's lines go through tidings' handler, in its format
+        uvicorn.run(create_app(settings), host=bind_host, port=bind_port, log_config=None)
+    else:
+        # each server process builds its own app from the same environment
+        uvicorn.run(
+            "tidings.api.app:create_app",
+            factory=True,
+            host=bind_host,
+            port=bind_port,
+            workers=workers,
+            log_config=None,
+        )
 
 
 @app.command()
@@ -277,13 +341,103 @@ def _announce_sim(endpoints: dict[str, object], home: Path, host: str) -> None:
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
+def db_upgrade(
+    revision: Annotated[
+        str, typer.Argument(help="target revision (default: the newest)")
+    ] = "heads",
+) -> None:
     """Apply the store's migrations."""
     from tidings.store.migrate import upgrade
 
     settings = _settings()
-    upgrade(settings.resolved_database_url)
-    console.print("the store is up to date")
+    upgrade(settings.resolved_database_url, revision)
+    console.print(
+        "the store is up to date" if revision == "heads" else f"the store is at {revision}"
+    )
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="revision to go back to; `-- -1`: one step")],
+) -> None:
+    """Undo migrations down to a revision (stop the workers and the API first)."""
+    from tidings.store.migrate import downgrade
+
+    settings = _settings()
+    downgrade(settings.resolved_database_url, revision)
+    console.print(f"the store is at {revision}", markup=False, highlight=False)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """The store's revision, and whether this tidings needs another one (exit code 1)."""
+    from tidings.store.migrate import current_revisions, head_revisions
+
+    settings = _settings()
+    current, heads = current_revisions(settings.resolved_database_url), head_revisions()
+    shown = ", ".join(sorted(current)) or "none (not migrated)"
+    console.print(f"the store is at {shown}", markup=False, highlight=False)
+    if current != heads:
+        errors.print(
+            problem(f"this tidings needs {', '.join(sorted(heads))}: `tidings db upgrade`")
+        )
+        raise typer.Exit(1)
+
+
+@db_app.command("history")
+def db_history() -> None:
+    """Every migration, oldest first; the store's current one marked."""
+    from tidings.store.migrate import current_revisions, history
+
+    settings = _settings()
+    current = current_revisions(settings.resolved_database_url)
+    for revision, summary in history():
+        mark = "*" if revision in current else " "
+        console.print(
+            f"{mark} {revision}  {summary}", markup=False, highlight=False, soft_wrap=True
+        )
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a new secret key. To rotate: put it first in TIDINGS_SECRET_KEY (new,old) on
+    every process, run `tidings keys rotate`, then drop the old key."""
+    from tidings.store.secrets import generate_key
+
+    console.print(generate_key(), markup=False, highlight=False, soft_wrap=True)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored credential under the newest key of TIDINGS_SECRET_KEY."""
+    from tidings.stack import store_only
+    from tidings.store.rotation import rotate_credentials
+    from tidings.store.secrets import SecretBox
+
+    settings = _settings()
+    if settings.secret_key is None:
+        errors.print(problem("TIDINGS_SECRET_KEY is not set: rotate needs the new key first"))
+        raise typer.Exit(2)
+    box = SecretBox.from_settings(settings.secret_key.get_secret_value(), settings.home)
+
+    async def rotate() -> RotationReport:
+        async with store_only(settings) as database:
+            return await rotate_credentials(database, box)
+
+    report = asyncio.run(rotate())
+    console.print(
+        success(
+            f"{report.resealed} credentials re-encrypted under the newest key, "
+            f"{report.current} already were, {report.references} are references "
+            f"(env:/file:), {report.changed_meanwhile} saved again meanwhile"
+        )
+    )
+    if report.unreadable:
+        for where in report.unreadable:
+            errors.print(problem(f"{where}: no key in TIDINGS_SECRET_KEY opens it"))
+        raise typer.Exit(1)
+    if box.key_count > 1:
+        console.print("every process may now drop the older keys from TIDINGS_SECRET_KEY")
 
 
 @journeys_app.command("validate")
@@ -533,4 +687,5 @@ def apps_check(app_id: Annotated[str, typer.Argument(help="the app's id")]) -> N
 
 
 def main() -> None:
-    app()
+    with configuration_errors():
+        app()

@@ -30,8 +30,9 @@ def success(text: object) -> Text:
 
 def _settings() -> Settings:
     from tidings.logs import configure_logging
+    from tidings.startup import load_settings
 
-    settings = Settings()
+    settings = load_settings()
     configure_logging("WARNING")
     return settings
 

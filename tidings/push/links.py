@@ -5,8 +5,10 @@ the raw one for users who did not consent to tracking).
 A tracked link is ``<public url>/l/<tracking id>?u=<link>&s=<signature>``. The signature is
 an HMAC-SHA256 over the tracking id and the link, with a key derived from the server's secret
 key, so tidings redirects only to links it put in its own pushes (no open redirect) and counts
-clicks only on its own pushes. Only web links (http, https) are tracked: a deep link
-(``myapp://...``) opens the app itself and is sent as it is.
+clicks only on its own pushes. Links are signed with the newest secret key and verified under
+every listed key, so a push sent before a key rotation keeps a working link. Only web links
+(http, https) are tracked: a deep link (``myapp://...``) opens the app itself and is sent as
+it is.
 
 Which signer a process uses is set once per process (:func:`link_tracking`, by the worker
 and the API at start-up): the push payload is written by the senders, which hold no settings,
@@ -18,7 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
@@ -40,23 +42,28 @@ LOCATION_SAFE = ":/?#[]@!$&'()*+,;=%~"
 
 
 class LinkSigner:
-    def __init__(self, key: bytes, public_url: str | None) -> None:
-        self._key = key
+    def __init__(self, key: bytes | Sequence[bytes], public_url: str | None) -> None:
+        # newest first: signs with the first, verifies with any
+        self._keys = [key] if isinstance(key, bytes) else list(key)
         self.public_url = public_url.rstrip("/") if public_url else None
 
     @classmethod
     def of(cls, settings: Settings, secrets: SecretBox) -> LinkSigner:
-        return cls(secrets.derived_key(KEY_PURPOSE), settings.public_url)
+        return cls(secrets.derived_keys(KEY_PURPOSE), settings.public_url)
 
     def signature(self, tracking_id: str, url: str) -> str:
-        # length-prefixed, so no (tracking id, url) pair signs like another
-        message = f"{len(tracking_id)}:{tracking_id}{url}".encode("utf-8", "surrogatepass")
-        digest = hmac.new(self._key, message, hashlib.sha256).digest()[:SIGNATURE_BYTES]
-        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+        return _signature(self._keys[0], tracking_id, url)
 
     def verify(self, tracking_id: str, url: str, signature: str) -> bool:
-        expected = self.signature(tracking_id, url)
-        return trackable(url) and hmac.compare_digest(expected.encode(), signature.encode())
+        if not trackable(url):
+            return False
+        given = signature.encode()
+        # every key is tried, so the time taken does not tell which one matched
+        matches = [
+            hmac.compare_digest(_signature(key, tracking_id, url).encode(), given)
+            for key in self._keys
+        ]
+        return any(matches)
 
     def tracked(self, tracking_id: str, url: str) -> str:
         """The tracked form of a link, or the link itself when it is not a web link or no
@@ -67,6 +74,13 @@ class LinkSigner:
             f"{self.public_url}{LINK_PREFIX}/{quote(tracking_id, safe='')}"
             f"?u={quote(url, safe=QUERY_SAFE)}&s={self.signature(tracking_id, url)}"
         )
+
+
+def _signature(key: bytes, tracking_id: str, url: str) -> str:
+    # length-prefixed, so no (tracking id, url) pair signs like another
+    message = f"{len(tracking_id)}:{tracking_id}{url}".encode("utf-8", "surrogatepass")
+    digest = hmac.new(key, message, hashlib.sha256).digest()[:SIGNATURE_BYTES]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def trackable(url: str) -> bool:

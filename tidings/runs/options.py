@@ -18,6 +18,11 @@ def engine_options(settings: Settings) -> EngineOptions:
         delivery_heartbeat_timeout=settings.delivery_heartbeat_timeout,
         delivery_max_backoff=timedelta(seconds=settings.delivery_max_backoff_s),
         delivery_retry_horizon=timedelta(seconds=settings.delivery_retry_horizon_s),
+        delivery_task_queue=(
+            settings.delivery_task_queue
+            if settings.delivery_task_queue not in (None, settings.task_queue)
+            else None
+        ),
         frequency_cap=FrequencyCap(
             settings.frequency_cap_24h, settings.frequency_cap_7d, settings.frequency_cap_30d
         ),

@@ -30,6 +30,20 @@ def upgrade(url: str, revision: str = "heads") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def downgrade(url: str, revision: str) -> None:
+    command.downgrade(alembic_config(url), revision)
+
+
+def history() -> list[tuple[str, str]]:
+    """Every revision, oldest first, with its summary."""
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    revisions = list(scripts.walk_revisions())
+    return [
+        (r.revision, (r.doc or "").strip().splitlines()[0] if r.doc else "")
+        for r in reversed(revisions)
+    ]
+
+
 def head_revisions() -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
 

@@ -3,10 +3,15 @@
 TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* and the TOML client
 config file (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE) are read by ``temporalio.envconfig``.
 When none of them names a server, tidings runs embedded (see tidings.temporal.devserver).
+A ``.env`` file in the working directory is read for them too, as it is for ``TIDINGS_*``;
+the process environment wins over the file.
 """
 
 from __future__ import annotations
 
+import os
+
+from dotenv import dotenv_values
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig, ClientConnectConfig
@@ -16,9 +21,21 @@ from tidings.observe import tracing
 
 _runtimes: dict[str, Runtime] = {}
 
+DOTENV = ".env"
+
+
+def temporal_environment() -> dict[str, str]:
+    """Temporal's variables from ``.env``, overridden by the process environment."""
+    from_file = {
+        name: value
+        for name, value in dotenv_values(DOTENV).items()
+        if name.startswith("TEMPORAL_") and value is not None
+    }
+    return from_file | dict(os.environ)
+
 
 def connect_config() -> ClientConnectConfig:
-    return ClientConfig.load_client_connect_config()
+    return ClientConfig.load_client_connect_config(override_env_vars=temporal_environment())
 
 
 def configured_address() -> str | None:

@@ -488,6 +488,11 @@ async def temporal_endpoint(
     if configured:
         yield TemporalEndpoint(configured)
         return
+    if settings.production:
+        raise StackError(
+            "TEMPORAL_ADDRESS is not set: production mode never starts a dev server; "
+            "set it to your Temporal frontend (host:7233)"
+        )
     server = await asyncio.to_thread(start_dev_server, settings.home)
     try:
         yield TemporalEndpoint(server.address, server.ui_address, True, server.started_here)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from temporalio.client import Client
 
@@ -20,7 +20,7 @@ from tidings.store.db import Database
 from tidings.store.migrate import check_schema, upgrade
 from tidings.temporal.client import configured_address, connect, metrics_runtime
 from tidings.temporal.devserver import temporal_server
-from tidings.worker.resources import build_worker, worker_resources
+from tidings.worker.resources import QUEUE_ROLES, build_workers, worker_resources
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,13 @@ def prepare_store(settings: Settings) -> None:
         check_schema(settings.resolved_database_url)
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Serve the task queue until SIGINT/SIGTERM (or ``stop``), then drain gracefully."""
+async def run_worker(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    roles: Sequence[str] = QUEUE_ROLES,
+) -> None:
+    """Serve the task queues of ``roles`` until SIGINT/SIGTERM (or ``stop``), then drain
+    gracefully."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -53,17 +58,21 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             worker_resources(settings) as resources,
             observing(settings, resources.db, client),
         ):
-            worker = build_worker(client, settings, resources)
+            workers = build_workers(client, settings, resources, roles)
             log.info(
-                "worker on task queue %r (Temporal %s, store %s)",
-                settings.task_queue,
+                "worker on task queue %s (Temporal %s, store %s)",
+                ", ".join(repr(w.task_queue) for w in workers),
                 address,
                 resources.db.describe(),
             )
-            # the one forwarder of interactions and custom events runs beside the worker
-            # (DESIGN.md decision 6); triggered entries go to this worker's task queue
-            entries = EntryOptions.of(settings)
-            async with worker, forwarding(client, resources.db, entries=entries):
+            async with contextlib.AsyncExitStack() as running:
+                for worker in workers:
+                    await running.enter_async_context(worker)
+                # the one forwarder of interactions and custom events runs beside the
+                # workers (DESIGN.md decision 6); triggered entries go to the interpreter's
+                # task queue
+                entries = EntryOptions.of(settings)
+                await running.enter_async_context(forwarding(client, resources.db, entries=entries))
                 await stop.wait()
                 log.info("stopping: finishing the tasks in hand")
 

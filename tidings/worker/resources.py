@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -65,7 +66,46 @@ async def worker_resources(settings: Settings) -> AsyncIterator[WorkerResources]
         await db.dispose()
 
 
+QUEUE_ROLES = ("interpreter", "delivery")
+
+
+class QueueChoiceError(ValueError):
+    """A worker asked to serve queues the settings do not separate."""
+
+
 def build_worker(client: Client, settings: Settings, resources: WorkerResources) -> Worker:
+    """One worker serving both roles (the default process)."""
+    workers = build_workers(client, settings, resources, QUEUE_ROLES)
+    if len(workers) != 1:
+        raise QueueChoiceError("delivery runs on a queue of its own: use build_workers")
+    return workers[0]
+
+
+def check_roles(settings: Settings, roles: Sequence[str]) -> bool:
+    """Refuse (QueueChoiceError) roles the settings cannot serve apart; whether delivery has
+    a task queue of its own."""
+    unknown = sorted(set(roles) - set(QUEUE_ROLES))
+    if unknown or not roles:
+        raise QueueChoiceError(
+            f"--queues takes interpreter, delivery or both (comma-separated), not {unknown}"
+        )
+    separate = settings.delivery_queue != settings.task_queue
+    if not separate and set(roles) != set(QUEUE_ROLES):
+        raise QueueChoiceError(
+            "delivery shares the interpreter's task queue: set TIDINGS_DELIVERY_TASK_QUEUE "
+            "(for every worker, API and starter) to run the roles in separate processes"
+        )
+    return separate
+
+
+def build_workers(
+    client: Client, settings: Settings, resources: WorkerResources, roles: Sequence[str]
+) -> list[Worker]:
+    """The Temporal workers serving ``roles`` (interpreter: the journey workflows and their
+    audience and records activities; delivery: the push sends). On one task queue (the
+    default) both roles are one worker; with TIDINGS_DELIVERY_TASK_QUEUE each role is a worker
+    of its own, and a process may serve either or both."""
+    separate = check_roles(settings, roles)
     delivery = DeliveryActivities(
         resources.db,
         resources.senders,
@@ -84,28 +124,49 @@ def build_worker(client: Client, settings: Settings, resources: WorkerResources)
     worker_client = Client(
         **(client.config() | {"data_converter": with_shared_type_adapters(client.data_converter)})
     )
-    return Worker(
-        worker_client,
-        task_queue=settings.task_queue,
-        workflows=WORKFLOWS,
-        activities=[
-            delivery.deliver,
-            AudienceActivities(resources.db).page,
-            records.finish_run,
-            records.journey_events,
-        ],
-        max_concurrent_activities=64,
-        max_cached_workflows=(
-            settings.workflow_cache_size
-            if settings.workflow_cache_size is not None
-            else SDK_WORKFLOW_CACHE_SIZE
-        ),
-        # a worker told to stop lets its sends in flight finish rather than cut them short
-        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s),
-        # traced when tracing is on, also on a client that was connected without it
-        interceptors=(
-            []
-            if tracing.has_tracing(client.config()["interceptors"])
-            else tracing.temporal_interceptors()
-        ),
+    # a worker told to stop lets its sends in flight finish rather than cut them short
+    grace = timedelta(seconds=settings.worker_shutdown_grace_s)
+    # the interpreter always holds delivery too: a triggered entry (a cohort of one) sends
+    # through a local activity, which runs in the worker of its workflow
+    interpreter_activities: list[Callable[..., Any]] = [
+        delivery.deliver,
+        AudienceActivities(resources.db).page,
+        records.finish_run,
+        records.journey_events,
+    ]
+    interceptors = (
+        []
+        if tracing.has_tracing(client.config()["interceptors"])
+        else tracing.temporal_interceptors()
     )
+    workers = []
+    if "interpreter" in roles:
+        workers.append(
+            Worker(
+                worker_client,
+                task_queue=settings.task_queue,
+                workflows=WORKFLOWS,
+                activities=interpreter_activities,
+                max_concurrent_activities=64,
+                max_cached_workflows=(
+                    settings.workflow_cache_size
+                    if settings.workflow_cache_size is not None
+                    else SDK_WORKFLOW_CACHE_SIZE
+                ),
+                graceful_shutdown_timeout=grace,
+                # traced when tracing is on, also on a client that was connected without it
+                interceptors=interceptors,
+            )
+        )
+    if separate and "delivery" in roles:
+        workers.append(
+            Worker(
+                worker_client,
+                task_queue=settings.delivery_queue,
+                activities=[delivery.deliver],
+                max_concurrent_activities=64,
+                graceful_shutdown_timeout=grace,
+                interceptors=interceptors,
+            )
+        )
+    return workers

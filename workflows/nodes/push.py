@@ -158,6 +158,7 @@ async def _deliver(
             start_to_close_timeout=options.delivery_timeout,
             heartbeat_timeout=options.delivery_heartbeat_timeout,
             retry_policy=retry_policy,
+            task_queue=options.delivery_task_queue,
         )
     counts = state.counts
     counts[Counts.TARGETED_PROFILES] += len(profile_ids)
