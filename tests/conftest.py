@@ -28,6 +28,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "TIDINGS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# The tests run PostgreSQL beside Temporal dev servers of their own on purpose, which
+# production mode refuses (tidings.startup); the tests of production mode say which they want.
+os.environ.setdefault("TIDINGS_ENV", "development")
 
 
 def _postgres_available() -> bool:

@@ -12,7 +12,8 @@ OPTIONAL_ACTIONS = ("refuse", "answer_lost")
 BASE_ACTIONS = frozenset({"goaway", "reset", "hang"})
 # actions that cut a connection or an answer (a hung stream loses only its own answer, and
 # the provider did not take that push)
-CONNECTION_FAULTS = frozenset({"goaway", "reset", "refuse", "answer_lost"})
+# the reasons the simulators record for the request that carried the fault
+CONNECTION_FAULTS = frozenset({"goaway-refused", "reset", "refused", "answer_lost"})
 
 
 class SimControl:

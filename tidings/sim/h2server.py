@@ -62,6 +62,12 @@ logger = logging.getLogger(__name__)
 _PRE_ACK_STREAMS = 1000
 _WINDOW = 1 << 20
 _MAX_HEADER_LIST = 64 * 1024
+# How long a connection we close keeps reading (and discarding) what the client still sends
+# before its socket closes. Closing a TLS connection while the client is still writing turns
+# the close into an abort (application data after close_notify), and the TCP reset that
+# follows can destroy answers the client has received but not read yet; real servers linger
+# for the same reason (nginx's lingering_close).
+LINGER_S = 1.0
 
 
 class H2ServerConnection(asyncio.Protocol, ServerConnection):
@@ -83,6 +89,7 @@ class H2ServerConnection(asyncio.Protocol, ServerConnection):
         self._goaway_last: int | None = None
         self._flush_scheduled = False
         self._in_batch = False
+        self._lingering: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -113,6 +120,8 @@ class H2ServerConnection(asyncio.Protocol, ServerConnection):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering is not None:
+            return  # closing: read and discarded
         self._in_batch = True
         try:
             events = self._conn.receive_data(data)
@@ -154,6 +163,8 @@ class H2ServerConnection(asyncio.Protocol, ServerConnection):
         self._close_if_drained()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._lingering is not None:
+            self._lingering.cancel()
         self.closed = True
         self._drop_pending(DROPPED)
         self._on_close(self)
@@ -166,15 +177,19 @@ class H2ServerConnection(asyncio.Protocol, ServerConnection):
             self._conn.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: limit})
             self._schedule_flush()
 
-    def abort(self, unanswered: str = DROPPED) -> None:
+    def abort(self, unanswered: str = DROPPED, *, linger: bool = True) -> None:
         """The connection dies: every request not yet answered is dropped (``unanswered``)
-        and nothing more is read. Answers already written still reach the client, as a real
-        server's would once its kernel has them: only what was in flight is lost."""
+        and nothing more is processed. Answers already written still reach the client, as a
+        real server's would once its kernel has them: only what was in flight is lost.
+        ``linger``: False when the simulator stops (nothing waits for the client)."""
         self._drop_pending(unanswered)
         self.closed = True
         self._flush()
-        if self._transport is not None:
-            self._transport.close()
+        if not linger:
+            if self._transport is not None:
+                self._transport.close()
+            return
+        self._close()
 
     # -- internals -------------------------------------------------------------------------
 
@@ -321,13 +336,19 @@ class H2ServerConnection(asyncio.Protocol, ServerConnection):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._lingering is not None:
+            return  # closing: nothing more leaves
         data = self._conn.data_to_send()
         if data and self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
 
     def _close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        """Close after what was written: stop processing, then linger (see LINGER_S)."""
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._lingering is not None:
+            return
+        self._flush()
+        self._lingering = asyncio.get_running_loop().call_later(LINGER_S, transport.close)
 
 
 class _AlpnSwitch(asyncio.Protocol):
@@ -392,6 +413,6 @@ class H2Server:
             return
         self._server.close()
         for conn in list(self._connections):
-            conn.abort()
+            conn.abort(linger=False)
         await self._server.wait_closed()
         self._server = None

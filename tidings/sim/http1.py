@@ -89,7 +89,8 @@ class Http1ServerConnection(asyncio.Protocol, ServerConnection):
 
     # -- for handlers ----------------------------------------------------------------------
 
-    def abort(self, unanswered: str = DROPPED) -> None:
+    def abort(self, unanswered: str = DROPPED, *, linger: bool = True) -> None:
+        # HTTP/1.1 has one request in flight and nothing answered to protect: no lingering
         self._drop_pending(unanswered)
         if self._transport is not None:
             self._transport.abort()

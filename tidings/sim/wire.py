@@ -73,7 +73,7 @@ class ServerConnection:
     def advertise_stream_limit(self, limit: int) -> None:
         """HTTP/2's MAX_CONCURRENT_STREAMS; a connection without streams ignores it."""
 
-    def abort(self) -> None:
+    def abort(self, unanswered: str = DROPPED, *, linger: bool = True) -> None:
         raise NotImplementedError
 
 
