@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -17,6 +18,8 @@ from tidings.logs import configure_logging
 from tidings.settings import Settings
 
 if TYPE_CHECKING:
+    from tidings.journeys.model import JourneyDefinition
+    from tidings.journeys.validation import JourneyIssue
     from tidings.stack import StackAddresses
 
 app = typer.Typer(
@@ -275,16 +278,49 @@ def db_upgrade() -> None:
 
 @journeys_app.command("validate")
 def journeys_validate(path: Annotated[Path, typer.Argument(dir_okay=False)]) -> None:
-    """Check a journey file; list every problem with its node and field (exit code 1)."""
+    """Check a journey file; list every problem with its node and field (exit code 1), and
+    every warning (exit code 0). With a store configured, its apps must exist there."""
     from tidings.journeys.validation import JourneyInvalid, load_definition
+    from tidings.journeys.warnings import journey_warnings
 
+    settings = Settings()
+    configure_logging("WARNING")
     try:
         journey = load_definition(path)
+        missing = _missing_apps(settings, journey)
+        if missing:
+            raise JourneyInvalid(missing)
     except JourneyInvalid as error:
         for issue in error.issues:
             errors.print(problem(issue))
         raise typer.Exit(1) from None
+    for warning in journey_warnings(journey):
+        errors.print(Text.assemble(("!", "yellow"), " ", str(warning)))
     console.print(success(f"{path}: journey {journey.id!r}, {len(journey.nodes)} nodes"))
+
+
+def _missing_apps(settings: Settings, journey: JourneyDefinition) -> list[JourneyIssue]:
+    """The journey's apps the store lacks, when a store is configured (an explicit URL, or
+    the home's SQLite file already made): a journey checked on its own is not judged."""
+    from tidings.journeys.warnings import missing_apps
+    from tidings.stack import store_only
+
+    if not settings.database_url and not (settings.home / "tidings.db").exists():
+        return []
+
+    async def read() -> list[JourneyIssue]:
+        async with store_only(settings) as database, database.read() as session:
+            return await missing_apps(session, journey)
+
+    return asyncio.run(read())
+
+
+@journeys_app.command("schema")
+def journeys_schema() -> None:
+    """Print the JSON Schema of journey files (for editors' completion and checks)."""
+    from tidings.journeys.schema import journey_schema
+
+    console.out(json.dumps(journey_schema(), indent=2), highlight=False)
 
 
 @journeys_app.command("save")

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from tidings.journeys.durations import Duration
-from tidings.journeys.predicates import AttributePredicate, EventName, Predicate
+from tidings.journeys.predicates import AttributeName, AttributePredicate, EventName, Predicate
 from tidings.push.message import PushFields
 
 NodeId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
@@ -245,6 +245,11 @@ class JourneyDefinition(BaseModel):
     )
     goal: Goal | None = None
     trigger: Trigger | None = None
+    attributes: list[AttributeName] = Field(
+        default_factory=list,
+        description="profile attributes the journey's templates may read; validation warns "
+        "about a template reading any other",
+    )
 
     @property
     def start_node(self) -> str:
