@@ -82,7 +82,7 @@ async def test_up_serves_the_stack_and_one_ctrl_c_stops_everything(
         # another command joins this stack, and leaves it as it found it
         demo = await asyncio.to_thread(
             subprocess.run,
-            [str(TIDINGS), "demo", "--profiles", "5"],
+            [str(TIDINGS), "demo", "--profiles", "5", "--exit"],
             env=env,
             capture_output=True,
             text=True,

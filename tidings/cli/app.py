@@ -53,13 +53,23 @@ def _settings() -> Settings:
 @app.command()
 def demo(
     profiles: Annotated[int, typer.Option(min=1, max=100_000, help="profiles to seed")] = 200,
+    exit_at_once: Annotated[
+        bool,
+        typer.Option("--exit", help="exit after the funnel instead of serving the console"),
+    ] = False,
 ) -> None:
-    """Run the whole product on the embedded stack and print a funnel."""
+    """Run the whole product on the embedded stack, print a funnel, then serve the web
+    console (with the demo's run) until Ctrl-C."""
     from tidings.cli.demo import DemoOptions, run_demo
 
     settings = _settings()
     configure_logging("WARNING")
-    asyncio.run(run_demo(settings, DemoOptions(profiles=profiles), console))
+    try:
+        asyncio.run(
+            run_demo(settings, DemoOptions(profiles=profiles, serve=not exit_at_once), console)
+        )
+    except KeyboardInterrupt:
+        console.print("stopped")
 
 
 @app.command()
