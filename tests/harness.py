@@ -69,7 +69,7 @@ async def real_stack(settings: Settings, client: Client) -> AsyncIterator[Stack]
     """A worker on its own task queue, and the API served in-process over ASGI."""
     async with worker_resources(settings) as resources:
         worker = build_worker(client, settings, resources)
-        app = create_app(settings, resources.db)
+        app = create_app(settings, resources.db, temporal=client)
         transport = httpx.ASGITransport(app=app)
         async with (
             running(worker),

@@ -38,12 +38,14 @@ from schemathesis.specs.openapi.checks import (
     positive_data_acceptance,
     response_schema_conformance,
 )
+from temporalio.client import Client
 
 from tests.harness import ADMIN_KEY, make_settings
 from tidings.api.app import create_app
 from tidings.api.throttle import DEFAULT_BURST, FailedAuthentications
 from tidings.store.db import Database
-from tidings.store.models import App, Profile
+from tidings.store.journeys import create_run, finish_run, save_version
+from tidings.store.models import App, Profile, RunStatus
 
 EXAMPLES_PER_OPERATION = 12
 REGISTRATIONS = "/compat/ci-journeys/api/v1.0/orgs/{org_id}/pushdeviceregistration/devices"
@@ -57,12 +59,30 @@ def _untracked_registration(case: Case[Any]) -> bool:
     return headers.get("x-ms-track-registration", "").strip().lower() != "true"
 
 
+SEEDED_JOURNEY: dict[str, Any] = {
+    "id": "welcome",
+    "name": "Welcome",
+    "app": "shop",
+    "nodes": [{"id": "hello", "type": "push", "content": {"title": "Hi", "body": "Welcome"}}],
+}
+SEEDED_RUN = "run-welcome-20260101T000000-000000"
+
+
 async def _seed(url: str) -> None:
     db = Database(url)
     try:
         async with db.write() as session:
             session.add(App(id="shop", name="Shop", credentials_version=1))
             session.add(Profile(id="ann", attributes={}))
+            await save_version(session, SEEDED_JOURNEY)
+            await create_run(
+                session,
+                run_id=SEEDED_RUN,
+                definition=SEEDED_JOURNEY,
+                version=1,
+                entry={"audience": "app", "app": "shop"},
+            )
+            await finish_run(session, SEEDED_RUN, RunStatus.COMPLETED.value, {"profiles": 0})
     finally:
         await db.dispose()
 
@@ -78,13 +98,23 @@ def _schema(tmp_path: Path, database_url: str, auth_failures: FailedAuthenticati
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     schema.config.update(
         headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-        parameters={"app_id": "shop", "profile_id": "ann", "org_id": "org"},
+        parameters={
+            "app_id": "shop",
+            "profile_id": "ann",
+            "org_id": "org",
+            "journey_id": "welcome",
+            "run_id": SEEDED_RUN,
+        },
     )
     return schema
 
 
 @pytest.fixture
-def api_schema(tmp_path: Path, database_url: str) -> Iterator[BaseSchema]:
+def api_schema(
+    tmp_path: Path, database_url: str, temporal_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[BaseSchema]:
+    # the runs' routes connect to the test session's Temporal (runs they start have no worker)
+    monkeypatch.setenv("TEMPORAL_ADDRESS", temporal_client.service_client.config.target_host)
     yield _schema(tmp_path, database_url, FailedAuthentications(burst=1_000_000))
     # the app's lifespan (and its store connections) ends with the test
     asgi.shutdown_lifespans()

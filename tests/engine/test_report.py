@@ -26,7 +26,7 @@ async def test_the_report_shows_failed_sends_per_node(scene: SceneFactory) -> No
         await s.finish(started)
 
         console = Console(record=True, width=200)
-        funnels = await report(s.db, started.run_id, console)
+        funnels = (await report(s.db, started.run_id, console)).nodes
         text = console.export_text()
 
     hello, later = funnels
@@ -61,7 +61,7 @@ async def test_a_template_failing_for_one_profile_is_that_profile_s_not_sent_rea
         rows = {(r.profile_id, r.node_id): r for r in await s.ledger(started.run_id)}
 
         console = Console(record=True, width=400)
-        funnels = await report(s.db, started.run_id, console)
+        funnels = (await report(s.db, started.run_id, console)).nodes
         text = console.export_text()
 
     assert {key: row.status for key, row in rows.items()} == {
@@ -112,7 +112,7 @@ async def test_opened_counts_a_click_as_the_journey_does(scene: SceneFactory) ->
         result = await s.finish(started)
 
         console = Console(record=True, width=200)
-        funnels = await report(s.db, started.run_id, console)
+        funnels = (await report(s.db, started.run_id, console)).nodes
         text = console.export_text()
         async with s.db.read() as session:
             whole = await run_funnel(session, started.run_id)

@@ -69,6 +69,21 @@ def test_a_duration_in_the_schema_takes_every_written_form() -> None:
         parse_definition(journey)
 
 
+def test_an_audience_filter_may_be_written_as_text_or_as_a_predicate() -> None:
+    journey = {
+        "id": "j",
+        "name": "J",
+        "app": "demo",
+        "audience": {"where": ["plan=pro", {"attribute": "age", "op": "gte", "value": 18}]},
+        "nodes": [{"id": "x", "type": "exit"}],
+    }
+    jsonschema.validate(journey, schema_from_cli())
+    parse_definition(journey)
+    journey["audience"] = {"where": [3]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(journey, schema_from_cli())
+
+
 def journey(body: str, *, attributes: list[str] | None = None) -> JourneyDefinition:
     return parse_definition(
         {

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from temporalio.client import Client
 
 import tidings
 from tidings.api.deps import ApiState
@@ -24,10 +25,14 @@ from tidings.api.routers import (
     erasures,
     events,
     interactions,
+    journeys,
     keys,
     links,
     mappings,
     profiles,
+    runs,
+    timeline,
+    triggers,
 )
 from tidings.api.throttle import FailedAuthentications
 from tidings.console import install_console
@@ -39,7 +44,7 @@ from tidings.store.secrets import SecretBox
 
 DESCRIPTION = """
 Mobile backends register profiles, user mappings and device tokens, and report interactions;
-operators manage apps, their API keys and journeys.
+operators manage apps, their API keys, journeys and their runs.
 
 **Authentication.** `Authorization: Bearer <key>`. The admin key manages apps, API keys and
 profiles, and may do anything. An app's API key (created under `/v1/apps/{app_id}/keys`,
@@ -67,9 +72,11 @@ def create_app(
     db: Database | None = None,
     *,
     auth_failures: FailedAuthentications | None = None,
+    temporal: Client | None = None,
 ) -> FastAPI:
     """The API on ``db`` (or the configured store). ``auth_failures``: the limit on failed
-    authentications, if not the default one (tidings.api.throttle)."""
+    authentications, if not the default one (tidings.api.throttle). ``temporal``: the client
+    runs are moved with (default: connected on first use, tidings.api.deps)."""
     settings = settings or Settings()
     owned_db = db is None
 
@@ -87,6 +94,7 @@ def create_app(
             failed_authentications=(
                 FailedAuthentications() if auth_failures is None else auth_failures
             ),
+            temporal=temporal,
         )
         app.state.tidings = state
         # journey validation checks payload sizes with the tracked links the worker writes
@@ -118,6 +126,8 @@ def create_app(
     install_error_handlers(app)  # after the gates: its middleware is the outermost
 
     for module in (apps, keys, profiles, erasures, mappings, devices, interactions, compat):
+        app.include_router(module.router)
+    for module in (journeys, runs, timeline, triggers):  # journeys and runs (tidings.runs)
         app.include_router(module.router)
     app.include_router(links.router)  # tracked links: /l/{tracking_id}, no key
     app.include_router(events.router)  # custom events: triggers, goals, wait_for (issue 5)

@@ -22,6 +22,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
 
 from tidings.api.errors import ApiError
 from tidings.api.throttle import FailedAuthentications, source_of
@@ -54,6 +55,11 @@ class ApiState:
     unmatched_compat_reports: int = 0
     unmatched_compat_logged_at: float | None = None
 
+    # Temporal, for what moves runs (start, cancel, progress): connected on first use, so the
+    # API serves everything else with Temporal down (interactions go through the outbox)
+    temporal: Client | None = None
+    temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
     @property
     def recorder(self) -> InteractionRecorder:
         assert self.interactions is not None, "the API's lifespan has not started"
@@ -82,6 +88,35 @@ async def read_session(state: State) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def temporal_client(state: State) -> Client:
+    """The API's Temporal client: the configured server (TEMPORAL_ADDRESS...), or the
+    embedded dev server another tidings process started; 503 when neither answers."""
+    async with state.temporal_lock:
+        if state.temporal is None:
+            from tidings.temporal.client import configured_address, connect
+            from tidings.temporal.devserver import find_dev_server
+
+            address = configured_address()
+            if address is None:
+                server = find_dev_server(state.settings.home)
+                address = server.address if server is not None else None
+            if address is None:
+                raise ApiError(
+                    503,
+                    "temporal_unavailable",
+                    "no Temporal server to move runs: set TEMPORAL_ADDRESS, or start the "
+                    "embedded stack (`tidings up`)",
+                )
+            try:
+                state.temporal = await connect(address)
+            except RuntimeError as error:
+                raise ApiError(
+                    503, "temporal_unavailable", f"Temporal at {address} does not answer: {error}"
+                ) from None
+        return state.temporal
+
+
+Temporal = Annotated[Client, Depends(temporal_client)]
 WriteSession = Annotated[AsyncSession, Depends(write_session)]
 ReadSession = Annotated[AsyncSession, Depends(read_session)]
 

@@ -71,6 +71,7 @@ HTTP_CODES = {
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "rate_limited",
+    503: "unavailable",
 }
 
 
@@ -166,9 +167,11 @@ DESCRIPTIONS = {
     404: "Not found",
     409: "The change conflicts with stored data",
     413: "The request body is larger than the operation takes (the message names the limit)",
+    415: "The body's media type is not one the operation takes",
     422: "The request is invalid",
     429: "Too many failed authentications from this address: wait `Retry-After` seconds "
     "(a valid key is still served)",
+    503: "Temporal, which moves runs, cannot be reached",
 }
 
 

@@ -287,11 +287,18 @@ def db_upgrade() -> None:
 
 
 @journeys_app.command("validate")
-def journeys_validate(path: Annotated[Path, typer.Argument(dir_okay=False)]) -> None:
+def journeys_validate(
+    path: Annotated[Path, typer.Argument(dir_okay=False)],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print JSON (what the API answers)")
+    ] = False,
+) -> None:
     """Check a journey file; list every problem with its node and field (exit code 1), and
     every warning (exit code 0). With a store configured, its apps must exist there."""
+    from tidings.cli.runs import print_json
     from tidings.journeys.validation import JourneyInvalid, load_definition
     from tidings.journeys.warnings import journey_warnings
+    from tidings.runs.journeys import JourneyProblem, ValidationResult
 
     settings = Settings()
     configure_logging("WARNING")
@@ -301,10 +308,22 @@ def journeys_validate(path: Annotated[Path, typer.Argument(dir_okay=False)]) -> 
         if missing:
             raise JourneyInvalid(missing)
     except JourneyInvalid as error:
+        if as_json:
+            problems = [JourneyProblem.of(issue) for issue in error.issues]
+            print_json(
+                console, ValidationResult(valid=False, problems=problems).model_dump_json(indent=2)
+            )
+            raise typer.Exit(1) from None
         for issue in error.issues:
             errors.print(problem(issue))
         raise typer.Exit(1) from None
-    for warning in journey_warnings(journey):
+    warnings = journey_warnings(journey)
+    if as_json:
+        result = ValidationResult(valid=True, journey_id=journey.id).model_dump(mode="json")
+        result["warnings"] = [JourneyProblem.of(w).model_dump(mode="json") for w in warnings]
+        print_json(console, json.dumps(result, indent=2))
+        return
+    for warning in warnings:
         errors.print(Text.assemble(("!", "yellow"), " ", str(warning)))
     console.print(success(f"{path}: journey {journey.id!r}, {len(journey.nodes)} nodes"))
 
@@ -358,27 +377,39 @@ def journeys_save(path: Annotated[Path, typer.Argument(dir_okay=False, exists=Tr
 
 
 @journeys_app.command("list")
-def journeys_list() -> None:
+def journeys_list(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print JSON (what the API answers)")
+    ] = False,
+) -> None:
     """The stored journeys and their latest versions."""
+    from pydantic import TypeAdapter
     from rich.table import Table
 
+    from tidings.cli.runs import print_json
+    from tidings.runs.journeys import JourneySummary, list_journeys
     from tidings.stack import store_only
-    from tidings.store.journeys import stored_journeys
 
     settings = _settings()
 
-    async def read() -> list[tuple[str, str, int, str]]:
-        async with store_only(settings) as database, database.read() as session:
-            return [
-                (j.id, j.name, j.latest_version, f"{j.updated_at:%Y-%m-%d %H:%M}")
-                for j in await stored_journeys(session)
-            ]
+    async def read() -> list[JourneySummary]:
+        async with store_only(settings) as database:
+            return await list_journeys(database)
 
+    journeys = asyncio.run(read())
+    if as_json:
+        print_json(console, TypeAdapter(list[JourneySummary]).dump_json(journeys, indent=2))
+        return
     table = Table(title="stored journeys", header_style="bold")
     for column in ("id", "name", "latest version", "updated"):
         table.add_column(column)
-    for row in asyncio.run(read()):
-        table.add_row(Text(row[0]), Text(row[1]), str(row[2]), row[3])
+    for journey in journeys:
+        table.add_row(
+            Text(journey.id),
+            Text(journey.name),
+            str(journey.latest_version),
+            f"{journey.updated_at:%Y-%m-%d %H:%M}",
+        )
     console.print(table)
 
 

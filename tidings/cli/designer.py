@@ -91,21 +91,53 @@ def start(
     _run(go())
 
 
-def runs(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
-    """List the latest journey runs."""
-    from tidings.cli.runs import list_runs
+JsonOutput = Annotated[bool, typer.Option("--json", help="print JSON (what the API answers)")]
 
-    _run(list_runs(_settings(), console, limit))
+
+def runs(
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    journey: Annotated[str | None, typer.Option(help="only this journey's runs")] = None,
+    run_status: Annotated[
+        str | None,
+        typer.Option(
+            "--status", help="only runs in this state: running, completed, cancelled, failed"
+        ),
+    ] = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """List journey runs (one journey's newest first)."""
+    from tidings.cli.runs import list_runs
+    from tidings.store.models import RunStatus
+
+    chosen = None
+    if run_status is not None:
+        try:
+            chosen = RunStatus(run_status)
+        except ValueError:
+            errors.print(
+                problem(f"--status {run_status!r}: one of running, completed, cancelled, failed")
+            )
+            raise typer.Exit(2) from None
+    _run(
+        list_runs(
+            _settings(), console, limit, journey_id=journey, run_status=chosen, as_json=as_json
+        )
+    )
 
 
 def status(
     run_id: Annotated[str, typer.Argument(help="the run's id")],
-    follow: Annotated[bool, typer.Option(help="refresh live until the run ends")] = True,
+    follow: Annotated[
+        bool | None,
+        typer.Option(help="refresh live until the run ends (default: only on a terminal)"),
+    ] = None,
+    as_json: JsonOutput = False,
 ) -> None:
     """A run's progress: profiles per node, pushes sent, failed, invalidated."""
     from tidings.cli.runs import status as show_status
 
-    _run(show_status(_settings(), run_id, console, follow=follow))
+    live = console.is_terminal if follow is None else follow
+    _run(show_status(_settings(), run_id, console, follow=live and not as_json, as_json=as_json))
 
 
 def cancel(
@@ -118,12 +150,14 @@ def cancel(
     _run(cancel_run(_settings(), run_id, console, wait=wait))
 
 
-def report(run_id: Annotated[str, typer.Argument(help="the run's id")]) -> None:
+def report(
+    run_id: Annotated[str, typer.Argument(help="the run's id")], as_json: JsonOutput = False
+) -> None:
     """A run's funnel per node: targeted, sent, delivered, opened, clicked, not sent by
-    reason, tokens invalidated."""
+    reason, tokens invalidated; each random split branch's size and conversion."""
     from tidings.cli.runs import report_run
 
-    _run(report_run(_settings(), run_id, console))
+    _run(report_run(_settings(), run_id, console, as_json=as_json))
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from pydantic import TypeAdapter
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -16,19 +17,15 @@ from tidings.journeys.validation import load_definition, parse_definition
 from tidings.runs.audience import journey_file
 from tidings.runs.cancel import cancel_run
 from tidings.runs.errors import RunNotFound, StartError
+from tidings.runs.listing import RunSummary
+from tidings.runs.listing import list_runs as runs_listed
+from tidings.runs.report import RunReport, run_report
 from tidings.runs.start import AudienceChoice, activate_trigger, load_stored, start_run
 from tidings.runs.view import RunView, run_view
 from tidings.settings import Settings
 from tidings.stack import engine, store_only
 from tidings.store.db import Database
-from tidings.store.journeys import recent_runs
-from tidings.store.models import JourneyRun
-from tidings.store.reports import (
-    OPENED_RULE,
-    NodeFunnel,
-    journey_event_counts,
-    node_funnels,
-)
+from tidings.store.models import JourneyRun, RunStatus
 from workflows.counts import Counts, Left
 
 REFRESH_S = 1.0
@@ -164,8 +161,14 @@ async def _node_order(database: Database, run_id: str) -> list[str]:
     return [n.id for n in parse_definition(run.definition).nodes]
 
 
-async def status(settings: Settings, run_id: str, console: Console, *, follow: bool) -> RunView:
+async def status(
+    settings: Settings, run_id: str, console: Console, *, follow: bool, as_json: bool = False
+) -> RunView:
     async with engine(settings) as (client, database):
+        if as_json:
+            view = await run_view(client, database, run_id)
+            print_json(console, TypeAdapter(RunView).dump_json(view, indent=2))
+            return view
         return await watch(client, database, run_id, console, follow=follow)
 
 
@@ -185,14 +188,28 @@ async def cancel(settings: Settings, run_id: str, console: Console, *, wait: boo
             await report(database, run_id, console)
 
 
-async def list_runs(settings: Settings, console: Console, limit: int = 20) -> list[JourneyRun]:
-    async with store_only(settings) as database, database.read() as session:
-        runs = await recent_runs(session, limit)
+async def list_runs(
+    settings: Settings,
+    console: Console,
+    limit: int = 20,
+    *,
+    journey_id: str | None = None,
+    run_status: RunStatus | None = None,
+    as_json: bool = False,
+) -> list[RunSummary]:
+    async with store_only(settings) as database:
+        runs = await runs_listed(database, journey_id=journey_id, status=run_status, limit=limit)
+    if as_json:
+        print_json(console, TypeAdapter(list[RunSummary]).dump_json(runs, indent=2))
+        return runs
     table = Table(title="journey runs", header_style="bold")
-    for column in ("run", "journey", "version", "entry", "status", "started", "finished"):
+    # run ids print whole: they are what status, cancel and report take
+    width = max((len(run.id) for run in runs), default=3)
+    table.add_column("run", no_wrap=True, min_width=width)
+    for column in ("journey", "version", "entry", "status", "started", "finished"):
         table.add_column(column)
     for run in runs:
-        entry = run.entry or {}
+        entry = run.entry
         how = (
             f"trigger {entry['trigger']}" if "trigger" in entry else str(entry.get("audience", ""))
         )
@@ -209,15 +226,24 @@ async def list_runs(settings: Settings, console: Console, limit: int = 20) -> li
     return runs
 
 
-async def report(database: Database, run_id: str, console: Console) -> list[NodeFunnel]:
+def print_json(console: Console, data: bytes | str) -> None:
+    """Machine-readable output: plain JSON on stdout, never reflowed or coloured."""
+    text = data.decode() if isinstance(data, bytes) else data
+    console.file.write(text + "\n")
+    console.file.flush()
+
+
+async def report(
+    database: Database, run_id: str, console: Console, *, as_json: bool = False
+) -> RunReport:
     """The funnel per push node: targeted, sent, delivered, failed (retries exhausted),
     unknown (sent, answer lost), retried (took more than one request), opened, clicked, not
-    sent by reason, tokens invalidated (and sends postponed for quiet hours)."""
-    order = await _node_order(database, run_id)
-    async with database.read() as session:
-        funnels = await node_funnels(session, run_id, order)
-        events = await journey_event_counts(session, run_id)
-        run = await session.get(JourneyRun, run_id)
+    sent by reason, tokens invalidated (and sends postponed for quiet hours); each
+    random_split branch's size and conversion to the goal. The API answers the same object."""
+    found = await run_report(database, run_id)
+    if as_json:
+        print_json(console, found.model_dump_json(indent=2))
+        return found
     table = Table(title=Text(f"run {run_id}: funnel per node"), header_style="bold")
     table.add_column("node")
     for column in (
@@ -234,7 +260,7 @@ async def report(database: Database, run_id: str, console: Console) -> list[Node
     ):
         table.add_column(column, justify="right")
     table.add_column("not sent (reason: count)")
-    for funnel in funnels:
+    for funnel in found.nodes:
         table.add_row(
             Text(funnel.node_id),
             str(funnel.targeted),
@@ -250,19 +276,38 @@ async def report(database: Database, run_id: str, console: Console) -> list[Node
             Text("\n".join(f"{r}: {n}" for r, n in sorted(funnel.not_sent.items())) or "-"),
         )
     console.print(table)
-    console.print(Text(OPENED_RULE, style="dim"))
-    if run is not None:
-        goal = events.get("goal", 0)
-        console.print(
-            Text(
-                f"status {run.status}"
-                + (f"; {goal} profiles left at the goal" if goal else "")
-                + (f"; {run.error}" if run.error else "")
-            )
+    console.print(Text(found.opened_rule, style="dim"))
+    for split in found.splits:
+        branches = Table(
+            title=Text(f"random split {split.node_id} (from the {split.counted_from})"),
+            header_style="bold",
         )
-    return funnels
+        for column in ("branch", "percent", "next", "profiles", "reached the goal", "conversion"):
+            branches.add_column(column)
+        for branch in split.branches:
+            branches.add_row(
+                str(branch.index),
+                f"{branch.percent:g}",
+                Text(branch.next or "(end)"),
+                str(branch.profiles),
+                "-" if branch.converted is None else str(branch.converted),
+                "-" if branch.conversion is None else f"{branch.conversion:.1%}",
+            )
+        console.print(branches)
+    run = found.run
+    goal = found.goal_reached
+    console.print(
+        Text(
+            f"status {run.status}"
+            + (f"; {goal} profiles left at the goal" if goal else "")
+            + (f"; {run.error}" if run.error else "")
+        )
+    )
+    return found
 
 
-async def report_run(settings: Settings, run_id: str, console: Console) -> list[NodeFunnel]:
+async def report_run(
+    settings: Settings, run_id: str, console: Console, *, as_json: bool = False
+) -> RunReport:
     async with store_only(settings) as database:
-        return await report(database, run_id, console)
+        return await report(database, run_id, console, as_json=as_json)

@@ -10,7 +10,7 @@ from datetime import time as time_of_day
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from tidings.journeys.durations import Duration
 from tidings.journeys.predicates import AttributeName, AttributePredicate, EventName, Predicate
@@ -215,6 +215,28 @@ class ReEntry(BaseModel):
     after: Duration | None = None
 
 
+def _predicate_of(value: Any) -> Any:
+    """A filter may be written as a command line writes it (``plan=pro``, ``age>=18``)."""
+    if isinstance(value, str):
+        from tidings.journeys.predicates import parse_where
+
+        return parse_where(value)
+    return value
+
+
+class JourneyAudience(BaseModel):
+    """Whom a run of the journey is for when its start names no audience: the profiles with
+    a valid device in ``app`` (default: the journey's) whose attributes match every ``where``
+    filter."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    app: Slug | None = None
+    where: list[Annotated[AttributePredicate, BeforeValidator(_predicate_of)]] = Field(
+        default_factory=list, description="filters such as plan=pro, age>=18, country~FR,BE"
+    )
+
+
 class Trigger(BaseModel):
     """A custom event that starts the journey for the profile it names."""
 
@@ -245,6 +267,9 @@ class JourneyDefinition(BaseModel):
     )
     goal: Goal | None = None
     trigger: Trigger | None = None
+    audience: JourneyAudience | None = Field(
+        default=None, description="whom a run is for when its start names no audience"
+    )
     attributes: list[AttributeName] = Field(
         default_factory=list,
         description="profile attributes the journey's templates may read; validation warns "

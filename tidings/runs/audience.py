@@ -21,11 +21,15 @@ class AudienceFile:
 
 
 def read_audience_file(path: Path) -> AudienceFile:
+    return read_audience_text(path.read_text(encoding="utf-8"))
+
+
+def read_audience_text(text: str) -> AudienceFile:
     """Profile ids and/or emails, one per line (a CSV's first column); blank lines, #
     comments and a header row are skipped. A value with an @ is an email."""
     ids: list[str] = []
     emails: list[str] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+    for number, line in enumerate(text.splitlines()):
         value = line.split(",", 1)[0].strip().strip('"')
         if not value or value.startswith("#"):
             continue

@@ -8,14 +8,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client, WorkflowHandle
 
 from activities.contracts import AudienceSpec
 from tidings.journeys.model import JourneyDefinition
-from tidings.journeys.predicates import AttributePredicate
+from tidings.journeys.predicates import AttributePredicate, all_attributes_match
 from tidings.journeys.validation import JourneyInvalid, parse_definition
 from tidings.runs.errors import StartError
+from tidings.runs.options import engine_options
 from tidings.runs.view import funnel_summary
 from tidings.settings import Settings
 from tidings.store.db import Database
@@ -27,14 +29,16 @@ from tidings.store.journeys import (
     stored_definition,
     unknown_profiles,
 )
-from tidings.store.models import App, RunStatus
+from tidings.store.models import App, Device, DeviceState, Profile, RunStatus
 from tidings.store.reports import run_funnel
 from tidings.store.triggers import activate
 from tidings.store.types import utcnow
-from tidings.worker.resources import engine_options
 from workflows.contracts import EngineOptions, JourneyRunInput, RunResult
 from workflows.run import JourneyRunWorkflow
 
+# Profiles read at a time when checking that a filter matches someone (SQLite's bound
+# parameters allow 999).
+AUDIENCE_PAGE = 900
 # Unknown ids and emails an error message names before it says "and N more".
 NAMED_IN_ERRORS = 10
 
@@ -116,6 +120,8 @@ async def start_run(
     choice = audience or AudienceChoice()
     if profile_ids is not None:
         choice = AudienceChoice(list(profile_ids), choice.emails, choice.where, choice.app)
+    if journey.audience is not None and not (choice.listed or choice.where or choice.app):
+        choice = AudienceChoice(where=journey.audience.where, app=journey.audience.app)
     audience_app = choice.app or journey.app
     run_id = new_run_id(journey.id)
     definition = journey.model_dump(mode="json")
@@ -130,6 +136,10 @@ async def start_run(
         if await session.get(App, audience_app) is None:
             raise StartError(f"the audience names app {audience_app!r}, which does not exist")
         members = await _members(session, choice)
+        if choice.where and not await _anyone_matches(session, audience_app, members, choice):
+            filters = ", ".join(_filter_text(p) for p in choice.where)
+            among = "the listed profiles" if choice.listed else f"profiles of app {audience_app!r}"
+            raise StartError(f"no profile matches the audience: none of the {among} has {filters}")
         version = await save_version(session, definition)
         await create_run(
             session,
@@ -157,6 +167,49 @@ async def start_run(
         task_queue=settings.task_queue,
     )
     return StartedRun(run_id, handle)
+
+
+async def _anyone_matches(
+    session: AsyncSession, app_id: str, members: list[str], choice: AudienceChoice
+) -> bool:
+    """Whether at least one profile of the audience passes its filters (read by pages, so a
+    large app costs only as much as the first match)."""
+    if choice.listed:
+        ordered = sorted(members)
+        pages = [ordered[i : i + AUDIENCE_PAGE] for i in range(0, len(ordered), AUDIENCE_PAGE)]
+        return any([await _any_passes(session, page, choice) for page in pages])
+    after: str | None = None
+    while True:
+        statement = (
+            select(col(Device.profile_id))
+            .where(col(Device.app_id) == app_id)
+            .where(col(Device.state) == DeviceState.VALID.value)
+            .distinct()
+            .order_by(col(Device.profile_id))
+            .limit(AUDIENCE_PAGE)
+        )
+        if after is not None:
+            statement = statement.where(col(Device.profile_id) > after)
+        ids = list((await session.exec(statement)).all())
+        if not ids:
+            return False
+        if await _any_passes(session, ids, choice):
+            return True
+        after = ids[-1]
+
+
+async def _any_passes(
+    session: AsyncSession, profile_ids: list[str], choice: AudienceChoice
+) -> bool:
+    rows = await session.exec(
+        select(col(Profile.attributes)).where(col(Profile.id).in_(profile_ids))
+    )
+    where = list(choice.where)
+    return any(all_attributes_match(where, attributes or {}) for attributes in rows.all())
+
+
+def _filter_text(predicate: AttributePredicate) -> str:
+    return f"{predicate.attribute} {predicate.op} {predicate.value!r}"
 
 
 async def _members(session: AsyncSession, choice: AudienceChoice) -> list[str]:

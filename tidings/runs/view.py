@@ -52,6 +52,8 @@ class RunView:
     cohorts_running: int = 0
     audience_exhausted: bool = False
     cancelling: bool = False
+    # an audience run still paging its audience and starting cohorts
+    still_starting: bool = False
 
 
 async def run_view(client: Client, db: Database, run_id: str) -> RunView:
@@ -104,4 +106,5 @@ async def run_view(client: Client, db: Database, run_id: str) -> RunView:
     view.cohorts_running = len(status.running_cohorts)
     view.audience_exhausted = status.audience_exhausted
     view.cancelling = status.cancelled
+    view.still_starting = not status.audience_exhausted
     return view

@@ -12,17 +12,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.audience import AudienceActivities
-from activities.contracts import FrequencyCap
 from activities.delivery import DeliveryActivities, DeliveryPolicy
 from activities.records import RecordActivities
 from tidings.push import ProviderRoutes, SenderRegistry
 from tidings.push.links import LinkSigner, link_tracking
+from tidings.runs.options import engine_options as engine_options  # re-exported
 from tidings.settings import Settings
 from tidings.store.db import Database
 from tidings.store.secrets import SecretBox
 from tidings.temporal.converter import with_shared_type_adapters
 from workflows.cohort import CohortWorkflow
-from workflows.contracts import EngineOptions
 from workflows.run import JourneyRunWorkflow
 
 log = logging.getLogger(__name__)
@@ -35,20 +34,6 @@ SDK_WORKFLOW_CACHE_SIZE = 1000
 def provider_routes(settings: Settings) -> ProviderRoutes:
     return ProviderRoutes.from_strings(
         settings.apns_endpoint, settings.fcm_endpoint, settings.provider_ca_file
-    )
-
-
-def engine_options(settings: Settings) -> EngineOptions:
-    return EngineOptions(
-        cohort_size=settings.cohort_size,
-        cohort_window=settings.cohort_window,
-        audience_page_size=settings.audience_page_size,
-        delivery_heartbeat_timeout=settings.delivery_heartbeat_timeout,
-        delivery_max_backoff=timedelta(seconds=settings.delivery_max_backoff_s),
-        delivery_retry_horizon=timedelta(seconds=settings.delivery_retry_horizon_s),
-        frequency_cap=FrequencyCap(
-            settings.frequency_cap_24h, settings.frequency_cap_7d, settings.frequency_cap_30d
-        ),
     )
 
 

@@ -1,0 +1,210 @@
+"""Journey runs: start one for an audience, list them, a run's progress, cancel it, its
+report, and its pushes one by one. The same service layer (tidings.runs) serves the CLI, so
+both give the same numbers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from tidings.api.deps import Admin, State, Temporal
+from tidings.api.errors import ERROR_RESPONSES, ApiError, responses
+from tidings.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from tidings.journeys.predicates import parse_where
+from tidings.runs.audience import read_audience_text
+from tidings.runs.cancel import cancel_run
+from tidings.runs.errors import RunNotFound, StartError
+from tidings.runs.listing import RunSummary, get_run, list_runs
+from tidings.runs.pushes import PushRecord, run_pushes
+from tidings.runs.report import RunReport, run_report
+from tidings.runs.start import AudienceChoice, load_stored, start_run
+from tidings.runs.view import RunView, run_view
+from tidings.store.models import DeliveryStatus, RunStatus
+
+RunId = Annotated[
+    str,
+    Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$", description="the run's id"),
+]
+JourneyIdText = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+Listed = Annotated[str, Field(min_length=1, max_length=320)]
+
+router = APIRouter(
+    prefix="/v1/runs", tags=["runs"], dependencies=[Admin], responses=ERROR_RESPONSES
+)
+
+
+class AudienceBody(BaseModel):
+    """Whom the run is for. Nothing given: the journey file's own `audience`, or else every
+    profile with a valid device in the journey's app."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app: JourneyIdText | None = Field(
+        default=None, description="every profile with a valid device in this app"
+    )
+    where: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="attribute filters: plan=pro, age>=18, country~FR,BE, vip?",
+    )
+    profile_ids: list[Listed] = Field(default_factory=list, max_length=20_000)
+    emails: list[Listed] = Field(default_factory=list, max_length=20_000)
+    uploaded_list: str | None = Field(
+        default=None,
+        max_length=900_000,
+        description="an uploaded file's text: profile ids and/or emails, one per line (a "
+        "CSV's first column; a header row and # comments are skipped)",
+    )
+
+
+class RunStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    journey_id: JourneyIdText
+    version: int | None = Field(default=None, ge=1, description="default: the latest")
+    audience: AudienceBody = Field(default_factory=AudienceBody)
+
+
+class CancelAnswer(BaseModel):
+    run_id: str
+    already_finished: bool
+    status: RunStatus
+
+
+def run_not_found(run_id: str) -> ApiError:
+    return ApiError(404, "run_not_found", f"no run with id {run_id!r}")
+
+
+def _choice(body: AudienceBody) -> AudienceChoice:
+    ids, emails = list(body.profile_ids), list(body.emails)
+    if body.uploaded_list is not None:
+        listed = read_audience_text(body.uploaded_list)
+        ids += listed.profile_ids
+        emails += listed.emails
+    where = []
+    for index, text in enumerate(body.where):
+        try:
+            where.append(parse_where(text))
+        except ValueError as error:
+            raise ApiError(
+                422,
+                "invalid_filter",
+                str(error),
+                [{"loc": ["body", "audience", "where", str(index)], "msg": str(error)}],
+            ) from None
+    return AudienceChoice(ids, emails, where, body.app)
+
+
+@router.post(
+    "",
+    response_model=RunSummary,
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(409, 503),
+)
+async def start(body: RunStart, state: State, client: Temporal) -> RunSummary:
+    """Start a stored journey for an audience. A filter no profile matches, an unknown
+    listed profile or app answer 422 and start nothing; a triggered journey answers 409
+    (enable it under /v1/triggers)."""
+    choice = _choice(body.audience)
+    try:
+        journey = await load_stored(state.db, body.journey_id, body.version)
+    except StartError as error:
+        raise ApiError(404, "journey_not_found", str(error)) from None
+    if journey.trigger is not None:
+        raise ApiError(
+            409,
+            "journey_is_triggered",
+            f"journey {journey.id!r} starts on the event {journey.trigger.event!r}: enable it "
+            f"with POST /v1/triggers/{journey.id}/enable",
+        )
+    try:
+        started = await start_run(client, state.db, state.settings, journey, audience=choice)
+    except StartError as error:
+        raise ApiError(422, "cannot_start", str(error)) from None
+    summary = await get_run(state.db, started.run_id)
+    assert summary is not None
+    return summary
+
+
+@router.get("", response_model=Page[RunSummary])
+async def list_all(
+    state: State,
+    journey_id: Annotated[str | None, Query(max_length=64)] = None,
+    run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Page[RunSummary]:
+    """By descending id (one journey's runs newest first), filtered by journey and status."""
+    before = decode_cursor(cursor, str)
+    items = await list_runs(
+        state.db, journey_id=journey_id, status=run_status, before=before, limit=limit + 1
+    )
+    more = len(items) > limit
+    items = items[:limit]
+    return Page(items=items, next_cursor=encode_cursor(items[-1].id) if more else None)
+
+
+@router.get("/{run_id}", response_model=RunView, responses=responses(503))
+async def progress(run_id: RunId, state: State, client: Temporal) -> RunView:
+    """Where the run stands: profiles per node and live counts while it runs (from its
+    workflows), its final counts once it has ended (from the store)."""
+    try:
+        return await run_view(client, state.db, run_id)
+    except RunNotFound:
+        raise run_not_found(run_id) from None
+
+
+@router.post("/{run_id}/cancel", response_model=CancelAnswer, responses=responses(503))
+async def cancel(run_id: RunId, state: State, client: Temporal) -> CancelAnswer:
+    """No new sends; the sends in flight settle. A run that has ended answers
+    `already_finished`."""
+    try:
+        outcome = await cancel_run(client, state.db, run_id)
+    except RunNotFound:
+        raise run_not_found(run_id) from None
+    summary = await get_run(state.db, run_id)
+    assert summary is not None
+    return CancelAnswer(
+        run_id=run_id, already_finished=outcome.already_finished, status=summary.status
+    )
+
+
+@router.get("/{run_id}/report", response_model=RunReport)
+async def report(run_id: RunId, state: State) -> RunReport:
+    """The funnel of each push node (targeted, sent, delivered, failed, not sent by reason,
+    opened, clicked), tokens invalidated, and each random_split branch's size and conversion
+    to the journey's goal."""
+    try:
+        return await run_report(state.db, run_id)
+    except RunNotFound:
+        raise run_not_found(run_id) from None
+
+
+@router.get("/{run_id}/pushes", response_model=Page[PushRecord])
+async def pushes(
+    run_id: RunId,
+    state: State,
+    outcome: Annotated[DeliveryStatus | None, Query()] = None,
+    node_id: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Cursor = None,
+    limit: Limit = 100,
+) -> Page[PushRecord]:
+    """The run's pushes in the order they were planned: profile, device, tracking id and
+    outcome (the ledger's status, with its reason)."""
+    after = decode_cursor(cursor, int)
+    try:
+        items = await run_pushes(
+            state.db,
+            run_id,
+            after=after,
+            limit=limit + 1,
+            outcome=outcome.value if outcome is not None else None,
+            node_id=node_id,
+        )
+    except RunNotFound:
+        raise run_not_found(run_id) from None
+    more = len(items) > limit
+    items = items[:limit]
+    return Page(items=items, next_cursor=encode_cursor(items[-1].id) if more else None)

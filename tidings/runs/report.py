@@ -1,0 +1,172 @@
+"""A run's report: the funnel of each push node, tokens invalidated, and each random_split
+branch's size and conversion to the journey's goal. The CLI's table and the API's answer
+are this one object, so both surfaces give the same numbers."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pydantic import BaseModel
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from tidings.journeys.model import JourneyDefinition, RandomSplitNode
+from tidings.runs.errors import RunNotFound
+from tidings.runs.listing import RunSummary, run_summary
+from tidings.store.db import Database
+from tidings.store.models import Delivery, JourneyEvent, JourneyRun
+from tidings.store.reports import OPENED_RULE, journey_event_counts, node_funnels, run_funnel
+from workflows.counts import Counts
+from workflows.nodes.random_split import branch_for, draw
+
+
+class NodeReport(BaseModel):
+    """One push node's funnel within a run."""
+
+    node_id: str
+    targeted: int  # profiles that reached the node (a ledger row each, sent or not)
+    sent: int  # pushes handed to a provider, whatever it answered
+    delivered: int
+    failed: int  # retries exhausted
+    unknown: int  # sent, the answer never came (may have been delivered)
+    retried: int
+    possible_duplicates: int
+    opened: int  # opened or clicked (opened_rule)
+    clicked: int
+    tokens_invalidated: int
+    postponed: int  # sends held for quiet hours
+    not_sent: dict[str, int]  # reason -> pushes held back
+    opened_rule: str = OPENED_RULE
+
+
+class BranchReport(BaseModel):
+    index: int
+    percent: float
+    next: str | None
+    profiles: int
+    # profiles of the branch that reached the journey's goal (None: the journey has no goal)
+    converted: int | None
+    conversion: float | None
+
+
+class SplitReport(BaseModel):
+    node_id: str
+    # "run counts": counted by the run's workflows as profiles took the branches; "draw": the
+    # run's profiles put through the split's deterministic draw (a triggered run, or a run
+    # still going), which counts profiles that have not reached the split yet too
+    counted_from: str
+    branches: list[BranchReport]
+
+
+class RunReport(BaseModel):
+    run: RunSummary
+    nodes: list[NodeReport]
+    profiles_targeted: int
+    pushes_sent: int
+    delivered: int
+    tokens_invalidated: int
+    opened: int
+    clicked: int
+    goal_reached: int
+    splits: list[SplitReport]
+    opened_rule: str = OPENED_RULE
+
+
+async def run_report(db: Database, run_id: str) -> RunReport:
+    async with db.read() as session:
+        run = await session.get(JourneyRun, run_id)
+        if run is None:
+            raise RunNotFound(f"no run {run_id!r}")
+        journey = JourneyDefinition.model_validate(run.definition)
+        funnels = await node_funnels(session, run_id, [n.id for n in journey.nodes])
+        total = await run_funnel(session, run_id)
+        events = await journey_event_counts(session, run_id)
+        splits = [n for n in journey.nodes if isinstance(n, RandomSplitNode)]
+        profiles: list[str] = []
+        converted: set[str] = set()
+        if splits:
+            profiles = await _run_profiles(session, run_id)
+            converted = set(
+                (
+                    await session.exec(
+                        select(col(JourneyEvent.profile_id))
+                        .where(col(JourneyEvent.run_id) == run_id)
+                        .where(col(JourneyEvent.kind) == "goal")
+                    )
+                ).all()
+            )
+    return RunReport(
+        run=run_summary(run),
+        nodes=[
+            NodeReport(
+                node_id=f.node_id,
+                targeted=f.targeted,
+                sent=f.sent,
+                delivered=f.delivered,
+                failed=f.failed,
+                unknown=f.unknown,
+                retried=f.retried,
+                possible_duplicates=f.possible_duplicates,
+                opened=f.opened,
+                clicked=f.clicked,
+                tokens_invalidated=f.tokens_invalidated,
+                postponed=f.postponed,
+                not_sent=dict(sorted(f.not_sent.items())),
+            )
+            for f in funnels
+        ],
+        profiles_targeted=total.profiles_targeted,
+        pushes_sent=total.pushes_sent,
+        delivered=total.delivered,
+        tokens_invalidated=total.tokens_invalidated,
+        opened=total.opened,
+        clicked=total.clicked,
+        goal_reached=events.get("goal", 0),
+        splits=[
+            _split_report(journey, node, Counts.of(run.summary), profiles, converted)
+            for node in splits
+        ],
+    )
+
+
+async def _run_profiles(session: AsyncSession, run_id: str) -> list[str]:
+    """Every profile the run recorded something for: a ledger row or a journey event."""
+    sent = await session.exec(
+        select(col(Delivery.profile_id)).where(col(Delivery.run_id) == run_id).distinct()
+    )
+    recorded = await session.exec(
+        select(col(JourneyEvent.profile_id)).where(col(JourneyEvent.run_id) == run_id).distinct()
+    )
+    return sorted(set(sent.all()) | set(recorded.all()))
+
+
+def _split_report(
+    journey: JourneyDefinition,
+    node: RandomSplitNode,
+    counts: Counts,
+    profiles: list[str],
+    converted: set[str],
+) -> SplitReport:
+    keys = [Counts.branch_key(node.id, i) for i in range(len(node.branches))]
+    drawn = Counter(branch_for(node, draw(journey.id, node.id, pid)) for pid in profiles)
+    goal = Counter(
+        branch_for(node, draw(journey.id, node.id, pid)) for pid in profiles if pid in converted
+    )
+    counted = any(counts[key] for key in keys)
+    branches = []
+    for index, branch in enumerate(node.branches):
+        size = counts[keys[index]] if counted else drawn[index]
+        reached = goal[index] if journey.goal is not None else None
+        branches.append(
+            BranchReport(
+                index=index,
+                percent=branch.percent,
+                next=branch.next,
+                profiles=size,
+                converted=reached,
+                conversion=(reached / size if reached is not None and size else None),
+            )
+        )
+    return SplitReport(
+        node_id=node.id, counted_from="run counts" if counted else "draw", branches=branches
+    )
