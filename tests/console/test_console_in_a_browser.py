@@ -16,10 +16,10 @@ from tests.console.conftest import artifact, served
 from tests.engine.conftest import APP, PATIENCE_S, SceneFactory, journey, push
 from tidings.api.app import create_app
 from tidings.console.temporal import provide_client
+from tidings.runs.report import run_report
 from tidings.runs.start import save_journey
 from tidings.sim import Answer, Scenario
 from tidings.store.models import Delivery, Device, JourneyRun
-from tidings.store.reports import node_funnels, run_funnel
 
 ADMIN_KEY = "test-admin-key"
 
@@ -42,9 +42,15 @@ async def test_a_designer_runs_watches_checks_and_cancels_a_journey_in_the_brows
         )
         definition = journey(
             push("hello", "Hi {{ first_name }}", next="pause"),
-            {"id": "pause", "type": "delay", "duration": "1h", "next": "bye"},
+            {"id": "pause", "type": "delay", "duration": "1h", "next": "test"},
+            {
+                "id": "test",
+                "type": "random_split",
+                "branches": [{"percent": 50, "next": "bye"}, {"percent": 50}],
+            },
             push("bye", "bye"),
             attributes=["first_name"],
+            goal={"event": "purchased"},
         )
         await save_journey(s.db, definition)
         app = create_app(s.stack.settings, s.db)
@@ -93,14 +99,16 @@ async def test_a_designer_runs_watches_checks_and_cancels_a_journey_in_the_brows
 
             async with s.db.read() as session:
                 run = await session.get(JourneyRun, run_id)
-                assert run is not None
-                assert run.status == "running"
-                funnel = await run_funnel(session, run_id)
-                (hello,) = await node_funnels(session, run_id, ["hello", "pause", "bye"])
-            assert (funnel.pushes_sent, funnel.delivered, funnel.tokens_invalidated) == (3, 2, 1)
+            assert run is not None
+            assert run.status == "running"
+            report = await run_report(s.db, run_id)
+            assert (report.pushes_sent, report.delivered, report.tokens_invalidated) == (3, 2, 1)
             await page.reload()
-            row = page.locator('#funnel tr[data-node="hello"] td')
-            shown = [int(t) for t in await row.all_inner_texts()]
+            (hello,) = report.nodes
+            shown = [
+                int(t)
+                for t in await page.locator('#funnel tr[data-node="hello"] td').all_inner_texts()
+            ]
             assert shown == [
                 hello.targeted,
                 hello.sent,
@@ -109,10 +117,18 @@ async def test_a_designer_runs_watches_checks_and_cancels_a_journey_in_the_brows
                 hello.tokens_invalidated,
                 hello.opened,
                 hello.clicked,
+                sum(hello.not_sent.values()),
             ]
-            assert await cell(page, "#total-sent") == funnel.pushes_sent
-            assert await cell(page, "#total-delivered") == funnel.delivered
-            assert await cell(page, "#total-invalidated") == funnel.tokens_invalidated
+            assert await cell(page, "#total-sent") == report.pushes_sent
+            assert await cell(page, "#total-delivered") == report.delivered
+            assert await cell(page, "#total-invalidated") == report.tokens_invalidated
+            assert await cell(page, "#goal-reached") == report.goal_reached
+            (split,) = report.splits
+            rows = page.locator("#split-test tbody tr")
+            for branch in split.branches:
+                texts = await rows.nth(branch.index).locator("td").all_inner_texts()
+                assert int(texts[1]) == branch.profiles
+                assert int(texts[2]) == branch.converted
             reasons = page.locator("#reasons")
             await expect(reasons).to_contain_text("token_gone")
             await expect(page.locator("svg.chart")).to_be_visible()

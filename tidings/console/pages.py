@@ -17,13 +17,14 @@ from tidings.console.queries import (
     devices_of_profile,
     journeys_with_runs,
     runs_of,
-    timeline_of,
     token_health,
     versions_of,
 )
 from tidings.console.temporal import temporal_client
 from tidings.journeys.model import JourneyDefinition
 from tidings.runs.errors import RunNotFound, StartError
+from tidings.runs.pushes import ProfileNotFound, profile_timeline
+from tidings.runs.report import run_report
 from tidings.store.apps import provider_stop
 from tidings.store.models import App, JourneyRun, JourneyVersion, Profile
 from tidings.store.reports import node_funnels, run_funnel
@@ -131,10 +132,9 @@ async def run(request: Request, run_id: str) -> Response:
         if stored is None:
             return page(request, "missing.html", "No such run", status=404, what=run_id)
         definition = JourneyDefinition.model_validate(stored.definition)
-        order = [node.id for node in definition.nodes]
         funnel = await run_funnel(session, run_id)
-        per_node = await node_funnels(session, run_id, order)
         over_time = await activity_over_time(session, run_id)
+    report = await run_report(state.db, run_id)
     counts = await _node_counts(request, stored, definition)
     graph = _with_counts(draw(definition), counts["nodes"])
     return page(
@@ -148,10 +148,9 @@ async def run(request: Request, run_id: str) -> Response:
         graph=graph,
         counts_url=f"{BASE}/runs/{quote(run_id)}/counts.json",
         funnel=funnel,
-        per_node=per_node,
+        report=report,
         over_time=over_time,
         peak=max([max(b.sent, b.interactions) for b in over_time] or [1]) or 1,
-        splits=[],
         notice=request.query_params.get("notice"),
     )
 
@@ -242,12 +241,14 @@ async def find_profile(request: Request, id: str = "") -> Response:
 async def profile(request: Request, profile_id: str) -> Response:
     if not signed_in(request):
         return to_login(request)
-    async with state_of(request).db.read() as session:
+    db = state_of(request).db
+    try:
+        timeline = list(reversed(await profile_timeline(db, profile_id)))
+    except ProfileNotFound:
+        return page(request, "missing.html", "No such profile", status=404, what=profile_id)
+    async with db.read() as session:
         found = await session.get(Profile, profile_id)
         devices = await devices_of_profile(session, profile_id)
-        timeline = await timeline_of(session, profile_id)
-    if found is None and not timeline:
-        return page(request, "missing.html", "No such profile", status=404, what=profile_id)
     return page(
         request,
         "profile.html",

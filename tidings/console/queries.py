@@ -21,8 +21,6 @@ from tidings.store.models import (
 )
 from tidings.store.reports import ATTEMPTED
 
-TIMELINE_LIMIT = 200
-
 
 async def journeys_with_runs(session: AsyncSession) -> list[dict[str, Any]]:
     journeys = (await session.exec(select(Journey).order_by(col(Journey.id)))).all()
@@ -115,52 +113,6 @@ async def devices_of_profile(session: AsyncSession, profile_id: str) -> list[Dev
         .order_by(col(Device.app_id), col(Device.id))
     )
     return list(found.all())
-
-
-@dataclass
-class TimelineEntry:
-    at: datetime
-    what: str
-    app_id: str | None
-    run_id: str | None
-    node_id: str | None
-    tracking_id: str
-    detail: str
-
-
-async def timeline_of(session: AsyncSession, profile_id: str) -> list[TimelineEntry]:
-    """The profile's pushes (each ledger row) and interactions, newest first."""
-    pushes = await session.exec(
-        select(Delivery)
-        .where(col(Delivery.profile_id) == profile_id)
-        .order_by(col(Delivery.created_at).desc())
-        .limit(TIMELINE_LIMIT)
-    )
-    entries = [
-        TimelineEntry(
-            d.completed_at or d.created_at,
-            f"push {d.status}",
-            d.app_id,
-            d.run_id,
-            d.node_id,
-            d.tracking_id,
-            d.reason or "",
-        )
-        for d in pushes.all()
-    ]
-    touched = await session.exec(
-        select(Interaction)
-        .where(col(Interaction.profile_id) == profile_id)
-        .order_by(col(Interaction.occurred_at).desc())
-        .limit(TIMELINE_LIMIT)
-    )
-    entries += [
-        TimelineEntry(
-            i.occurred_at, str(i.kind), i.app_id, None, i.node_id, i.tracking_id, i.action_id or ""
-        )
-        for i in touched.all()
-    ]
-    return sorted(entries, key=lambda e: e.at, reverse=True)[:TIMELINE_LIMIT]
 
 
 @dataclass

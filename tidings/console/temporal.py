@@ -1,16 +1,15 @@
-"""The Temporal client the console starts, cancels and follows runs with: connected once, on
-first use, as every other command connects (or given by whoever builds the app)."""
+"""The Temporal client the console starts, cancels and follows runs with: the API's own
+(tidings.api.deps.temporal_client, connected on first use), unless whoever builds the app
+hands one over (the demo, tests)."""
 
 from __future__ import annotations
-
-import asyncio
 
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from tidings.temporal.client import connect
-
-_LOCK = asyncio.Lock()
+from tidings.api.deps import ApiState
+from tidings.api.deps import temporal_client as api_temporal_client
+from tidings.api.errors import ApiError
 
 
 def provide_client(app: FastAPI, client: Client) -> None:
@@ -19,16 +18,12 @@ def provide_client(app: FastAPI, client: Client) -> None:
 
 async def temporal_client(app: FastAPI) -> Client | None:
     """The client, or None when no Temporal server answers (pages then show the store's
-    numbers only, and say so)."""
+    numbers only, and a start or cancel says it could not be done)."""
     client: Client | None = getattr(app.state, "console_temporal", None)
     if client is not None:
         return client
-    async with _LOCK:
-        client = getattr(app.state, "console_temporal", None)
-        if client is None:
-            try:
-                client = await asyncio.wait_for(connect(), timeout=5)
-            except Exception:  # no server configured or none answering: the store still is
-                return None
-            app.state.console_temporal = client
-    return client
+    state: ApiState = app.state.tidings
+    try:
+        return await api_temporal_client(state)
+    except ApiError:
+        return None
