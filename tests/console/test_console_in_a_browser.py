@@ -24,6 +24,21 @@ from tidings.store.models import Delivery, Device, JourneyRun
 ADMIN_KEY = "test-admin-key"
 
 
+async def assert_labelled(page: Page) -> None:
+    """Every control a screen reader meets has a name: inputs by their label, buttons by
+    their text, images (the SVG charts) by their title."""
+    unnamed = await page.evaluate(
+        """() => [...document.querySelectorAll(
+                'input:not([type=hidden]), select, textarea, button, svg[role=img]')]
+            .filter(e => {
+                if (e.tagName === 'BUTTON') return !e.textContent.trim();
+                if (e.tagName === 'svg') return !e.getAttribute('aria-labelledby');
+                return !(e.labels && e.labels.length);
+            }).map(e => e.outerHTML.slice(0, 80))"""
+    )
+    assert unnamed == []
+
+
 async def cell(page: Page, selector: str) -> int:
     return int((await page.inner_text(selector)).split()[0])
 
@@ -70,8 +85,10 @@ async def test_a_designer_runs_watches_checks_and_cancels_a_journey_in_the_brows
             await expect(page.get_by_role("alert")).to_contain_text("That is not the admin key")
             await page.screenshot(path=artifact(f"login-wrong-key-{store}"), full_page=True)
 
-            await page.get_by_label("Admin key").fill(ADMIN_KEY)
-            await page.get_by_role("button", name="Log in").click()
+            # by keyboard only: the key field has the focus, Enter submits
+            await page.get_by_label("Admin key").fill("")
+            await page.keyboard.type(ADMIN_KEY)
+            await page.keyboard.press("Enter")
             await expect(page.get_by_role("heading", name="Journeys")).to_be_visible()
             await page.screenshot(path=artifact(f"journeys-{store}"), full_page=True)
 
@@ -133,6 +150,16 @@ async def test_a_designer_runs_watches_checks_and_cancels_a_journey_in_the_brows
             await expect(reasons).to_contain_text("token_gone")
             await expect(page.locator("svg.chart")).to_be_visible()
             await page.screenshot(path=artifact(f"run-{store}"), full_page=True)
+            await assert_labelled(page)
+
+            # every push, its outcome: the one whose token is gone among them
+            await page.get_by_role("link", name=re.compile("Every push of this run")).click()
+            assert await page.locator("#pushes tbody tr").count() == report.pushes_sent
+            await page.get_by_label("Outcome").select_option("token_gone")
+            await page.get_by_role("button", name="Show").click()
+            await expect(page.locator("#pushes tbody tr")).to_have_count(1)
+            await expect(page.locator("#pushes")).to_contain_text("cyd")
+            await page.screenshot(path=artifact(f"pushes-{store}"), full_page=True)
 
             # a profile: its devices, the invalidated one saying why, and its timeline
             await page.get_by_label("Profile id").fill("cyd")

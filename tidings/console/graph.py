@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from tidings.journeys.model import JourneyDefinition, PushNode
 from tidings.journeys.validation import edges
 
-NODE_W = 230
+NODE_W = 250
 NODE_H = 64
 GAP_X = 60
 GAP_Y = 26

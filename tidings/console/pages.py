@@ -23,7 +23,7 @@ from tidings.console.queries import (
 from tidings.console.temporal import temporal_client
 from tidings.journeys.model import JourneyDefinition
 from tidings.runs.errors import RunNotFound, StartError
-from tidings.runs.pushes import ProfileNotFound, profile_timeline
+from tidings.runs.pushes import ProfileNotFound, profile_timeline, run_pushes
 from tidings.runs.report import run_report
 from tidings.store.apps import provider_stop
 from tidings.store.models import App, JourneyRun, JourneyVersion, Profile
@@ -152,6 +152,40 @@ async def run(request: Request, run_id: str) -> Response:
         over_time=over_time,
         peak=max([max(b.sent, b.interactions) for b in over_time] or [1]) or 1,
         notice=request.query_params.get("notice"),
+    )
+
+
+PUSHES_PAGE = 50
+
+
+@router.get("/runs/{run_id}/pushes")
+async def pushes(
+    request: Request, run_id: str, after: int | None = None, outcome: str = ""
+) -> Response:
+    """The run's pushes, a page at a time: profile, device, tracking id, outcome."""
+    if not signed_in(request):
+        return to_login(request)
+    try:
+        rows = await run_pushes(
+            state_of(request).db,
+            run_id,
+            after=after,
+            limit=PUSHES_PAGE + 1,
+            outcome=outcome or None,
+        )
+    except RunNotFound:
+        return page(request, "missing.html", "No such run", status=404, what=run_id)
+    more = len(rows) > PUSHES_PAGE
+    rows = rows[:PUSHES_PAGE]
+    return page(
+        request,
+        "pushes.html",
+        f"Pushes of run {run_id}",
+        section="journeys",
+        run_id=run_id,
+        pushes=rows,
+        outcome=outcome,
+        next_after=rows[-1].id if more and rows else None,
     )
 
 
