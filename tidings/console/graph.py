@@ -89,6 +89,8 @@ def draw(definition: JourneyDefinition) -> DrawnGraph:
             y=MARGIN + row * (NODE_H + GAP_Y),
         )
     drawn_edges = []
+    # loops back run under every node, so they cross none
+    below = max(n.y for n in placed.values()) + NODE_H + GAP_Y // 2
     for node in definition.nodes:
         source = placed[node.id]
         for exit_name, target_id in edges(node):
@@ -98,9 +100,8 @@ def draw(definition: JourneyDefinition) -> DrawnGraph:
             x1, y1 = source.x + NODE_W, source.y + NODE_H // 2
             x2, y2 = target.x, target.y + NODE_H // 2
             if x2 <= x1:  # a loop back: around below the nodes
-                bottom = max(source.y, target.y) + NODE_H + GAP_Y // 2
-                path = f"M{x1},{y1} C{x1 + 40},{bottom} {x2 - 40},{bottom} {x2},{y2}"
-                label_x, label_y = (x1 + x2) // 2, bottom
+                path = f"M{x1},{y1} C{x1 + 60},{below + GAP_Y} {x2 - 60},{below + GAP_Y} {x2},{y2}"
+                label_x, label_y = (x1 + x2) // 2, below
             else:
                 middle = (x1 + x2) // 2
                 path = f"M{x1},{y1} C{middle},{y1} {middle},{y2} {x2},{y2}"
@@ -110,5 +111,5 @@ def draw(definition: JourneyDefinition) -> DrawnGraph:
                 DrawnEdge(node.id, target_id, label.replace(".next", ""), path, label_x, label_y)
             )
     width = MARGIN * 2 + (max(columns.values(), default=0) + 1) * (NODE_W + GAP_X)
-    height = MARGIN * 2 + max(rows.values(), default=1) * (NODE_H + GAP_Y) + GAP_Y
+    height = below + GAP_Y * 2
     return DrawnGraph(list(placed.values()), drawn_edges, width, height)
