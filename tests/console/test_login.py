@@ -4,6 +4,8 @@ limit on failed attempts as the API's keys; and the OpenAPI page's assets served
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -12,7 +14,9 @@ import pytest
 from tests.api.conftest import Api, serving
 from tidings.api.throttle import FailedAuthentications
 from tidings.console.session import COOKIE, new_session, valid_session
+from tidings.store.apps import stop_sends
 from tidings.store.db import Database
+from tidings.store.models import App
 
 ADMIN_KEY = "test-admin-key"
 
@@ -109,3 +113,36 @@ async def test_the_openapi_page_loads_nothing_from_another_host(api: Api) -> Non
             assert served.status_code == 200
             assert len(served.content) > 10_000
         assert (await visitor.get("/console/static/console.css")).status_code == 200
+
+
+@asynccontextmanager
+async def signed_in(api: Api) -> AsyncIterator[httpx.AsyncClient]:
+    async with browser(api) as visitor:
+        answer = await visitor.post("/console/login", data={"key": ADMIN_KEY})
+        assert answer.status_code == 303
+        yield visitor
+
+
+async def test_the_app_page_shows_a_stopped_provider_and_why(api: Api) -> None:
+    await api.create_app("shop", with_credentials=True)
+    async with api.db.write() as session:
+        app = await session.get(App, "shop")
+        assert app is not None
+        await stop_sends(session, app, "apns", "403 InvalidProviderToken", datetime.now(UTC))
+    async with signed_in(api) as visitor:
+        page = await visitor.get("/console/apps/shop")
+    assert page.status_code == 200
+    providers = page.text.split('id="providers"')[1].split("</table>")[0]
+    apns, fcm = providers.split('<th scope="row">')[1:]
+    assert "stopped" in apns
+    assert "403 InvalidProviderToken" in apns
+    assert "running" in fcm
+
+
+async def test_pages_of_what_does_not_exist_answer_404(api: Api) -> None:
+    async with signed_in(api) as visitor:
+        for path in ("/console/runs/nope", "/console/journeys/nope", "/console/apps/nope"):
+            answer = await visitor.get(path)
+            assert answer.status_code == 404, path
+            assert "Nothing is stored under" in answer.text
+        assert (await visitor.get("/console/profiles/nobody")).status_code == 404
