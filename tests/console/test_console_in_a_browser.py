@@ -51,6 +51,8 @@ async def test_a_designer_runs_watches_checks_and_cancels_a_journey_in_the_brows
         await s.profile("ann", attributes={"first_name": "Ann"})
         await s.profile("bob", attributes={"first_name": "Bob"})
         (gone,) = await s.profile("cyd", attributes={"first_name": "Cyd"})
+        # no first_name: the template fails for this profile alone, the reason shown
+        await s.profile("dee", attributes={})
         gone_at_ms = int(time.time() * 1000) + 60_000  # after its registration: gone for good
         s.sims.apns.set_scenario(
             Scenario(scripted={gone: [Answer(reason="Unregistered", timestamp_ms=gone_at_ms)]})
@@ -111,7 +113,7 @@ async def test_a_designer_runs_watches_checks_and_cancels_a_journey_in_the_brows
             run_id = page.url.rsplit("/", 1)[1]
             # the graph refreshes itself: the profiles reach the delay and wait there
             await expect(page.locator('[data-counts-for="pause"]')).to_contain_text(
-                "here 3", timeout=PATIENCE_S * 1000
+                "here 4", timeout=PATIENCE_S * 1000
             )
 
             async with s.db.read() as session:
@@ -148,13 +150,17 @@ async def test_a_designer_runs_watches_checks_and_cancels_a_journey_in_the_brows
                 assert int(texts[2]) == branch.converted
             reasons = page.locator("#reasons")
             await expect(reasons).to_contain_text("token_gone")
+            (template_error,) = hello.not_sent
+            assert template_error.startswith("template error: ")
+            await expect(reasons).to_contain_text(f"not sent: {template_error}")
             await expect(page.locator("svg.chart")).to_be_visible()
             await page.screenshot(path=artifact(f"run-{store}"), full_page=True)
             await assert_labelled(page)
 
             # every push, its outcome: the one whose token is gone among them
             await page.get_by_role("link", name=re.compile("Every push of this run")).click()
-            assert await page.locator("#pushes tbody tr").count() == report.pushes_sent
+            ledger_rows = sum(n.sent + sum(n.not_sent.values()) for n in report.nodes)
+            assert await page.locator("#pushes tbody tr").count() == ledger_rows == 4
             await page.get_by_label("Outcome").select_option("token_gone")
             await page.get_by_role("button", name="Show").click()
             await expect(page.locator("#pushes tbody tr")).to_have_count(1)
@@ -182,7 +188,7 @@ async def test_a_designer_runs_watches_checks_and_cancels_a_journey_in_the_brows
             # the app: providers running, the invalid-token rate of its devices
             await page.goto(f"{api.url}/console/apps/{APP}")
             await expect(page.locator("#providers")).to_contain_text("running")
-            await expect(page.locator("#token-health")).to_contain_text("33.3 %")
+            await expect(page.locator("#token-health")).to_contain_text("25.0 %")  # 1 of 4
             await page.get_by_role("button", name="Check the credentials now").click()
             await expect(page.locator("#check-result")).to_contain_text("apns")
             await page.screenshot(path=artifact(f"app-{store}"), full_page=True)
