@@ -136,6 +136,7 @@ def _announce_stack(stack: StackAddresses) -> None:
         f"tidings up · state in {stack.home.resolve()}",
         f"  API            {stack.api}",
         f"  OpenAPI docs   {stack.docs}",
+        f"  console        {stack.api}/console  (log in with the admin key)",
         f"  Temporal       {temporal.address}  ({owner})",
     ]
     if temporal.ui_address:
