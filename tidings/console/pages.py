@@ -7,9 +7,11 @@ from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlmodel import col, select
 from temporalio.client import Client
 
 from tidings.api.errors import ApiError
+from tidings.api.routers.apps import check_app
 from tidings.console.graph import DrawnGraph, draw
 from tidings.console.mount import BASE, page, signed_in, state_of, to_login
 from tidings.console.queries import (
@@ -22,9 +24,13 @@ from tidings.console.queries import (
 )
 from tidings.console.temporal import temporal_client
 from tidings.journeys.model import JourneyDefinition
+from tidings.journeys.predicates import parse_where
+from tidings.runs.cancel import cancel_run
 from tidings.runs.errors import RunNotFound, StartError
 from tidings.runs.pushes import ProfileNotFound, profile_timeline, run_pushes
 from tidings.runs.report import run_report
+from tidings.runs.start import AudienceChoice, start_run
+from tidings.runs.view import run_view
 from tidings.store.apps import provider_stop
 from tidings.store.models import App, JourneyRun, JourneyVersion, Profile
 from tidings.store.reports import node_funnels, run_funnel
@@ -88,9 +94,6 @@ async def journey_version(request: Request, journey_id: str, version: int) -> Re
 async def start(request: Request, journey_id: str, version: int) -> Response:
     """Start the version for every profile with a valid device in its app (narrowed by the
     form's attribute filters, one per line)."""
-    from tidings.journeys.predicates import parse_where
-    from tidings.runs.start import AudienceChoice, start_run
-
     if not signed_in(request):
         return to_login(request)
     form = parse_qs((await request.body())[:FORM_LIMIT].decode(errors="replace"))
@@ -207,8 +210,6 @@ async def _node_counts(
 ) -> dict[str, Any]:
     """Per node: profiles standing there now (from the running workflows, when Temporal
     answers) and, on push nodes, the ledger's targeted, sent, delivered and opened."""
-    from tidings.runs.view import run_view
-
     state = state_of(request)
     order = [node.id for node in definition.nodes]
     async with state.db.read() as session:
@@ -249,8 +250,6 @@ def _with_counts(graph: DrawnGraph, counts: dict[str, dict[str, int]]) -> DrawnG
 
 @router.post("/runs/{run_id}/cancel")
 async def cancel(request: Request, run_id: str) -> Response:
-    from tidings.runs.cancel import cancel_run
-
     if not signed_in(request):
         return to_login(request)
     target = f"{BASE}/runs/{quote(run_id)}"
@@ -295,8 +294,6 @@ async def profile(request: Request, profile_id: str) -> Response:
 
 @router.get("/apps")
 async def apps(request: Request) -> Response:
-    from sqlmodel import col, select
-
     if not signed_in(request):
         return to_login(request)
     async with state_of(request).db.read() as session:
@@ -328,8 +325,6 @@ async def app(request: Request, app_id: str) -> Response:
 @router.post("/apps/{app_id}/check")
 async def check(request: Request, app_id: str) -> Response:
     """Check the stored credentials with the providers now, as POST /v1/apps/{app}/check."""
-    from tidings.api.routers.apps import check_app
-
     if not signed_in(request):
         return to_login(request)
     state = state_of(request)
