@@ -208,4 +208,15 @@ async def test_a_designer_runs_watches_checks_and_cancels_a_journey_in_the_brows
             await expect(page.locator("#run-status")).to_have_text("cancelled")
             await expect(page.get_by_role("button", name="Cancel this run")).to_have_count(0)
             await page.screenshot(path=artifact(f"run-cancelled-{store}"), full_page=True)
+
+            # a filter that matches no one is refused, saying why; a list starts for it alone
+            await page.goto(f"{api.url}/console/journeys/{definition.id}")
+            await page.get_by_label(re.compile("Audience filters")).fill("first_name=Nobody")
+            await page.get_by_role("button", name="Start version 1").click()
+            await expect(page.get_by_role("status")).to_contain_text("no profile matches")
+            await page.get_by_label(re.compile("Profile ids")).fill("ann, bob")
+            await page.get_by_role("button", name="Start version 1").click()
+            await expect(page.locator('[data-counts-for="pause"]')).to_contain_text("here 2")
+            await page.get_by_role("button", name="Cancel this run").click()
+            await expect(page.get_by_role("status").first).to_contain_text("Cancelled")
             await browser.close()

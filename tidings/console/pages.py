@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -92,8 +93,9 @@ async def journey_version(request: Request, journey_id: str, version: int) -> Re
 
 @router.post("/journeys/{journey_id}/versions/{version}/start")
 async def start(request: Request, journey_id: str, version: int) -> Response:
-    """Start the version for every profile with a valid device in its app (narrowed by the
-    form's attribute filters, one per line)."""
+    """Start the version for the listed profiles, or every profile with a valid device in its
+    app (the journey's audience when it names one), narrowed by the form's attribute filters
+    (one per line)."""
     if not signed_in(request):
         return to_login(request)
     form = parse_qs((await request.body())[:FORM_LIMIT].decode(errors="replace"))
@@ -107,6 +109,11 @@ async def start(request: Request, journey_id: str, version: int) -> Response:
     if stored is None:
         return page(request, "missing.html", "No such version", status=404, what=journey_id)
     lines = (form.get("where") or [""])[0].splitlines()
+    listed = [
+        item.strip()
+        for item in re.split(r"[\s,]+", (form.get("profiles") or [""])[0])
+        if item.strip()
+    ]
     try:
         where = [parse_where(line.strip()) for line in lines if line.strip()]
         started = await start_run(
@@ -114,7 +121,7 @@ async def start(request: Request, journey_id: str, version: int) -> Response:
             state.db,
             state.settings,
             JourneyDefinition.model_validate(stored.definition),
-            audience=AudienceChoice(where=where),
+            audience=AudienceChoice(profile_ids=listed, where=where),
         )
     except (StartError, ValueError) as error:
         return _back(back, f"The run was not started: {error}")
