@@ -30,3 +30,14 @@ def test_the_push_senders_do_not_reach_into_the_store() -> None:
         "import tidings.push.apns, tidings.push.fcm, tidings.push.check, tidings.push.registry"
     )
     assert not {m for m in loaded if m.startswith("tidings.store")}
+
+
+def test_the_runs_service_layer_needs_neither_the_worker_nor_the_provider_sdks() -> None:
+    """The API and the console start, cancel and report runs through it."""
+    loaded = loaded_after(
+        "import tidings.runs.start, tidings.runs.cancel, tidings.runs.view, tidings.runs.report,"
+        " tidings.runs.journeys, tidings.runs.listing, tidings.runs.pushes, tidings.runs.triggers"
+    )
+    assert not {"aioapns", "firebase_admin", "tidings.worker.resources", "activities.delivery"} & (
+        loaded
+    )

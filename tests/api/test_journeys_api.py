@@ -4,13 +4,18 @@ and enabling, inspecting and disabling a journey that starts on an event."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
+import pytest
+import yaml
 from typer.testing import CliRunner
 
 from tests.api.conftest import Api
 from tidings.cli.app import app as cli
+from tidings.store.journeys import create_run, finish_run
+from tidings.store.models import RunStatus
 
 WELCOME = """
 id: welcome
@@ -145,6 +150,15 @@ async def test_a_triggered_journey_is_enabled_inspected_and_disabled(api: Api) -
     assert again["earlier_runs"] == [state["run_id"]]
     listed = (await api.admin.get("/v1/triggers")).json()["items"]
     assert [(t["journey_id"], t["run_id"]) for t in listed] == [("onboarding", again["run_id"])]
+    env = {
+        "TIDINGS_HOME": str(api.settings.home),
+        "TIDINGS_DATABASE_URL": api.db.url,
+    }
+    shown = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["triggers", "show", "onboarding", "--json"], env=env
+    )
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout) == listed[0]
     superseded = (await api.admin.get("/v1/runs", params={"status": "completed"})).json()
     assert [r["id"] for r in superseded["items"]] == [state["run_id"]]
 
@@ -155,6 +169,11 @@ async def test_a_triggered_journey_is_enabled_inspected_and_disabled(api: Api) -
     twice = await api.admin.post("/v1/triggers/onboarding/disable")
     assert twice.status_code == 409
     assert twice.json()["error"]["code"] == "not_enabled"
+    from_cli = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["triggers", "disable", "onboarding"], env=env
+    )
+    assert from_cli.exit_code == 1
+    assert "is not enabled" in from_cli.output
 
     assert (await api.admin.post("/v1/journeys", content=WELCOME, headers=YAML)).status_code == 201
     no_trigger = await api.admin.post("/v1/triggers/welcome/enable")
@@ -164,3 +183,30 @@ async def test_a_triggered_journey_is_enabled_inspected_and_disabled(api: Api) -
     assert unknown.status_code == 404
     wrong_version = await api.admin.post("/v1/triggers/onboarding/enable", json={"version": 9})
     assert wrong_version.status_code == 404
+
+
+async def test_without_temporal_ended_runs_are_read_and_moving_ones_answer_503(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TEMPORAL_ADDRESS", raising=False)
+    definition = yaml.safe_load(WELCOME)
+    async with api.db.write() as session:
+        for run_id, finished in (("run-welcome-ended", True), ("run-welcome-moving", False)):
+            await create_run(session, run_id=run_id, definition=definition, version=None, entry={})
+            if finished:
+                await finish_run(session, run_id, RunStatus.COMPLETED.value, {"profiles": 3})
+
+    ended = await api.admin.get("/v1/runs/run-welcome-ended")
+    assert ended.status_code == 200
+    assert (ended.json()["status"], ended.json()["counts"]) == ("completed", {"profiles": 3})
+    cancel_ended = await api.admin.post("/v1/runs/run-welcome-ended/cancel")
+    assert cancel_ended.json()["already_finished"] is True
+
+    for answer in (
+        await api.admin.get("/v1/runs/run-welcome-moving"),
+        await api.admin.post("/v1/runs/run-welcome-moving/cancel"),
+        await api.admin.post("/v1/runs", json={"journey_id": "welcome"}),
+    ):
+        assert answer.status_code == 503
+        assert answer.json()["error"]["code"] == "temporal_unavailable"
+        assert "TEMPORAL_ADDRESS" in answer.json()["error"]["message"]

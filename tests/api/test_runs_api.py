@@ -187,6 +187,11 @@ async def test_a_run_over_the_api_and_the_cli_gives_the_same_numbers(
         assert cli_runs == listed.json()["items"]
         cli_journeys = await asyncio.to_thread(cli_json, env, "journeys", "list")
         assert cli_journeys == (await http.get("/v1/journeys")).json()["items"]
+        cli_journey = await asyncio.to_thread(cli_json, env, "journeys", "show", "spring")
+        assert cli_journey == (await http.get("/v1/journeys/spring")).json()
+        assert cli_journey["runs"] == 1
+        cli_pushes = await asyncio.to_thread(cli_json, env, "runs", "pushes", run_id)
+        assert cli_pushes == pushes
 
 
 async def test_starting_names_what_is_wrong(

@@ -4,6 +4,7 @@ stack: start from a file or a stored id, list runs, watch a run, report it, canc
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
@@ -134,3 +135,54 @@ async def test_names_and_csv_cells_print_as_they_are(scene: SceneFactory, tmp_pa
         listed = await invoke(s, tidings_cli, "journeys", "list")
         assert listed.exit_code == 0, listed.exception
         assert "Sale [bold]now[/bold] :fire: [/red]" in listed.output
+
+
+async def test_read_commands_print_json_and_status_follows_only_when_asked(
+    scene: SceneFactory, tmp_path: Path
+) -> None:
+    """Off a terminal, `status` shows the run once (a running run too) unless `--follow`;
+    `--json` prints what the API answers; run ids print whole however narrow the terminal; a
+    filter that matches no profile starts nothing and exits 1."""
+    async with scene() as s:
+        await s.profile("ada", attributes={"first_name": "Ada"})
+        (tmp_path / "slow.yaml").write_text(SLOW)
+        nobody = await invoke(
+            s, starter, "start", str(tmp_path / "slow.yaml"), "--where", "first_name=Zed"
+        )
+        assert nobody.exit_code == 1
+        assert "no profile matches" in nobody.output
+        slow = await invoke(s, starter, "start", str(tmp_path / "slow.yaml"), "--no-wait")
+        slow_id = run_id_in(slow.output)
+        await s.delivered(slow_id, "hello", "ada")
+
+        once = await invoke(s, starter, "status", slow_id)  # not a terminal: no following
+        assert once.exit_code == 0, once.output
+        assert slow_id in once.output
+        assert "running" in once.output
+        as_json = await invoke(s, tidings_cli, "runs", "status", slow_id, "--json")
+        view = json.loads(as_json.stdout)
+        assert (view["run_id"], view["status"], view["positions"]) == (
+            slow_id,
+            "running",
+            {"pause": 1},
+        )
+
+        settings = s.stack.settings
+        narrow = await asyncio.to_thread(
+            CliRunner().invoke,
+            tidings_cli,
+            ["runs", "list"],
+            env={
+                "TIDINGS_HOME": str(settings.home),
+                "TIDINGS_DATABASE_URL": settings.resolved_database_url,
+                "COLUMNS": "60",
+            },
+        )
+        assert slow_id in narrow.output, narrow.output
+        listed = await invoke(s, tidings_cli, "runs", "list", "--status", "running", "--json")
+        assert [r["id"] for r in json.loads(listed.stdout)] == [slow_id]
+
+        cancelled = await invoke(s, starter, "cancel", slow_id)
+        assert cancelled.exit_code == 0, cancelled.output
+        report = await invoke(s, tidings_cli, "runs", "report", slow_id, "--json")
+        assert json.loads(report.stdout)["run"]["status"] == "cancelled"

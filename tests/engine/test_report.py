@@ -11,8 +11,11 @@ from rich.console import Console
 
 from tests.engine.conftest import SceneFactory, journey, push
 from tidings.cli.runs import report
+from tidings.journeys.model import RandomSplitNode
+from tidings.runs.report import run_report
 from tidings.sim import Answer, Scenario
 from tidings.store.reports import OPENED_RULE, run_funnel
+from workflows.nodes.random_split import branch_for, draw
 
 
 async def test_the_report_shows_failed_sends_per_node(scene: SceneFactory) -> None:
@@ -132,3 +135,44 @@ async def test_opened_counts_a_click_as_the_journey_does(scene: SceneFactory) ->
         r"welcome\s+│\s+4\s+│\s+4\s+│\s+4\s+│\s+0\s+│\s+0\s+│\s+0\s+│\s+3\s+│\s+2\s+│", text
     ), text
     assert OPENED_RULE in " ".join(text.split())
+
+
+async def test_split_branches_report_their_size_and_conversion_to_the_goal(
+    scene: SceneFactory,
+) -> None:
+    """Each random_split branch: how many profiles took it (the run's own counts) and how
+    many of them reached the journey's goal."""
+    async with scene() as s:
+        profiles = [f"shopper-{n}" for n in range(6)]
+        for profile in profiles:
+            await s.profile(profile)
+        definition = journey(
+            {
+                "id": "split",
+                "type": "random_split",
+                "branches": [{"percent": 50, "next": "a"}, {"percent": 50, "next": "b"}],
+            },
+            push("a", next="pause"),
+            push("b", next="pause"),
+            {"id": "pause", "type": "delay", "duration": "3s"},
+            goal={"event": "purchased"},
+        )
+        split = definition.node("split")
+        assert isinstance(split, RandomSplitNode)
+        branch_of = {p: branch_for(split, draw(definition.id, "split", p)) for p in profiles}
+        started = await s.start(definition, profiles)
+        buyer = profiles[0]
+        await s.delivered(started.run_id, "ab"[branch_of[buyer]], buyer)
+        assert (await s.event(buyer, "purchased"))["signalled"] == 1
+        await s.finish(started)
+        found = await run_report(s.db, started.run_id)
+
+    [report_of_split] = found.splits
+    assert report_of_split.counted_from == "run counts"
+    sizes = [b.profiles for b in report_of_split.branches]
+    assert sizes == [list(branch_of.values()).count(i) for i in (0, 1)]
+    converted = [b.converted for b in report_of_split.branches]
+    assert converted == [1 if i == branch_of[buyer] else 0 for i in (0, 1)]
+    bought = report_of_split.branches[branch_of[buyer]]
+    assert bought.conversion == 1 / bought.profiles
+    assert found.goal_reached == 1

@@ -150,3 +150,24 @@ def test_files_load_from_yaml(tmp_path: Path) -> None:
     path.write_text("id: [")
     with pytest.raises(JourneyInvalid, match="file"):
         load_definition(path)
+
+
+def test_a_journey_names_its_audience_and_a_triggered_one_cannot() -> None:
+    base = {
+        "id": "sale",
+        "name": "Sale",
+        "app": "shop",
+        "nodes": [{"id": "hello", "type": "push", "content": {"title": "t", "body": "b"}}],
+    }
+    journey = parse_definition(base | {"audience": {"where": ["plan=pro", "age>=18"]}})
+    assert journey.audience is not None
+    assert [(p.attribute, p.op, p.value) for p in journey.audience.where] == [
+        ("plan", "eq", "pro"),
+        ("age", "gte", 18),
+    ]
+    with pytest.raises(JourneyInvalid) as bad_filter:
+        parse_definition(base | {"audience": {"where": ["plan"]}})
+    assert [(i.node, i.field) for i in bad_filter.value.issues] == [(None, "audience.where.0")]
+    with pytest.raises(JourneyInvalid) as triggered:
+        parse_definition(base | {"trigger": {"event": "signed_up"}, "audience": {"app": "shop"}})
+    assert [(i.node, i.field) for i in triggered.value.issues] == [(None, "audience")]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,7 +21,11 @@ from tidings.settings import Settings
 if TYPE_CHECKING:
     from tidings.journeys.model import JourneyDefinition
     from tidings.journeys.validation import JourneyIssue
+    from tidings.runs.triggers import TriggerState
     from tidings.stack import StackAddresses
+    from tidings.store.db import Database
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="tidings: push-notification journeys on Temporal.",
@@ -31,15 +36,20 @@ db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
 journeys_app = typer.Typer(help="Journey definitions.", no_args_is_help=True)
 apps_app = typer.Typer(help="Apps and their provider credentials.", no_args_is_help=True)
 runs_app = typer.Typer(help="Journey runs: list, status, cancel, report.", no_args_is_help=True)
+triggers_app = typer.Typer(
+    help="Journeys that start on an event: list, show, enable, disable.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(journeys_app, name="journeys")
 app.add_typer(apps_app, name="apps")
 app.add_typer(runs_app, name="runs")
+app.add_typer(triggers_app, name="triggers")
 app.command()(designer_cli.start)
 runs_app.command("list")(designer_cli.runs)
 runs_app.command("status")(designer_cli.status)
 runs_app.command("cancel")(designer_cli.cancel)
 runs_app.command("report")(designer_cli.report)
+runs_app.command("pushes")(designer_cli.pushes)
 console = Console()
 errors = Console(stderr=True)
 
@@ -412,6 +422,138 @@ def journeys_list(
             f"{journey.updated_at:%Y-%m-%d %H:%M}",
         )
     console.print(table)
+
+
+@journeys_app.command("show")
+def journeys_show(
+    journey_id: Annotated[str, typer.Argument(help="the journey's id")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print JSON (what the API answers)")
+    ] = False,
+) -> None:
+    """A stored journey with its versions (newest first) and its number of runs."""
+    from rich.table import Table
+
+    from tidings.cli.runs import print_json
+    from tidings.runs.journeys import JourneyDetail, get_journey
+    from tidings.stack import store_only
+
+    settings = _settings()
+
+    async def read() -> JourneyDetail | None:
+        async with store_only(settings) as database:
+            return await get_journey(database, journey_id)
+
+    found = asyncio.run(read())
+    if found is None:
+        errors.print(problem(f"no journey {journey_id!r} in the store"))
+        raise typer.Exit(1)
+    if as_json:
+        print_json(console, found.model_dump_json(indent=2))
+        return
+    table = Table(
+        title=Text(f"journey {found.id} · {found.name} · {found.runs} runs"), header_style="bold"
+    )
+    for column in ("version", "saved", "nodes"):
+        table.add_column(column)
+    for version in found.versions:
+        nodes = ", ".join(str(n.get("id")) for n in version.definition.get("nodes", []))
+        table.add_row(str(version.version), f"{version.created_at:%Y-%m-%d %H:%M}", Text(nodes))
+    console.print(table)
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON (what the API answers)")]
+
+
+def _trigger_command(step: Callable[[Database], Awaitable[T]]) -> T:
+    """Run a triggers command on the store; what a designer can fix is one line, exit 1."""
+    from tidings.runs.errors import StartError
+    from tidings.runs.triggers import TriggerNotFound
+    from tidings.stack import store_only
+
+    settings = _settings()
+
+    async def go() -> T:
+        async with store_only(settings) as database:
+            return await step(database)
+
+    try:
+        return asyncio.run(go())
+    except (StartError, TriggerNotFound) as error:
+        errors.print(problem(error, "cannot do that:"))
+        raise typer.Exit(1) from None
+
+
+def _print_triggers(states: list[TriggerState], as_json: bool) -> None:
+    from pydantic import TypeAdapter
+    from rich.table import Table
+
+    from tidings.cli.runs import print_json
+
+    if as_json:
+        print_json(console, TypeAdapter(list[TriggerState]).dump_json(states, indent=2))
+        return
+    table = Table(title="triggered journeys", header_style="bold")
+    width = max((len(s.run_id) for s in states), default=3)
+    for column in ("journey", "event", "enabled", "version", "entered", "run"):
+        table.add_column(
+            column, no_wrap=column == "run", min_width=width if column == "run" else None
+        )
+    for state in states:
+        table.add_row(
+            Text(state.journey_id),
+            Text(state.event),
+            "yes" if state.enabled else "no",
+            str(state.journey_version or ""),
+            str(state.profiles_entered),
+            Text(state.run_id),
+        )
+    console.print(table)
+
+
+@triggers_app.command("list")
+def triggers_list(as_json: JsonFlag = False) -> None:
+    """Every journey ever enabled on its event, and whether it takes entries now."""
+    from tidings.runs.triggers import list_triggers
+
+    _print_triggers(_trigger_command(list_triggers), as_json)
+
+
+@triggers_app.command("show")
+def triggers_show(
+    journey_id: Annotated[str, typer.Argument(help="the journey's id")], as_json: JsonFlag = False
+) -> None:
+    """One triggered journey: enabled or not, its activation run, profiles entered."""
+    from tidings.runs.triggers import trigger_state
+
+    state = _trigger_command(lambda db: trigger_state(db, journey_id))
+    if as_json:
+        from tidings.cli.runs import print_json
+
+        print_json(console, state.model_dump_json(indent=2))
+        return
+    _print_triggers([state], False)
+
+
+@triggers_app.command("enable")
+def triggers_enable(
+    journey_id: Annotated[str, typer.Argument(help="a stored journey's id")],
+    version: Annotated[int | None, typer.Option(help="default: the latest")] = None,
+) -> None:
+    """From now on the journey's event starts it for the event's profile."""
+    from tidings.runs.triggers import enable_trigger
+
+    state = _trigger_command(lambda db: enable_trigger(db, journey_id, version))
+    console.print(success(f"journey {journey_id!r} starts on {state.event!r}: run {state.run_id}"))
+
+
+@triggers_app.command("disable")
+def triggers_disable(journey_id: Annotated[str, typer.Argument(help="the journey's id")]) -> None:
+    """No new entries; entries in flight finish (cancel the run to stop them too)."""
+    from tidings.runs.triggers import disable_trigger
+
+    _trigger_command(lambda db: disable_trigger(db, journey_id))
+    console.print(success(f"journey {journey_id!r} takes no new entries"))
 
 
 @apps_app.command("check")

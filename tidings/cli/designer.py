@@ -160,6 +160,20 @@ def report(
     _run(report_run(_settings(), run_id, console, as_json=as_json))
 
 
+def pushes(
+    run_id: Annotated[str, typer.Argument(help="the run's id")],
+    outcome: Annotated[
+        str | None, typer.Option(help="only pushes of this outcome: delivered, failed, ...")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    as_json: JsonOutput = False,
+) -> None:
+    """A run's pushes: profile, device, tracking id, outcome and reason."""
+    from tidings.cli.runs import list_pushes
+
+    _run(list_pushes(_settings(), run_id, console, outcome=outcome, limit=limit, as_json=as_json))
+
+
 def register(app: typer.Typer) -> None:
     """Add the commands to a Typer app."""
     app.command()(start)

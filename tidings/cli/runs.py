@@ -19,6 +19,7 @@ from tidings.runs.cancel import cancel_run
 from tidings.runs.errors import RunNotFound, StartError
 from tidings.runs.listing import RunSummary
 from tidings.runs.listing import list_runs as runs_listed
+from tidings.runs.pushes import PushRecord, run_pushes
 from tidings.runs.report import RunReport, run_report
 from tidings.runs.start import AudienceChoice, activate_trigger, load_stored, start_run
 from tidings.runs.view import RunView, run_view
@@ -224,6 +225,36 @@ async def list_runs(
         )
     console.print(table)
     return runs
+
+
+async def list_pushes(
+    settings: Settings,
+    run_id: str,
+    console: Console,
+    *,
+    outcome: str | None = None,
+    limit: int = 100,
+    as_json: bool = False,
+) -> list[PushRecord]:
+    async with store_only(settings) as database:
+        found = await run_pushes(database, run_id, outcome=outcome, limit=limit)
+    if as_json:
+        print_json(console, TypeAdapter(list[PushRecord]).dump_json(found, indent=2))
+        return found
+    table = Table(title=Text(f"run {run_id}: pushes"), header_style="bold")
+    for column in ("node", "profile", "device", "tracking id", "outcome", "reason"):
+        table.add_column(column, no_wrap=column == "tracking id")
+    for push in found:
+        table.add_row(
+            Text(push.node_id),
+            Text(push.profile_id),
+            str(push.device_id or "-"),
+            Text(push.tracking_id),
+            Text(push.outcome),
+            Text(push.reason or ""),
+        )
+    console.print(table)
+    return found
 
 
 def print_json(console: Console, data: bytes | str) -> None:

@@ -361,6 +361,15 @@ def _check_settings(definition: JourneyDefinition) -> list[JourneyIssue]:
                     None, "goal.event", "is the trigger's event: every profile would leave at once"
                 )
             )
+        if definition.audience is not None:
+            issues.append(
+                JourneyIssue(
+                    None,
+                    "audience",
+                    "a journey with a trigger starts for the profile of each event; it takes "
+                    "no audience",
+                )
+            )
     return issues
 
 

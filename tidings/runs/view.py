@@ -56,7 +56,9 @@ class RunView:
     still_starting: bool = False
 
 
-async def run_view(client: Client, db: Database, run_id: str) -> RunView:
+async def run_view(client: Client | None, db: Database, run_id: str) -> RunView:
+    """Without a client, a running audience run shows what the store holds (no positions,
+    no live counts): for a reader that has no Temporal to ask."""
     async with db.read() as session:
         run = await session.get(JourneyRun, run_id)
         trigger = await trigger_of(session, run_id)
@@ -81,7 +83,7 @@ async def run_view(client: Client, db: Database, run_id: str) -> RunView:
             run.status == RunStatus.RUNNING and trigger is not None and not trigger.active
         )
         return view
-    if run.status != RunStatus.RUNNING:
+    if run.status != RunStatus.RUNNING or client is None:
         return view
     try:
         status: RunStatusView = await client.get_workflow_handle_for(

@@ -8,19 +8,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import Client
 
-from tidings.api.deps import Admin, State, Temporal
+from tidings.api.deps import Admin, ApiState, State, Temporal, temporal_client
 from tidings.api.errors import ERROR_RESPONSES, ApiError, responses
 from tidings.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from tidings.journeys.predicates import parse_where
 from tidings.runs.audience import read_audience_text
-from tidings.runs.cancel import cancel_run
+from tidings.runs.cancel import CancelOutcome, cancel_run
 from tidings.runs.errors import RunNotFound, StartError
 from tidings.runs.listing import RunSummary, get_run, list_runs
 from tidings.runs.pushes import PushRecord, run_pushes
 from tidings.runs.report import RunReport, run_report
 from tidings.runs.start import AudienceChoice, load_stored, start_run
 from tidings.runs.view import RunView, run_view
+from tidings.store.journeys import stored_definition
 from tidings.store.models import DeliveryStatus, RunStatus
 
 RunId = Annotated[
@@ -108,10 +110,15 @@ async def start(body: RunStart, state: State, client: Temporal) -> RunSummary:
     listed profile or app answer 422 and start nothing; a triggered journey answers 409
     (enable it under /v1/triggers)."""
     choice = _choice(body.audience)
+    async with state.db.read() as session:
+        found = await stored_definition(session, body.journey_id, body.version)
+    if found is None:
+        which = f"version {body.version} of journey" if body.version else "journey"
+        raise ApiError(404, "journey_not_found", f"{which} {body.journey_id!r} is not in the store")
     try:
         journey = await load_stored(state.db, body.journey_id, body.version)
     except StartError as error:
-        raise ApiError(404, "journey_not_found", str(error)) from None
+        raise ApiError(422, "cannot_start", str(error)) from None
     if journey.trigger is not None:
         raise ApiError(
             409,
@@ -146,10 +153,21 @@ async def list_all(
     return Page(items=items, next_cursor=encode_cursor(items[-1].id) if more else None)
 
 
+async def _temporal_if_running(run_id: str, state: ApiState) -> Client | None:
+    """Temporal's client when the run is still running (what it says then comes from its
+    workflows); a run that has ended is read from the store, with Temporal down too."""
+    summary = await get_run(state.db, run_id)
+    if summary is None:
+        raise run_not_found(run_id)
+    return await temporal_client(state) if summary.status == RunStatus.RUNNING else None
+
+
 @router.get("/{run_id}", response_model=RunView, responses=responses(503))
-async def progress(run_id: RunId, state: State, client: Temporal) -> RunView:
+async def progress(run_id: RunId, state: State) -> RunView:
     """Where the run stands: profiles per node and live counts while it runs (from its
-    workflows), its final counts once it has ended (from the store)."""
+    workflows; 503 when Temporal cannot be reached), its final counts once it has ended (from
+    the store)."""
+    client = await _temporal_if_running(run_id, state)
     try:
         return await run_view(client, state.db, run_id)
     except RunNotFound:
@@ -157,13 +175,17 @@ async def progress(run_id: RunId, state: State, client: Temporal) -> RunView:
 
 
 @router.post("/{run_id}/cancel", response_model=CancelAnswer, responses=responses(503))
-async def cancel(run_id: RunId, state: State, client: Temporal) -> CancelAnswer:
+async def cancel(run_id: RunId, state: State) -> CancelAnswer:
     """No new sends; the sends in flight settle. A run that has ended answers
     `already_finished`."""
-    try:
-        outcome = await cancel_run(client, state.db, run_id)
-    except RunNotFound:
-        raise run_not_found(run_id) from None
+    client = await _temporal_if_running(run_id, state)
+    if client is None:
+        outcome = CancelOutcome(run_id, already_finished=True)
+    else:
+        try:
+            outcome = await cancel_run(client, state.db, run_id)
+        except RunNotFound:
+            raise run_not_found(run_id) from None
     summary = await get_run(state.db, run_id)
     assert summary is not None
     return CancelAnswer(
