@@ -146,3 +146,12 @@ async def test_pages_of_what_does_not_exist_answer_404(api: Api) -> None:
             assert answer.status_code == 404, path
             assert "Nothing is stored under" in answer.text
         assert (await visitor.get("/console/profiles/nobody")).status_code == 404
+
+
+async def test_log_out_ends_the_session(api: Api) -> None:
+    async with signed_in(api) as visitor:
+        assert (await visitor.get("/console/")).status_code == 200
+        answer = await visitor.post("/console/logout")
+        assert answer.status_code == 303
+        assert COOKIE not in visitor.cookies
+        assert (await visitor.get("/console/")).status_code == 303
