@@ -171,3 +171,16 @@ def test_a_journey_names_its_audience_and_a_triggered_one_cannot() -> None:
     with pytest.raises(JourneyInvalid) as triggered:
         parse_definition(base | {"trigger": {"event": "signed_up"}, "audience": {"app": "shop"}})
     assert [(i.node, i.field) for i in triggered.value.issues] == [(None, "audience")]
+
+
+def test_a_journey_without_an_audience_is_stored_as_before() -> None:
+    """A definition saved before journeys named their audience stays equal to itself."""
+    data = {
+        "id": "sale",
+        "name": "Sale",
+        "app": "shop",
+        "nodes": [{"id": "hello", "type": "push", "content": {"title": "t", "body": "b"}}],
+    }
+    assert "audience" not in parse_definition(data).model_dump(mode="json")
+    named = parse_definition(data | {"audience": {"app": "shop"}}).model_dump(mode="json")
+    assert named["audience"] == {"app": "shop", "where": []}

@@ -267,8 +267,12 @@ class JourneyDefinition(BaseModel):
     )
     goal: Goal | None = None
     trigger: Trigger | None = None
+    # left out of the stored definition when unset: a journey saved before it existed stays
+    # equal to itself (saving it again adds no version)
     audience: JourneyAudience | None = Field(
-        default=None, description="whom a run is for when its start names no audience"
+        default=None,
+        description="whom a run is for when its start names no audience",
+        exclude_if=lambda value: value is None,
     )
     attributes: list[AttributeName] = Field(
         default_factory=list,
