@@ -176,3 +176,11 @@ def test_validate_with_a_store_refuses_a_journey_of_an_unknown_app(
     output = " ".join((result.stdout + result.stderr).split())
     assert result.exit_code == 1, output
     assert "✗ journey, app: names no app: there is no app 'nowhere' in the store" in output
+
+
+def test_a_journey_declaring_no_attributes_is_stored_as_before() -> None:
+    """A definition saved before journeys declared attributes stays equal to itself."""
+    data = {"id": "j", "name": "J", "app": "demo", "nodes": [{"id": "x", "type": "exit"}]}
+    assert "attributes" not in parse_definition(data).model_dump(mode="json")
+    declared = parse_definition(data | {"attributes": ["plan"]}).model_dump(mode="json")
+    assert declared["attributes"] == ["plan"]

@@ -274,10 +274,12 @@ class JourneyDefinition(BaseModel):
         description="whom a run is for when its start names no audience",
         exclude_if=lambda value: value is None,
     )
+    # left out of the stored definition when empty, as ``audience``
     attributes: list[AttributeName] = Field(
         default_factory=list,
         description="profile attributes the journey's templates may read; validation warns "
         "about a template reading any other",
+        exclude_if=lambda value: not value,
     )
 
     @property
