@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import httpx
 
 from tests.cli.processes import dev_servers_of
 from tidings.store.reports import OPENED_RULE
@@ -32,7 +35,7 @@ def run_demo(home: Path, cwd: Path) -> str:
     env.update(TIDINGS_HOME=str(home), COLUMNS="300")
     tidings = Path(sys.executable).parent / "tidings"
     done = subprocess.run(
-        [str(tidings), "demo", "--profiles", "40"],
+        [str(tidings), "demo", "--profiles", "40", "--exit"],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -67,3 +70,47 @@ def test_demo_prints_a_consistent_funnel_and_runs_again_in_the_same_home(
         assert json.loads((home / "temporal.json").read_text())["pid"] is None
         assert dev_servers_of(home) == []
         assert not (home / "sim" / "endpoints.json").exists()
+
+
+def test_demo_serves_the_console_with_its_run_until_ctrl_c(tmp_path: Path) -> None:
+    """Without ``--exit`` the demo ends by printing the console's address and serves it (the
+    demo's run there to look at) until Ctrl-C, then stops what it started."""
+    home = tmp_path / ".tidings"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "TIDINGS_"))}
+    env.update(TIDINGS_HOME=str(home), COLUMNS="300")
+    tidings = Path(sys.executable).parent / "tidings"
+    demo = subprocess.Popen(
+        [str(tidings), "demo", "--profiles", "5"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        lines = []
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("console: "):
+                break
+        address = re.search(r"console: (\S+)", "".join(lines))
+        assert address, "".join(lines)
+        key = (home / "admin.key").read_text().strip()
+        with httpx.Client(follow_redirects=False, timeout=30) as browser:
+            login = browser.post(
+                address.group(1).split("/console/")[0] + "/console/login",
+                data={"key": key, "next": "/console/runs/" + address.group(1).rsplit("/", 1)[1]},
+            )
+            assert login.status_code == 303
+            run_page = browser.get(address.group(1))
+        assert run_page.status_code == 200
+        assert "Funnel per push node" in run_page.text
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=120) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert dev_servers_of(home) == []
+    assert not (home / "sim" / "endpoints.json").exists()

@@ -30,7 +30,7 @@ from tests.cli.processes import (
 )
 from tidings.temporal.devserver import free_port, reachable
 
-LABELS = ("API", "OpenAPI docs", "Temporal", "Temporal UI", "simulators")
+LABELS = ("API", "OpenAPI docs", "console", "Temporal", "Temporal UI", "simulators")
 
 
 def printed(output: str) -> dict[str, str]:
@@ -72,6 +72,10 @@ async def test_up_serves_the_stack_and_one_ctrl_c_stops_everything(
         async with httpx.AsyncClient(timeout=10) as http:
             assert (await http.get(f"{where['API']}/healthz")).json() == {"status": "ok"}
             assert (await http.get(where["OpenAPI docs"])).status_code == 200
+            # the console sends a visitor without a session to its log-in form
+            console_page = await http.get(where["console"], follow_redirects=True)
+            assert console_page.status_code == 200
+            assert "Admin key" in console_page.text
             assert (await http.get(where["Temporal UI"])).status_code == 200
             assert (await http.get(f"{where['simulators']}/healthz")).status_code == 200
         temporal = await Client.connect(where["Temporal"])
@@ -83,7 +87,7 @@ async def test_up_serves_the_stack_and_one_ctrl_c_stops_everything(
         # another command joins this stack, and leaves it as it found it
         demo = await asyncio.to_thread(
             subprocess.run,
-            [str(TIDINGS), "demo", "--profiles", "5"],
+            [str(TIDINGS), "demo", "--profiles", "5", "--exit"],
             env=env,
             capture_output=True,
             text=True,

@@ -1,5 +1,6 @@
 """The FastAPI application: native API under /v1, the Customer Insights - Journeys compatible
-surface under /compat/ci-journeys/, tracked links under /l/, OpenAPI at /docs."""
+surface under /compat/ci-journeys/, tracked links under /l/, OpenAPI at /docs, the web
+console under /console."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from temporalio.client import Client
 
 import tidings
 from tidings.api.deps import ApiState, temporal_client
+from tidings.api.docs import install_docs
 from tidings.api.errors import ApiError, install_error_handlers
 from tidings.api.gate import body_limit, install_gates, size_text
 from tidings.api.keys import admin_key
@@ -33,6 +35,7 @@ from tidings.api.routers import (
     triggers,
 )
 from tidings.api.throttle import FailedAuthentications
+from tidings.console import install_console
 from tidings.inbound.recorder import InteractionRecorder
 from tidings.observe import tracing
 from tidings.observe.asgi import RequestMetrics
@@ -120,6 +123,8 @@ def create_app(
         summary="Push-notification journeys on Temporal: registry, interactions, journeys.",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, from local files
+        redoc_url=None,
     )
     install_gates(app)
     install_error_handlers(app)  # after the gates: its middleware is the outermost
@@ -132,6 +137,9 @@ def create_app(
         app.include_router(module.router)
     app.include_router(links.router)  # tracked links: /l/{tracking_id}, no key
     app.include_router(events.router)  # custom events: triggers, goals, wait_for
+
+    install_docs(app)
+    install_console(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

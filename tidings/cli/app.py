@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +20,8 @@ from tidings.settings import Settings
 from tidings.startup import configuration_errors, load_settings
 
 if TYPE_CHECKING:
+    from tidings.journeys.model import JourneyDefinition
+    from tidings.journeys.validation import JourneyIssue
     from tidings.runs.triggers import TriggerState
     from tidings.stack import StackAddresses
     from tidings.store.db import Database
@@ -82,13 +85,23 @@ def _options(
 @app.command()
 def demo(
     profiles: Annotated[int, typer.Option(min=1, max=100_000, help="profiles to seed")] = 200,
+    exit_at_once: Annotated[
+        bool,
+        typer.Option("--exit", help="exit after the funnel instead of serving the console"),
+    ] = False,
 ) -> None:
-    """Run the whole product on the embedded stack and print a funnel."""
+    """Run the whole product on the embedded stack, print a funnel, then serve the web
+    console (with the demo's run) until Ctrl-C."""
     from tidings.cli.demo import DemoOptions, run_demo
 
     settings = _settings()
     configure_logging("WARNING")
-    asyncio.run(run_demo(settings, DemoOptions(profiles=profiles), console))
+    try:
+        asyncio.run(
+            run_demo(settings, DemoOptions(profiles=profiles, serve=not exit_at_once), console)
+        )
+    except KeyboardInterrupt:
+        console.print("stopped")
 
 
 @app.command()
@@ -200,6 +213,7 @@ def _announce_stack(stack: StackAddresses) -> None:
         f"tidings up · state in {stack.home.resolve()}",
         f"  API            {stack.api}",
         f"  OpenAPI docs   {stack.docs}",
+        f"  console        {stack.api}/console  (log in with the admin key)",
         f"  Temporal       {temporal.address}  ({owner})",
     ]
     if temporal.ui_address:
@@ -447,13 +461,20 @@ def journeys_validate(
         bool, typer.Option("--json", help="print JSON (what the API answers)")
     ] = False,
 ) -> None:
-    """Check a journey file; list every problem with its node and field (exit code 1)."""
+    """Check a journey file; list every problem with its node and field (exit code 1), and
+    every warning (exit code 0). With a store configured, its apps must exist there."""
     from tidings.cli.runs import print_json
     from tidings.journeys.validation import JourneyInvalid, load_definition
+    from tidings.journeys.warnings import journey_warnings
     from tidings.runs.journeys import JourneyProblem, ValidationResult
 
+    settings = Settings()
+    configure_logging("WARNING")
     try:
         journey = load_definition(path)
+        missing = _missing_apps(settings, journey)
+        if missing:
+            raise JourneyInvalid(missing)
     except JourneyInvalid as error:
         if as_json:
             problems = [JourneyProblem.of(issue) for issue in error.issues]
@@ -464,12 +485,39 @@ def journeys_validate(
         for issue in error.issues:
             errors.print(problem(issue))
         raise typer.Exit(1) from None
+    warnings = journey_warnings(journey)
     if as_json:
-        print_json(
-            console, ValidationResult(valid=True, journey_id=journey.id).model_dump_json(indent=2)
-        )
+        result = ValidationResult(valid=True, journey_id=journey.id).model_dump(mode="json")
+        result["warnings"] = [JourneyProblem.of(w).model_dump(mode="json") for w in warnings]
+        print_json(console, json.dumps(result, indent=2))
         return
+    for warning in warnings:
+        errors.print(Text.assemble(("!", "yellow"), " ", str(warning)))
     console.print(success(f"{path}: journey {journey.id!r}, {len(journey.nodes)} nodes"))
+
+
+def _missing_apps(settings: Settings, journey: JourneyDefinition) -> list[JourneyIssue]:
+    """The journey's apps the store lacks, when a store is configured (an explicit URL, or
+    the home's SQLite file already made): a journey checked on its own is not judged."""
+    from tidings.journeys.warnings import missing_apps
+    from tidings.stack import store_only
+
+    if not settings.database_url and not (settings.home / "tidings.db").exists():
+        return []
+
+    async def read() -> list[JourneyIssue]:
+        async with store_only(settings) as database, database.read() as session:
+            return await missing_apps(session, journey)
+
+    return asyncio.run(read())
+
+
+@journeys_app.command("schema")
+def journeys_schema() -> None:
+    """Print the JSON Schema of journey files (for editors' completion and checks)."""
+    from tidings.journeys.schema import journey_schema
+
+    console.out(json.dumps(journey_schema(), indent=2), highlight=False)
 
 
 @journeys_app.command("save")

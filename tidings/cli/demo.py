@@ -4,7 +4,8 @@ It starts the embedded stack (Temporal's dev server, the APNs and FCM simulators
 a worker), seeds a demo app whose iOS and Android devices include tokens the simulators report
 as unregistered, runs the welcome journey, lets simulated devices open a share of the pushes
 through the API and follow the tracked link of some of those (a click, recorded by the
-redirect), and prints the funnel from the store.
+redirect), prints the funnel from the store, and keeps serving the console (with the demo's
+run to look at) until Ctrl-C, unless told to exit at once (``--exit``).
 
 A Temporal server or simulators already serving the home (``tidings up``, ``tidings sim``, a
 worker) are reused and left running; what the demo had to start it stops when it ends, so a
@@ -14,21 +15,26 @@ running on the shared server, configured for other providers, never takes the de
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
+from fastapi import FastAPI
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from sqlmodel import col, select
+from temporalio.client import Client
 
 from tidings.api.app import create_app
 from tidings.api.keys import admin_key
+from tidings.console.temporal import provide_client
 from tidings.journeys.validation import load_definition
 from tidings.runs.start import start_run
 from tidings.settings import Settings
@@ -58,6 +64,8 @@ class DemoOptions:
     open_share: float = 0.35
     click_share: float = 0.4  # of the opened pushes, those whose link is followed
     seed: int = 7
+    # keep serving the console (and the API) after the funnel, until Ctrl-C
+    serve: bool = True
 
 
 def demo_token(profile_index: int, device: int, provider: str) -> str:
@@ -104,7 +112,9 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console) -
                 worker_resources(settings) as resources,
                 running(build_worker(client, settings, resources)),
                 serving_api(
-                    create_app(settings, resources.db), settings.api_host, settings.api_port
+                    _api_with_console(settings, resources.db, client),
+                    settings.api_host,
+                    settings.api_port,
                 ) as api,
             ):
                 console.print(Text(f"· API at {api} (OpenAPI at {api}/docs)"))
@@ -130,8 +140,30 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console) -
                     )
                 async with resources.db.read() as session:
                     funnel = await run_funnel(session, started.run_id)
-    _print_funnel(console, funnel)
+                _print_funnel(console, funnel)
+                if options.serve:
+                    await _serve_console(console, settings, api, started.run_id)
     return funnel
+
+
+def _api_with_console(settings: Settings, db: Database, client: Client) -> FastAPI:
+    app = create_app(settings, db)
+    provide_client(app, client)  # the console starts and cancels runs on the demo's server
+    return app
+
+
+async def _serve_console(console: Console, settings: Settings, api: str, run_id: str) -> None:
+    """Keep the stack up for the console until Ctrl-C (which cancels this wait)."""
+    key_file = settings.home.resolve() / "admin.key"
+    where = "TIDINGS_ADMIN_KEY" if settings.admin_key else str(key_file)
+    console.print(
+        Text.assemble(
+            ("console: ", "bold"),
+            f"{api}/console/runs/{quote(run_id)}",
+            f" (log in with the admin key, in {where}); Ctrl-C stops the demo",
+        )
+    )
+    await asyncio.Event().wait()
 
 
 def _reused(started_here: bool, pid: int | None = None) -> str:

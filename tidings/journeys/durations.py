@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer, TypeAdapter
+from pydantic import BeforeValidator, PlainSerializer, TypeAdapter, WithJsonSchema
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -50,4 +50,18 @@ Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h|d|w)\s*)+$|^[Pp]",
+                    "examples": ["30s", "5m", "1h30m", "1d", "PT1H"],
+                },
+                {"type": "number", "minimum": 0, "description": "seconds"},
+            ],
+            "description": "a duration: 30s, 5m, 2h, 1d, 1w, 1h30m, 250ms, seconds as a "
+            "number, or ISO 8601 (PT1H)",
+        }
+    ),
 ]

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from tidings.journeys.durations import Duration
-from tidings.journeys.predicates import AttributePredicate, EventName, Predicate
+from tidings.journeys.predicates import AttributeName, AttributePredicate, EventName, Predicate
 from tidings.push.message import PushFields
 
 NodeId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
@@ -273,6 +273,13 @@ class JourneyDefinition(BaseModel):
         default=None,
         description="whom a run is for when its start names no audience",
         exclude_if=lambda value: value is None,
+    )
+    # left out of the stored definition when empty, as ``audience``
+    attributes: list[AttributeName] = Field(
+        default_factory=list,
+        description="profile attributes the journey's templates may read; validation warns "
+        "about a template reading any other",
+        exclude_if=lambda value: not value,
     )
 
     @property

@@ -40,6 +40,11 @@ def _environment() -> BudgetedSandbox:
     return BudgetedSandbox(undefined=StrictUndefined, autoescape=False)
 
 
+def template_environment() -> BudgetedSandbox:
+    """The environment templates are rendered in (to parse them, e.g. for what they read)."""
+    return _environment()
+
+
 class _Placeholder(ChainableUndefined):
     """Stands in for any profile value when previewing a template at validation time: it
     renders as 16 characters so the payload-size estimate is not optimistic. A template may
