@@ -118,7 +118,24 @@ async def test_problems_are_named_by_node_and_field_as_the_cli_names_them(
     assert (await api.admin.get("/v1/journeys/broken")).status_code == 404
 
     fine = await api.admin.post("/v1/journeys/validate", content=WELCOME, headers=YAML)
-    assert fine.json() == {"valid": True, "journey_id": "welcome", "problems": []}
+    assert fine.json() == {
+        "valid": True,
+        "journey_id": "welcome",
+        "problems": [],
+        # the store has no app "shop" yet: a warning (a start refuses it until it exists)
+        "warnings": [
+            {
+                "node": None,
+                "field": "app",
+                "message": "names no app: there is no app 'shop' in the store",
+            }
+        ],
+    }
+    guessing = WELCOME.replace('"welcome"', '"{{ profile.attributes.plan }}"')
+    warned = await api.admin.post("/v1/journeys/validate", content=guessing, headers=YAML)
+    assert warned.json()["valid"] is True
+    assert [w["node"] for w in warned.json()["warnings"]] == [None, "hello"]
+    assert "plan" in warned.json()["warnings"][1]["message"]
     not_yaml = await api.admin.post("/v1/journeys/validate", content="a: [", headers=YAML)
     assert not_yaml.json()["valid"] is False
     assert not_yaml.json()["problems"][0]["field"] == "body"

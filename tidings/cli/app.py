@@ -487,9 +487,10 @@ def journeys_validate(
         raise typer.Exit(1) from None
     warnings = journey_warnings(journey)
     if as_json:
-        result = ValidationResult(valid=True, journey_id=journey.id).model_dump(mode="json")
-        result["warnings"] = [JourneyProblem.of(w).model_dump(mode="json") for w in warnings]
-        print_json(console, json.dumps(result, indent=2))
+        result = ValidationResult(
+            valid=True, journey_id=journey.id, warnings=[JourneyProblem.of(w) for w in warnings]
+        )
+        print_json(console, result.model_dump_json(indent=2))
         return
     for warning in warnings:
         errors.print(Text.assemble(("!", "yellow"), " ", str(warning)))

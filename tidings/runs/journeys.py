@@ -13,6 +13,7 @@ from sqlmodel import col, select
 from tidings.journeys.files import JourneyFileError, parse_journey_text
 from tidings.journeys.model import JourneyDefinition
 from tidings.journeys.validation import JourneyInvalid, JourneyIssue, parse_definition
+from tidings.journeys.warnings import journey_warnings, missing_apps
 from tidings.store.db import Database
 from tidings.store.journeys import save_version
 from tidings.store.models import Journey, JourneyRun, JourneyVersion
@@ -47,6 +48,9 @@ class ValidationResult(BaseModel):
     valid: bool
     journey_id: str | None = None
     problems: list[JourneyProblem] = []
+    # what may fail at run time although the journey is valid (a template variable nothing
+    # provides): reported, never refused
+    warnings: list[JourneyProblem] = []
 
 
 class JourneySummary(BaseModel):
@@ -93,13 +97,19 @@ def definition_from_data(data: Any) -> JourneyDefinition:
         raise JourneyProblems([JourneyProblem.of(issue) for issue in error.issues]) from None
 
 
-def validate_text(text: str, text_format: TextFormat = "yaml") -> ValidationResult:
-    """Check without saving."""
+async def validate_in_store(
+    db: Database, text: str, text_format: TextFormat = "yaml"
+) -> ValidationResult:
+    """Check without saving. An app the journey names that the store lacks is a warning
+    here (it may be made before the journey starts, and a start refuses it until then)."""
     try:
         journey = definition_from_text(text, text_format)
     except JourneyProblems as error:
         return ValidationResult(valid=False, problems=error.problems)
-    return ValidationResult(valid=True, journey_id=journey.id)
+    async with db.read() as session:
+        missing = await missing_apps(session, journey)
+    warnings = [JourneyProblem.of(issue) for issue in [*missing, *journey_warnings(journey)]]
+    return ValidationResult(valid=True, journey_id=journey.id, warnings=warnings)
 
 
 async def save_definition(db: Database, journey: JourneyDefinition) -> SavedJourney:

@@ -22,7 +22,7 @@ from tidings.runs.journeys import (
     get_journey,
     list_journeys,
     save_definition,
-    validate_text,
+    validate_in_store,
 )
 
 JourneyId = Annotated[
@@ -122,10 +122,11 @@ async def save(request: Request, response: Response, state: State) -> SavedJourn
     openapi_extra=DEFINITION_BODY,
     responses=responses(415),
 )
-async def validate(request: Request) -> ValidationResult:
-    """Check a definition without saving it: every problem, by node and field."""
+async def validate(request: Request, state: State) -> ValidationResult:
+    """Check a definition without saving it: every problem, by node and field (an app the
+    store lacks among them), and every warning (a template variable nothing provides)."""
     text, text_format = await _definition_text(request)
-    return validate_text(text, text_format)
+    return await validate_in_store(state.db, text, text_format)
 
 
 @router.get("/{journey_id}", response_model=JourneyDetail)
