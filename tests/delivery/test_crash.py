@@ -50,6 +50,8 @@ def worker_env(settings: Settings, client: Client) -> dict[str, str]:
     }
     env.update({f"TIDINGS_{k.upper()}": str(v) for k, v in values.items()})
     env["TEMPORAL_ADDRESS"] = client.service_client.config.target_host
+    # PostgreSQL beside the test's own dev server on purpose: not the production topology
+    env["TIDINGS_ENV"] = "development"
     return env
 
 
