@@ -1,11 +1,13 @@
 """A designer's afternoon in the console, in headless Chromium, on the real stack (Temporal,
-the worker, the simulators, both stores): log in (a wrong key first), find the journey, start
+the worker, the simulators, both stores): log in (a wrong key first), write the journey (a
+broken one first), start
 it from its page, watch its graph count the profiles as they move, check that every number
 shown is the store's, look at a profile and the app, and cancel the run. Each page is
 screenshotted under test-artifacts/console/."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -16,10 +18,10 @@ from tests.console.conftest import artifact, served
 from tests.engine.conftest import APP, PATIENCE_S, SceneFactory, journey, push
 from tidings.api.app import create_app
 from tidings.console.temporal import provide_client
+from tidings.journeys.model import JourneyDefinition
 from tidings.runs.report import run_report
-from tidings.runs.start import save_journey
 from tidings.sim import Answer, Scenario
-from tidings.store.models import Delivery, Device, JourneyRun
+from tidings.store.models import Delivery, Device, JourneyRun, JourneyVersion
 
 ADMIN_KEY = "test-admin-key"
 
@@ -69,7 +71,6 @@ async def test_a_designer_runs_watches_checks_and_cancels_a_journey_in_the_brows
             attributes=["first_name"],
             goal={"event": "purchased"},
         )
-        await save_journey(s.db, definition)
         app = create_app(s.stack.settings, s.db)
         provide_client(app, s.client)
         async with served(app) as api, async_playwright() as playwright:
@@ -92,6 +93,26 @@ async def test_a_designer_runs_watches_checks_and_cancels_a_journey_in_the_brows
             await page.keyboard.type(ADMIN_KEY)
             await page.keyboard.press("Enter")
             await expect(page.get_by_role("heading", name="Journeys")).to_be_visible()
+
+            # the journey is written in the page: a broken one is refused by node and field,
+            # its text kept and nothing stored; then the real one is saved as version 1
+            text = page.get_by_label("Journey definition")
+            await text.fill("id: broken\nname: B\napp: x\nnodes:\n  - {id: a, type: delay}\n")
+            await page.get_by_role("button", name="Save journey").click()
+            await expect(page.get_by_role("alert")).to_contain_text("node a")
+            await expect(page.get_by_label("Journey definition")).to_have_value(
+                re.compile("id: broken")
+            )
+            await page.screenshot(path=artifact(f"journey-refused-{store}"), full_page=True)
+            await text.fill(json.dumps(definition.model_dump(mode="json")))
+            await page.get_by_role("button", name="Save journey").click()
+            await expect(page.get_by_role("status")).to_contain_text("Saved as version 1")
+            async with s.db.read() as session:
+                assert await session.get(JourneyVersion, ("broken", 1)) is None
+                stored = await session.get(JourneyVersion, (definition.id, 1))
+            assert stored is not None
+            assert JourneyDefinition.model_validate(stored.definition) == definition
+            await page.goto(f"{api.url}/console/")
             await page.screenshot(path=artifact(f"journeys-{store}"), full_page=True)
 
             await page.get_by_role("link", name=definition.id).click()

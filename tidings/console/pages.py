@@ -24,10 +24,17 @@ from tidings.console.queries import (
     versions_of,
 )
 from tidings.console.temporal import temporal_client
+from tidings.journeys.files import MAX_JOURNEY_FILE_BYTES
 from tidings.journeys.model import JourneyDefinition
 from tidings.journeys.predicates import parse_where
 from tidings.runs.cancel import cancel_run
 from tidings.runs.errors import RunNotFound, StartError
+from tidings.runs.journeys import (
+    JourneyProblem,
+    JourneyProblems,
+    definition_from_text,
+    save_definition,
+)
 from tidings.runs.pushes import ProfileNotFound, profile_timeline, run_pushes
 from tidings.runs.report import run_report
 from tidings.runs.start import AudienceChoice, start_run
@@ -47,6 +54,60 @@ async def journeys(request: Request) -> Response:
     async with state_of(request).db.read() as session:
         listed = await journeys_with_runs(session)
     return page(request, "journeys.html", "Journeys", section="journeys", journeys=listed)
+
+
+# a journey's text, urlencoded (at most three bytes a character), with room for the field name
+JOURNEY_FORM_LIMIT = 3 * MAX_JOURNEY_FILE_BYTES + 1024
+
+
+@router.post("/journeys")
+async def save_journey(request: Request) -> Response:
+    """Save the form's journey (YAML or JSON) as its newest version; problems are shown by
+    node and field beside the text, which is kept, and nothing is stored."""
+    if not signed_in(request):
+        return to_login(request)
+    body = await request.body()
+    state = state_of(request)
+    text = (
+        ""
+        if len(body) > JOURNEY_FORM_LIMIT
+        else (parse_qs(body.decode(errors="replace")).get("definition") or [""])[0]
+    )
+    problems: list[JourneyProblem]
+    if len(body) > JOURNEY_FORM_LIMIT:
+        problems = [_too_large()]
+    elif not text.strip():
+        problems = [JourneyProblem(node=None, field="body", message="the journey is empty")]
+    else:
+        try:
+            definition = definition_from_text(text, "json" if text.lstrip()[:1] == "{" else "yaml")
+        except JourneyProblems as error:
+            problems = error.problems
+        else:
+            saved = await save_definition(state.db, definition)
+            notice = (
+                f"Saved as version {saved.version}."
+                if saved.created
+                else f"Unchanged: version {saved.version} is the same journey."
+            )
+            return _back(f"{BASE}/journeys/{quote(saved.id)}", notice)
+    async with state.db.read() as session:
+        listed = await journeys_with_runs(session)
+    return page(
+        request,
+        "journeys.html",
+        "Journeys",
+        status=422,
+        section="journeys",
+        journeys=listed,
+        problems=problems,
+        definition=text,
+    )
+
+
+def _too_large() -> JourneyProblem:
+    limit = MAX_JOURNEY_FILE_BYTES // 1024
+    return JourneyProblem(node=None, field="body", message=f"the journey is over {limit} KiB")
 
 
 @router.get("/journeys/{journey_id}")
