@@ -40,6 +40,9 @@ async def invoke(s: Scene, app: typer.Typer, *args: str) -> Result:
     """Run a command in a thread (it runs its own event loop) against the scene's stack."""
     settings = s.stack.settings
     env = {
+        # the scene's Temporal, as a designer's shell names its cluster: the scene's worker
+        # (which reaches the simulators) runs what the command starts
+        "TEMPORAL_ADDRESS": s.client.service_client.config.target_host,
         "TIDINGS_HOME": str(settings.home),
         "TIDINGS_DATABASE_URL": settings.resolved_database_url,
         "TIDINGS_ENV": "development",  # PostgreSQL beside the test's own Temporal
