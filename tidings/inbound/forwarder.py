@@ -66,6 +66,7 @@ from tidings.store.interactions import (
 from tidings.store.models import CustomEvent, Interaction, InteractionStatus
 from tidings.store.triggers import record_entry
 from tidings.store.types import utcnow
+from tidings.temporal.client import traced
 from tidings.tracebacks import describe, safe_traceback
 from workflows.contracts import INTERACTIONS_SIGNAL, InteractionBatch, InteractionEvent
 
@@ -463,7 +464,7 @@ async def forwarding(
 ) -> AsyncIterator[Forwarder]:
     """Run a forwarder in this event loop while the context lasts (beside a worker, whose
     task queue and engine options ``entries`` gives triggered entries)."""
-    forwarder = Forwarder(client, db, options, entries)
+    forwarder = Forwarder(traced(client), db, options, entries)
     stop = asyncio.Event()
     task = asyncio.create_task(forwarder.run(stop), name="tidings-forwarder")
     try:

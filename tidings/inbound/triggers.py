@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import ProfileFacts
 from tidings.journeys.model import JourneyDefinition
+from tidings.observe.tracing import continued
 from tidings.runs.options import engine_options
 from tidings.settings import Settings
 from tidings.store.db import Database
@@ -160,7 +161,11 @@ class EntryStarter:
                 if reason:
                     plan.skipped[journey.id] = reason
                     continue
-                await self._start(event, run, journey, known.profile, workflow_id, batch, previous)
+                # the start joins the trace of the request that posted the event
+                with continued(event.traceparent):
+                    await self._start(
+                        event, run, journey, known.profile, workflow_id, batch, previous
+                    )
             except Exception as error:  # recorded on the event; classified by the forwarder
                 plan.error = error
                 return

@@ -30,6 +30,7 @@ class EventReport:
     properties: dict[str, Any]
     occurred_at: datetime
     app_id: str | None = None  # the app whose key posted it; None: the admin
+    traceparent: str | None = None  # the posting request's trace, when tracing is on
 
 
 async def store_event(
@@ -45,6 +46,7 @@ async def store_event(
         "occurred_at": report.occurred_at,
         "received_at": now,
         "app_id": report.app_id,
+        "traceparent": report.traceparent,
         "forward_attempts": 0,
         "forward_failures": 0,
     }

@@ -69,3 +69,15 @@ async def connect(target_host: str | None = None, *, runtime: Runtime | None = N
     if "target_host" not in config:
         raise RuntimeError("no Temporal server configured and none started")
     return await Client.connect(data_converter=pydantic_data_converter, **config)
+
+
+def traced(client: Client) -> Client:
+    """``client``, or a client on the same connection that also carries tracing's
+    interceptors when tracing is on and ``client`` was made without them (by another library,
+    or before tracing was turned on): work it starts then joins the caller's trace."""
+    config = client.config()
+    wanted = tracing.temporal_interceptors()
+    if not wanted or tracing.has_tracing(config["interceptors"]):
+        return client
+    config["interceptors"] = [*config["interceptors"], *wanted]
+    return Client(**config)

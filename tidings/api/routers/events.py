@@ -28,6 +28,7 @@ from tidings.api.deps import Caller, CallerOf, ReadSession, State, WriteSession
 from tidings.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from tidings.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from tidings.journeys.predicates import EventName
+from tidings.observe.tracing import current_traceparent
 from tidings.store.custom_events import (
     EventReport,
     forward_state,
@@ -132,6 +133,7 @@ async def post_event(body: EventIn, state: State, caller: CallerOf) -> EventAcce
                 properties=body.properties,
                 occurred_at=body.occurred_at or now,
                 app_id=caller.app_id,
+                traceparent=current_traceparent(),
             ),
             now,
         )

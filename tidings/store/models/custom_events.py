@@ -52,3 +52,6 @@ class CustomEvent(SQLModel, table=True):
     outcome: dict[str, Any] | None = Field(
         default=None, sa_column=Column(json_column_type(), nullable=True)
     )
+    # the W3C traceparent of the request that posted it (None: tracing off), so forwarding
+    # continues that trace
+    traceparent: str | None = Field(default=None, sa_column=Column(String(64)))
