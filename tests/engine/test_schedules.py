@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,6 +15,8 @@ from zoneinfo import ZoneInfo
 from sqlmodel import col, select
 
 from tests.engine.conftest import APP, Scene, SceneFactory, journey, push
+from tests.engine.test_designer_cli import invoke
+from tidings.cli.app import app as tidings_cli
 from tidings.store.models import JourneyRun
 
 
@@ -290,3 +293,64 @@ async def test_a_firing_that_cannot_start_says_why_and_the_schedule_goes_on(
             assert await runs_of(s, schedule_id) == []
         finally:
             await s.stack.http.delete(f"/v1/schedules/{schedule_id}")
+
+
+async def test_the_schedules_commands_create_list_pause_resume_trigger_and_delete(
+    scene: SceneFactory,
+) -> None:
+    async with scene() as s:
+        await s.profile("cli-x")
+        journey_id = await saved_journey(s)
+        created = await invoke(
+            s,
+            tidings_cli,
+            "schedules",
+            "create",
+            journey_id,
+            "--weekly",
+            "friday@18:30",
+            "--tz",
+            "Europe/Lisbon",
+            "--profile",
+            "cli-x",
+            "--id",
+            "friday-cli",
+        )
+        assert created.exit_code == 0, created.output
+        assert "every friday at 18:30 (Europe/Lisbon)" in created.output
+        try:
+            listed = await invoke(s, tidings_cli, "schedules", "list", "--json")
+            assert listed.exit_code == 0, listed.output
+            (mine,) = [v for v in json.loads(listed.output) if v["id"] == "friday-cli"]
+            lisbon = datetime.fromisoformat(mine["next_times"][0]).astimezone(
+                ZoneInfo("Europe/Lisbon")
+            )
+            assert (lisbon.weekday(), lisbon.hour, lisbon.minute) == (4, 18, 30)
+            table = await invoke(s, tidings_cli, "schedules", "list")
+            assert "friday-cli" in table.output
+            assert "active" in table.output
+
+            paused = await invoke(s, tidings_cli, "schedules", "pause", "friday-cli")
+            assert paused.exit_code == 0, paused.output
+            assert (await schedule(s, "friday-cli"))["paused"] is True
+            resumed = await invoke(s, tidings_cli, "schedules", "resume", "friday-cli")
+            assert resumed.exit_code == 0, resumed.output
+            assert (await schedule(s, "friday-cli"))["paused"] is False
+
+            fired = await invoke(s, tidings_cli, "schedules", "trigger", "friday-cli")
+            assert fired.exit_code == 0, fired.output
+            (run,) = await at_least_runs(s, "friday-cli", 1)
+            await s.delivered(run.id, "one", "cli-x")
+
+            bad = await invoke(
+                s, tidings_cli, "schedules", "create", journey_id, "--daily", "9h", "--tz", "UTC"
+            )
+            assert bad.exit_code == 1
+            assert "at:" in bad.output
+            unknown = await invoke(s, tidings_cli, "schedules", "pause", "no-such")
+            assert unknown.exit_code == 1
+            assert "no schedule 'no-such'" in unknown.output
+        finally:
+            deleted = await invoke(s, tidings_cli, "schedules", "delete", "friday-cli")
+            assert deleted.exit_code == 0, deleted.output
+        assert (await s.stack.http.get("/v1/schedules/friday-cli")).status_code == 404
