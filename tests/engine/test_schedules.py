@@ -116,7 +116,7 @@ async def test_a_recurring_schedule_fires_runs_for_the_audience_of_the_moment(
             resumed = (await s.stack.http.post(f"/v1/schedules/{schedule_id}/resume")).json()
             assert resumed["paused"] is False
             await at_least_runs(s, schedule_id, fired + 1)
-            listed = (await s.stack.http.get("/v1/schedules")).json()
+            listed = (await s.stack.http.get("/v1/schedules")).json()["items"]
             mine = [item for item in listed if item["id"] == schedule_id]
             assert len(mine) == 1
             assert mine[0]["last_run_id"] is not None
@@ -178,8 +178,24 @@ async def test_the_list_shows_next_times_in_the_schedules_time_zone(scene: Scene
         try:
             answer = await s.stack.http.get("/v1/schedules", params={"journey_id": journey_id})
             assert answer.status_code == 200, answer.text
-            listed = {item["id"]: item for item in answer.json()}
+            listed = {item["id"]: item for item in answer.json()["items"]}
             assert set(listed) == {daily["id"], "weekly-digest"}
+            # by id, a page at a time
+            first = await s.stack.http.get(
+                "/v1/schedules", params={"journey_id": journey_id, "limit": 1}
+            )
+            (one,) = first.json()["items"]
+            second = await s.stack.http.get(
+                "/v1/schedules",
+                params={
+                    "journey_id": journey_id,
+                    "limit": 1,
+                    "cursor": first.json()["next_cursor"],
+                },
+            )
+            (two,) = second.json()["items"]
+            assert [one["id"], two["id"]] == sorted(listed)
+            assert second.json()["next_cursor"] is None
 
             paris = [
                 datetime.fromisoformat(t).astimezone(ZoneInfo("Europe/Paris"))
@@ -211,9 +227,8 @@ async def test_the_list_shows_next_times_in_the_schedules_time_zone(scene: Scene
         finally:
             for schedule_id in (daily["id"], "weekly-digest"):
                 await s.stack.http.delete(f"/v1/schedules/{schedule_id}")
-        assert (
-            await s.stack.http.get("/v1/schedules", params={"journey_id": journey_id})
-        ).json() == []
+        left = await s.stack.http.get("/v1/schedules", params={"journey_id": journey_id})
+        assert left.json()["items"] == []
 
 
 def problem_field(answer: Any) -> str:
@@ -256,7 +271,7 @@ async def test_bad_schedules_are_refused_naming_the_field(scene: SceneFactory) -
         assert saved.status_code == 201, saved.text
         answer = await s.stack.http.post("/v1/schedules", json=good | {"journey_id": triggered.id})
         assert problem_field(answer) == "journey_id"
-        assert (await s.stack.http.get("/v1/schedules")).json() == []
+        assert (await s.stack.http.get("/v1/schedules")).json()["items"] == []
         for verb in ("pause", "resume", "trigger"):
             missing = await s.stack.http.post(f"/v1/schedules/nothing-here/{verb}")
             assert missing.status_code == 404, missing.text

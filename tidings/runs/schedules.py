@@ -210,12 +210,22 @@ def audience_of(row: JourneySchedule) -> ScheduledAudience:
 
 
 async def list_schedules(
-    client: Client, db: Database, *, journey_id: str | None = None
+    client: Client,
+    db: Database,
+    *,
+    journey_id: str | None = None,
+    after: str | None = None,
+    limit: int | None = None,
 ) -> list[ScheduleView]:
-    """Every schedule (one journey's), by id, with Temporal's word on each."""
+    """Every schedule (one journey's), by id (those after ``after``, at most ``limit``), with
+    Temporal's word on each."""
     statement = select(JourneySchedule).order_by(col(JourneySchedule.id))
     if journey_id is not None:
         statement = statement.where(col(JourneySchedule.journey_id) == journey_id)
+    if after is not None:
+        statement = statement.where(col(JourneySchedule.id) > after)
+    if limit is not None:
+        statement = statement.limit(limit)
     async with db.read() as session:
         rows = list((await session.exec(statement)).all())
     described = await asyncio.gather(*(_describe(client, row.id) for row in rows))

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from activities.contracts import ScheduledAudience
 from tidings.api.deps import Admin, State, Temporal
 from tidings.api.errors import ERROR_RESPONSES, ApiError, responses
+from tidings.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from tidings.journeys.predicates import parse_where
 from tidings.runs.schedule_spec import Cadence, Kind, ScheduleInvalid
 from tidings.runs.schedules import (
@@ -138,15 +139,23 @@ async def create(body: ScheduleCreate, state: State, client: Temporal) -> Schedu
         raise ApiError(409, "schedule_exists", str(error)) from None
 
 
-@router.get("", response_model=list[ScheduleView], responses=responses(503))
+@router.get("", response_model=Page[ScheduleView], responses=responses(503))
 async def list_all(
     state: State,
     client: Temporal,
     journey_id: Annotated[str | None, Query(max_length=64)] = None,
-) -> list[ScheduleView]:
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Page[ScheduleView]:
     """Every schedule (one journey's), by id, each with its next firing times, whether it is
     paused, and its latest firing's run (or why it started none)."""
-    return await list_schedules(client, state.db, journey_id=journey_id)
+    after = decode_cursor(cursor, str)
+    items = await list_schedules(
+        client, state.db, journey_id=journey_id, after=after, limit=limit + 1
+    )
+    more = len(items) > limit
+    items = items[:limit]
+    return Page(items=items, next_cursor=encode_cursor(items[-1].id) if more else None)
 
 
 @router.get("/{schedule_id}", response_model=ScheduleView, responses=responses(503))
