@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 import typer
@@ -20,6 +20,7 @@ from tidings.cli.designer import _settings, problem, success
 if TYPE_CHECKING:
     from temporalio.client import Client
 
+    from tidings.runs.schedule_spec import Kind
     from tidings.store.db import Database
 
 T = TypeVar("T")
@@ -98,7 +99,7 @@ def create(
         errors.print(problem(f"--where: {error}"))
         raise typer.Exit(2) from None
     cadence = Cadence(
-        kind=kind,  # type: ignore[arg-type]
+        kind=cast("Kind", kind),
         at=None if kind == "every" else value,
         weekday=weekday,
         every=value if kind == "every" else None,

@@ -18,7 +18,7 @@ import asyncio
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 from sqlmodel import col, select
@@ -38,7 +38,7 @@ from activities.contracts import ScheduledAudience
 from tidings.journeys.predicates import AttributePredicate
 from tidings.journeys.validation import JourneyInvalid, parse_definition
 from tidings.runs.options import engine_options
-from tidings.runs.schedule_spec import Cadence, ScheduleInvalid, check_cadence
+from tidings.runs.schedule_spec import Cadence, Kind, ScheduleInvalid, check_cadence
 from tidings.settings import Settings
 from tidings.store.db import Database
 from tidings.store.journeys import stored_definition
@@ -306,7 +306,7 @@ async def _describe(client: Client, schedule_id: str) -> ScheduleDescription | N
 
 def _view(row: JourneySchedule, found: ScheduleDescription | None) -> ScheduleView:
     cadence = Cadence(
-        kind=row.kind,  # type: ignore[arg-type]
+        kind=cast(Kind, row.kind),
         at=row.at,
         weekday=row.weekday,
         every=row.every,
