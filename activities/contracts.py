@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from tidings.journeys.model import PushContent
+from tidings.journeys.model import JourneyDefinition, PushContent
 from tidings.journeys.predicates import AttributePredicate
 
 
@@ -144,3 +144,38 @@ class FinishRun:
     status: Literal["completed", "cancelled", "failed"]
     summary: dict[str, int]
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class ScheduledAudience:
+    """A schedule's audience, resolved each time it fires: nothing listed is the journey's
+    own audience (or every profile with a device in its app); as a designer's start gives it."""
+
+    app: str | None = None
+    where: list[AttributePredicate] = field(default_factory=list)
+    profile_ids: list[str] = field(default_factory=list)
+    emails: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RecordScheduledRun:
+    """One firing of a schedule: store its run (``run_id``, chosen by the firing workflow so
+    a retried activity finds the run it stored)."""
+
+    schedule_id: str
+    run_id: str
+    journey_id: str
+    version: int | None
+    audience: ScheduledAudience
+
+
+@dataclass(frozen=True)
+class ScheduledRunRecord:
+    """The firing's run as stored, and what its workflow is started with."""
+
+    run_id: str
+    journey: JourneyDefinition
+    version: int
+    audience: AudienceSpec
+    # whether the namespace knows tidings' search attributes
+    search_attributes: bool

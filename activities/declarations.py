@@ -17,12 +17,15 @@ from activities.contracts import (
     PushBatch,
     PushBatchResult,
     RecordJourneyEvents,
+    RecordScheduledRun,
+    ScheduledRunRecord,
 )
 
 LIST_AUDIENCE = "tidings.audience.page"
 DELIVER = "tidings.delivery.deliver"
 FINISH_RUN = "tidings.records.finish_run"
 RECORD_JOURNEY_EVENTS = "tidings.records.journey_events"
+RECORD_SCHEDULED_RUN = "tidings.schedules.record_run"
 
 
 class AudienceActivity:
@@ -48,4 +51,11 @@ class RecordsActivity:
     @activity.defn(name=RECORD_JOURNEY_EVENTS)
     async def journey_events(self, request: RecordJourneyEvents) -> None:
         """Journey events of one cohort step, written once each."""
+        raise NotImplementedError
+
+
+class SchedulesActivity:
+    @activity.defn(name=RECORD_SCHEDULED_RUN)
+    async def record_run(self, request: RecordScheduledRun) -> ScheduledRunRecord:
+        """A schedule's firing stored as a run, its audience resolved now."""
         raise NotImplementedError

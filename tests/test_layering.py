@@ -19,7 +19,7 @@ def loaded_after(code: str) -> set[str]:
     return set(json.loads(output.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("module", ["workflows.run", "workflows.cohort"])
+@pytest.mark.parametrize("module", ["workflows.run", "workflows.cohort", "workflows.scheduled"])
 def test_workflows_load_neither_the_store_nor_the_provider_sdks(module: str) -> None:
     loaded = loaded_after(f"import {module}")
     assert not {"sqlmodel", "aioapns", "firebase_admin", "tidings.store.db"} & loaded
@@ -51,7 +51,8 @@ def test_the_runs_service_layer_needs_neither_the_worker_nor_the_provider_sdks()
     """The API and the console start, cancel and report runs through it."""
     loaded = loaded_after(
         "import tidings.runs.start, tidings.runs.cancel, tidings.runs.view, tidings.runs.report,"
-        " tidings.runs.journeys, tidings.runs.listing, tidings.runs.pushes, tidings.runs.triggers"
+        " tidings.runs.journeys, tidings.runs.listing, tidings.runs.pushes, tidings.runs.triggers,"
+        " tidings.runs.schedules"
     )
     assert not {"aioapns", "firebase_admin", "tidings.worker.resources", "activities.delivery"} & (
         loaded

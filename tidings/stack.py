@@ -115,6 +115,20 @@ async def engine(settings: Settings) -> AsyncIterator[tuple[Client, Database]]:
 
 
 @contextlib.asynccontextmanager
+async def temporal_and_store(settings: Settings) -> AsyncIterator[tuple[Client, Database]]:
+    """A Temporal client and the store, without a worker: for commands that only tell
+    Temporal something (schedules), whose work the running workers do."""
+    prepare_store(settings)
+    async with temporal_endpoint(settings) as temporal:
+        client = await connect(temporal.address)
+        database = Database(settings.resolved_database_url)
+        try:
+            yield client, database
+        finally:
+            await database.dispose()
+
+
+@contextlib.asynccontextmanager
 async def store_only(settings: Settings) -> AsyncIterator[Database]:
     prepare_store(settings)
     database = Database(settings.resolved_database_url)

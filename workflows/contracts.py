@@ -11,7 +11,12 @@ from temporalio import workflow
 from workflows.state import CohortSnapshot
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import AudienceSpec, FrequencyCap, ProfileFacts
+    from activities.contracts import (
+        AudienceSpec,
+        FrequencyCap,
+        ProfileFacts,
+        ScheduledAudience,
+    )
     from tidings.journeys.model import JourneyDefinition
 
 
@@ -69,6 +74,18 @@ class JourneyRunInput:
     options: EngineOptions = field(default_factory=EngineOptions)
     # Set when the run continues as new: where paging stopped and what was counted so far.
     progress: RunProgress | None = None
+
+
+@dataclass(frozen=True)
+class ScheduledRunInput:
+    """What a Temporal Schedule starts at each firing: the journey (its latest version when
+    none is named, read when it fires) and the audience to resolve then."""
+
+    schedule_id: str
+    journey_id: str
+    version: int | None
+    audience: ScheduledAudience
+    options: EngineOptions = field(default_factory=EngineOptions)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from temporalio.client import Client
+from temporalio.client import Client, ScheduleActionExecutionStartWorkflow
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -320,6 +320,37 @@ async def a_interaction_visits(s: Scene) -> None:
     await save_run(s, started, "a-interaction-visits")
 
 
+async def d_scheduled(s: Scene) -> None:
+    """A schedule's firing: the ScheduledRun workflow, and the run it started."""
+    definition = journey(push("hello"))
+    saved = await s.stack.http.post("/v1/journeys", json=definition.model_dump(mode="json"))
+    assert saved.status_code == 201, saved.text
+    body: dict[str, Any] = {"journey_id": definition.id, "kind": "daily", "at": "04:00"}
+    body |= {"id": "d-scheduled"}
+    body |= {"audience": {"where": ["plan=pro"]}}
+    assert (await s.stack.http.post("/v1/schedules", json=body)).status_code == 201
+    assert (await s.stack.http.post("/v1/schedules/d-scheduled/trigger")).status_code == 200
+    handle = s.client.get_schedule_handle("d-scheduled")
+    firing: list[str] = []
+
+    async def fired() -> bool:
+        actions = (await handle.describe()).info.recent_actions
+        firing[:] = [
+            a.action.workflow_id
+            for a in actions
+            if isinstance(a.action, ScheduleActionExecutionStartWorkflow)
+        ]
+        return bool(firing)
+
+    await s.until(fired, "the schedule fired")
+    run_id = await s.client.get_workflow_handle(firing[0]).result()
+    await s.client.get_workflow_handle(run_id).result()
+    await save(s.client, firing[0], "d-scheduled-firing")
+    await save(s.client, run_id, "d-scheduled-run")
+    await save(s.client, f"{run_id}/cohort-000001", "d-scheduled-cohort-1")
+    assert (await s.stack.http.delete("/v1/schedules/d-scheduled")).status_code == 204
+
+
 SHAPES: list[Callable[[Scene], Awaitable[None]]] = [
     broadcast,
     delay_and_signals,
@@ -336,6 +367,7 @@ SHAPES: list[Callable[[Scene], Awaitable[None]]] = [
     a_ttl_quiet_hours,
     a_interaction_visits,
     c_triggered_local,
+    d_scheduled,
 ]
 
 

@@ -23,6 +23,7 @@ from temporalio.workflow import NondeterminismError
 from workflows.cohort import CohortWorkflow
 from workflows.contracts import CohortInput, CohortResult, JourneyRunInput, RunResult
 from workflows.run import PATCH_COHORTS_REPORT, JourneyRunWorkflow
+from workflows.scheduled import ScheduledRunWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 SHAPES = {"broadcast", "delay-signals", "wait-for", "every-node", "quiet-hours", "goal-event"}
@@ -51,11 +52,14 @@ def test_every_journey_shape_has_recorded_histories() -> None:
         assert any(n.startswith(f"{shape}-run") for n in names), shape
         assert any(n.startswith(f"{shape}-cohort-") for n in names), shape
     assert {"b-run-continue-as-new-run-1", "b-run-continue-as-new-run-2"} <= names
+    # a schedule's firing, and the run it started as its child
+    assert {"d-scheduled-firing", "d-scheduled-run", "d-scheduled-cohort-1"} <= names
 
 
 async def test_the_workflows_replay_every_recorded_history() -> None:
     replayer = Replayer(
-        workflows=[JourneyRunWorkflow, CohortWorkflow], data_converter=pydantic_data_converter
+        workflows=[JourneyRunWorkflow, CohortWorkflow, ScheduledRunWorkflow],
+        data_converter=pydantic_data_converter,
     )
     results = await replayer.replay_workflows(each(HISTORIES), raise_on_replay_failure=False)
     assert results.replay_failures == {}

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from tidings.cli import designer as designer_cli
+from tidings.cli import schedules as schedules_cli
 from tidings.cli.designer import problem, success
 from tidings.logs import configure_logging
 from tidings.settings import Settings
@@ -48,6 +49,7 @@ app.add_typer(journeys_app, name="journeys")
 app.add_typer(apps_app, name="apps")
 app.add_typer(runs_app, name="runs")
 app.add_typer(triggers_app, name="triggers")
+app.add_typer(schedules_cli.app, name="schedules")
 app.command()(designer_cli.start)
 runs_app.command("list")(designer_cli.runs)
 runs_app.command("status")(designer_cli.status)

@@ -121,8 +121,9 @@ async def logout() -> Response:
 
 
 def install_console(app: FastAPI) -> None:
-    from tidings.console import pages
+    from tidings.console import pages, schedules
 
     app.include_router(router)
     app.include_router(pages.router)
+    app.include_router(schedules.router)
     app.mount(f"{BASE}/static", StaticFiles(directory=HERE / "static"), name="console-static")

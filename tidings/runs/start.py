@@ -29,7 +29,7 @@ from tidings.store.journeys import (
     stored_definition,
     unknown_profiles,
 )
-from tidings.store.models import App, Device, DeviceState, Profile, RunStatus
+from tidings.store.models import App, Device, DeviceState, JourneyRun, Profile, RunStatus
 from tidings.store.reports import run_funnel
 from tidings.store.triggers import activate
 from tidings.store.types import utcnow
@@ -113,6 +113,54 @@ async def start_run(
 ) -> StartedRun:
     """Start ``journey`` for an audience: the listed profiles, or every profile with a valid
     device in the journey's app (narrowed by ``audience.where``)."""
+    recorded = await record_run(
+        db, journey, new_run_id(journey.id), profile_ids=profile_ids, audience=audience
+    )
+    handle = await client.start_workflow(
+        JourneyRunWorkflow.run,
+        recorded.input(options or engine_options(settings)),
+        id=recorded.run_id,
+        task_queue=settings.task_queue,
+        **await start_options(
+            client,
+            journey_id=journey.id,
+            journey_name=journey.name,
+            version=recorded.version,
+            app=journey.app,
+            run_id=recorded.run_id,
+            kind="audience",
+        ),
+    )
+    return StartedRun(recorded.run_id, handle)
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """A run stored with its snapshot and audience, ready for its workflow to start."""
+
+    run_id: str
+    version: int
+    journey: JourneyDefinition
+    audience: AudienceSpec
+
+    def input(self, options: EngineOptions) -> JourneyRunInput:
+        return JourneyRunInput(
+            run_id=self.run_id, journey=self.journey, audience=self.audience, options=options
+        )
+
+
+async def record_run(
+    db: Database,
+    journey: JourneyDefinition,
+    run_id: str,
+    *,
+    profile_ids: Sequence[str] | None = None,
+    audience: AudienceChoice | None = None,
+    schedule_id: str | None = None,
+) -> RecordedRun:
+    """Check the audience and store the run (its snapshot as the journey's newest version,
+    its listed members): what every start does before its run workflow starts. A run a
+    schedule fired names the schedule in its entry."""
     if journey.trigger is not None:
         raise StartError(
             f"journey {journey.id!r} starts on the event {journey.trigger.event!r}: activate "
@@ -124,7 +172,6 @@ async def start_run(
     if journey.audience is not None and not (choice.listed or choice.where or choice.app):
         choice = AudienceChoice(where=journey.audience.where, app=journey.audience.app)
     audience_app = choice.app or journey.app
-    run_id = new_run_id(journey.id)
     definition = journey.model_dump(mode="json")
     kind: Literal["app", "members"] = (
         "members" if choice.listed or profile_ids is not None else "app"
@@ -153,30 +200,20 @@ async def start_run(
                 "profiles": len(members) if kind == "members" else None,
                 "where": [p.model_dump(mode="json") for p in choice.where],
                 "listens": journey.listened_events(),
-            },
+            }
+            | ({"schedule": schedule_id} if schedule_id is not None else {}),
             members=members,
         )
-    handle = await client.start_workflow(
-        JourneyRunWorkflow.run,
-        JourneyRunInput(
-            run_id=run_id,
-            journey=journey,
-            audience=AudienceSpec(kind=kind, app_id=audience_app, where=list(choice.where)),
-            options=options or engine_options(settings),
-        ),
-        id=run_id,
-        task_queue=settings.task_queue,
-        **await start_options(
-            client,
-            journey_id=journey.id,
-            journey_name=journey.name,
-            version=version,
-            app=journey.app,
-            run_id=run_id,
-            kind="audience",
-        ),
-    )
-    return StartedRun(run_id, handle)
+    spec = AudienceSpec(kind=kind, app_id=audience_app, where=list(choice.where))
+    return RecordedRun(run_id, version, journey, spec)
+
+
+def recorded_run(run: JourneyRun) -> RecordedRun:
+    """A run stored before, as ``record_run`` answered when it stored it."""
+    entry = run.entry or {}
+    where = [AttributePredicate.model_validate(p) for p in entry.get("where", [])]
+    spec = AudienceSpec(kind=entry["audience"], app_id=entry["app"], where=where)
+    return RecordedRun(run.id, run.journey_version or 1, parse_definition(run.definition), spec)
 
 
 async def _anyone_matches(

@@ -37,7 +37,7 @@ TYPE_NAMES = {
     SearchAttributeIndexedValueType.KEYWORD: "Keyword",
     SearchAttributeIndexedValueType.INT: "Int",
 }
-RunKind = Literal["audience", "triggered"]
+RunKind = Literal["audience", "triggered", "scheduled"]
 
 _registered: dict[tuple[str, str], bool] = {}
 
@@ -113,12 +113,13 @@ async def start_options(
 ) -> dict[str, Any]:
     """Keyword arguments for ``client.start_workflow``: the memo and summary always, the
     search attributes once they are registered."""
-    version_text = f" v{version}" if version is not None else ""
-    who = f"profile {profile_id}" if profile_id is not None else "an audience"
-    options: dict[str, Any] = {
-        "memo": {"journey": journey_name},
-        "static_summary": f"{journey_name} ({journey_id}{version_text}) for {who} of {app}",
-    }
+    options = described(
+        journey_id=journey_id,
+        journey_name=journey_name,
+        version=version,
+        app=app,
+        profile_id=profile_id,
+    )
     if await registered(client):
         options["search_attributes"] = journey_attributes(
             journey_id=journey_id,
@@ -129,3 +130,20 @@ async def start_options(
             profile_id=profile_id,
         )
     return options
+
+
+def described(
+    *,
+    journey_id: str,
+    journey_name: str,
+    version: int | None,
+    app: str,
+    profile_id: str | None = None,
+) -> dict[str, Any]:
+    """The memo and static summary of a journey's workflow (pure: workflows use it too)."""
+    version_text = f" v{version}" if version is not None else ""
+    who = f"profile {profile_id}" if profile_id is not None else "an audience"
+    return {
+        "memo": {"journey": journey_name},
+        "static_summary": f"{journey_name} ({journey_id}{version_text}) for {who} of {app}",
+    }

@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from activities.audience import AudienceActivities
 from activities.delivery import DeliveryActivities, DeliveryPolicy
 from activities.records import RecordActivities
+from activities.schedules import ScheduleActivities
 from tidings.observe import tracing
 from tidings.push import ProviderRoutes, SenderRegistry
 from tidings.push.links import LinkSigner, link_tracking
@@ -25,10 +26,11 @@ from tidings.store.secrets import SecretBox
 from tidings.temporal.converter import with_shared_type_adapters
 from workflows.cohort import CohortWorkflow
 from workflows.run import JourneyRunWorkflow
+from workflows.scheduled import ScheduledRunWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS = [JourneyRunWorkflow, CohortWorkflow]
+WORKFLOWS = [JourneyRunWorkflow, CohortWorkflow, ScheduledRunWorkflow]
 # the SDK's own default of max_cached_workflows
 SDK_WORKFLOW_CACHE_SIZE = 1000
 
@@ -133,6 +135,7 @@ def build_workers(
         AudienceActivities(resources.db).page,
         records.finish_run,
         records.journey_events,
+        ScheduleActivities(resources.db, worker_client).record_run,
     ]
     interceptors = (
         []

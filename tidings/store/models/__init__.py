@@ -22,6 +22,7 @@ from tidings.store.models.registrations import (
     RegistrationStatus,
 )
 from tidings.store.models.replaced_tokens import ReplacedToken
+from tidings.store.models.schedules import JourneySchedule
 from tidings.store.models.send_rates import SendRateBucket
 from tidings.store.models.triggers import JourneyEntry, JourneyTrigger
 
@@ -42,6 +43,7 @@ __all__ = [
     "JourneyEntry",
     "JourneyEvent",
     "JourneyRun",
+    "JourneySchedule",
     "JourneyTrigger",
     "JourneyVersion",
     "Profile",
