@@ -29,10 +29,11 @@ from tidings.inbound.forwarder import forwarding
 from tidings.inbound.triggers import EntryOptions
 from tidings.settings import Settings
 from tidings.sim import SimulatorEndpoints, shared_simulators
+from tidings.startup import prepare_store
 from tidings.store.db import Database
 from tidings.temporal.client import configured_address, connect
 from tidings.temporal.devserver import StackError, TemporalEndpoint, temporal_endpoint
-from tidings.worker.main import prepare_store, run_worker
+from tidings.worker.main import run_worker
 from tidings.worker.resources import build_worker, worker_resources
 
 log = logging.getLogger(__name__)

@@ -150,3 +150,15 @@ def configuration_errors(command: str = "tidings") -> Iterator[None]:
             sys.stderr.write(f"{command}: {line}\n")
         sys.stderr.flush()
         raise SystemExit(CONFIGURATION_EXIT) from None
+
+
+def prepare_store(settings: Settings) -> None:
+    """Embedded (laptop) mode migrates SQLite itself; against a configured deployment the
+    schema is ops' to upgrade (`tidings db upgrade`), and a mismatch stops the process."""
+    from tidings.store.migrate import check_schema, upgrade
+    from tidings.temporal.client import configured_address
+
+    if configured_address() is None and settings.database_url is None:
+        upgrade(settings.resolved_database_url)
+    else:
+        check_schema(settings.resolved_database_url)

@@ -147,11 +147,11 @@ def api(
     import uvicorn
 
     from tidings.api.app import create_app
-    from tidings.store.migrate import check_schema
+    from tidings.startup import prepare_store
     from tidings.store.secrets import SecretBox
 
     settings = _settings()
-    check_schema(settings.resolved_database_url)
+    prepare_store(settings)  # an embedded store is migrated; a deployment's only checked
     # a bad key stops the command here, in one line, not in each server process' start-up
     SecretBox.from_settings(
         settings.secret_key.get_secret_value() if settings.secret_key else None, settings.home

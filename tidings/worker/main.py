@@ -16,22 +16,13 @@ from tidings.observe.health import Readiness, readiness
 from tidings.observe.sampler import sampling
 from tidings.observe.server import serving_observe
 from tidings.settings import Settings
+from tidings.startup import prepare_store
 from tidings.store.db import Database
-from tidings.store.migrate import check_schema, upgrade
-from tidings.temporal.client import configured_address, connect, metrics_runtime
+from tidings.temporal.client import connect, metrics_runtime
 from tidings.temporal.devserver import temporal_server
 from tidings.worker.resources import QUEUE_ROLES, build_workers, worker_resources
 
 log = logging.getLogger(__name__)
-
-
-def prepare_store(settings: Settings) -> None:
-    """Embedded (laptop) mode migrates SQLite itself; against a configured deployment the
-    schema is ops' to upgrade (`tidings db upgrade`), and a mismatch stops the process."""
-    if configured_address() is None and settings.database_url is None:
-        upgrade(settings.resolved_database_url)
-    else:
-        check_schema(settings.resolved_database_url)
 
 
 async def run_worker(

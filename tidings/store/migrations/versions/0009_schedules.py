@@ -3,8 +3,8 @@
 - ``journey_schedule``: what each schedule was asked for (journey, cadence, time zone,
   audience) and the outcome of its latest firing.
 
-Revision ID: 0008_schedules
-Revises: 0007_inbound_event_outbox
+Revision ID: 0009_schedules
+Revises: 0008_event_traceparent
 Create Date: 2026-12-05 05:30:00.000000
 """
 
@@ -16,8 +16,8 @@ from sqlalchemy.dialects import postgresql
 
 import tidings.store.types
 
-revision: str = "0008_schedules"
-down_revision: str | Sequence[str] | None = "0007_inbound_event_outbox"
+revision: str = "0009_schedules"
+down_revision: str | Sequence[str] | None = "0008_event_traceparent"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
