@@ -17,12 +17,17 @@ from activities.contracts import (
     PushBatch,
     PushBatchResult,
     RecordJourneyEvents,
+    TestSendFailure,
+    TestSendRequest,
+    TestSendSummary,
 )
 
 LIST_AUDIENCE = "tidings.audience.page"
 DELIVER = "tidings.delivery.deliver"
 FINISH_RUN = "tidings.records.finish_run"
 RECORD_JOURNEY_EVENTS = "tidings.records.journey_events"
+SEND_TEST = "tidings.test_sends.send"
+GIVE_UP_TEST = "tidings.test_sends.give_up"
 
 
 class AudienceActivity:
@@ -48,4 +53,18 @@ class RecordsActivity:
     @activity.defn(name=RECORD_JOURNEY_EVENTS)
     async def journey_events(self, request: RecordJourneyEvents) -> None:
         """Journey events of one cohort step, written once each."""
+        raise NotImplementedError
+
+
+class TestSendActivity:
+    __test__ = False  # not a pytest class
+
+    @activity.defn(name=SEND_TEST)
+    async def send(self, request: TestSendRequest) -> TestSendSummary:
+        """A recorded test send's push to each of its devices, outcomes written back."""
+        raise NotImplementedError
+
+    @activity.defn(name=GIVE_UP_TEST)
+    async def give_up(self, failure: TestSendFailure) -> TestSendSummary:
+        """A test send that could not be sent: its open devices end failed, saying why."""
         raise NotImplementedError

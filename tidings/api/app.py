@@ -31,6 +31,7 @@ from tidings.api.routers import (
     mappings,
     profiles,
     runs,
+    test_sends,
     timeline,
     triggers,
 )
@@ -133,7 +134,8 @@ def create_app(
 
     for module in (apps, keys, profiles, erasures, mappings, devices, interactions, compat):
         app.include_router(module.router)
-    for module in (journeys, runs, timeline, triggers):  # journeys and runs (tidings.runs)
+    # journeys, runs and test sends (tidings.runs)
+    for module in (journeys, runs, timeline, triggers, test_sends):
         app.include_router(module.router)
     app.include_router(links.router)  # tracked links: /l/{tracking_id}, no key
     app.include_router(events.router)  # custom events: triggers, goals, wait_for

@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from activities.audience import AudienceActivities
 from activities.delivery import DeliveryActivities, DeliveryPolicy
 from activities.records import RecordActivities
+from activities.test_send import TestSendActivities
 from tidings.observe import tracing
 from tidings.push import ProviderRoutes, SenderRegistry
 from tidings.push.links import LinkSigner, link_tracking
@@ -25,10 +26,11 @@ from tidings.store.secrets import SecretBox
 from tidings.temporal.converter import with_shared_type_adapters
 from workflows.cohort import CohortWorkflow
 from workflows.run import JourneyRunWorkflow
+from workflows.test_send import TestSendWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS = [JourneyRunWorkflow, CohortWorkflow]
+WORKFLOWS = [JourneyRunWorkflow, CohortWorkflow, TestSendWorkflow]
 # the SDK's own default of max_cached_workflows
 SDK_WORKFLOW_CACHE_SIZE = 1000
 
@@ -120,6 +122,8 @@ def build_workers(
         ),
     )
     records = RecordActivities(resources.db)
+    # test sends go out beside the deliveries, through the same senders (activities/test_send)
+    test_sends = TestSendActivities(resources.db, resources.senders, resources.secrets)
     # the same connection, with a converter whose type adapters outlive each workflow run
     worker_client = Client(
         **(client.config() | {"data_converter": with_shared_type_adapters(client.data_converter)})
@@ -130,6 +134,8 @@ def build_workers(
     # through a local activity, which runs in the worker of its workflow
     interpreter_activities: list[Callable[..., Any]] = [
         delivery.deliver,
+        test_sends.send,
+        test_sends.give_up,
         AudienceActivities(resources.db).page,
         records.finish_run,
         records.journey_events,
@@ -163,7 +169,7 @@ def build_workers(
             Worker(
                 worker_client,
                 task_queue=settings.delivery_queue,
-                activities=[delivery.deliver],
+                activities=[delivery.deliver, test_sends.send, test_sends.give_up],
                 max_concurrent_activities=64,
                 graceful_shutdown_timeout=grace,
                 interceptors=interceptors,
