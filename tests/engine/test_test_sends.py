@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from tests.engine.conftest import APP, Scene, SceneFactory
 from tidings.sim import Simulators
-from tidings.store.models import App, Delivery, Device, JourneyRun, Profile
+from tidings.store.models import App, Delivery, Device, JourneyRun, Profile, Provider
 
 JOURNEY: dict[str, Any] = {
     "id": "try-me",
@@ -183,7 +183,7 @@ async def test_bad_requests_name_what_is_wrong_and_send_nothing(scene: SceneFact
                 Device(
                     app_id="elsewhere",
                     profile_id="eve",
-                    provider="fcm",
+                    provider=Provider.FCM,
                     token="fcm-x:APA91b" + "e" * 40,
                 )
             )
