@@ -10,6 +10,8 @@ from typing import Any
 from sqlmodel import select
 
 from tests.engine.conftest import APP, Scene, SceneFactory
+from tests.engine.test_designer_cli import invoke
+from tidings.cli.app import app as tidings_cli
 from tidings.sim import Simulators
 from tidings.store.models import App, Delivery, Device, JourneyRun, Profile, Provider
 
@@ -218,3 +220,35 @@ async def test_bad_requests_name_what_is_wrong_and_send_nothing(scene: SceneFact
         assert missing.status_code == 404
         assert (await s.stack.http.get("/v1/test-sends")).json()["items"] == []
         assert received(s.sims) == {}
+
+
+async def test_the_cli_sends_to_a_named_device_and_names_a_bad_node(scene: SceneFactory) -> None:
+    async with scene() as s:
+        await s.profile("ada", devices=("fcm",), attributes={"first_name": "Ada", "plan": "pro"})
+        (phone,) = await s.profile("designer", devices=("apns",))
+        await save_journey(s)
+        (device,) = await devices_of(s, "designer")
+
+        done = await invoke(
+            s,
+            tidings_cli,
+            "test-send",
+            "try-me",
+            "hello",
+            "--profile",
+            "ada",
+            "--device",
+            str(device.id),
+        )
+
+        assert done.exit_code == 0, done.output
+        assert "sent" in done.output
+        assert list(received(s.sims)) == [phone]
+        assert "Hi Ada" in received(s.sims)[phone][0]
+        listed = (await s.stack.http.get("/v1/test-sends")).json()["items"]
+        assert [(t["requested_by"], t["profile_id"]) for t in listed] == [("cli", "ada")]
+
+        refused = await invoke(s, tidings_cli, "test-send", "try-me", "pause", "--profile", "ada")
+        assert refused.exit_code == 1
+        assert "node_id" in refused.output
+        assert "not a push" in refused.output
