@@ -148,7 +148,9 @@ class TestSendActivities(TestSendActivity):
                 completion = verdict.completion
                 status = STATUS_OF.get(completion.status, "failed")
                 reason = completion.reason
-                if completion.status is DeliveryStatus.PENDING:
+                if status == "sent":
+                    reason = None  # accepted: the provider's message id says the rest
+                elif completion.status is DeliveryStatus.PENDING:
                     reason = f"{reason} (a test send is not retried)"
                 if verdict.gone is not None:
                     _, gone_at, why = verdict.gone

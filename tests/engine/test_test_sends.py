@@ -77,6 +77,7 @@ async def test_a_node_goes_to_the_profiles_own_devices_rendered_for_it_and_nowhe
         )
         assert sent["message"]["title"] == "Hi Ada"
         assert sorted(d["status"] for d in sent["devices"]) == ["sent", "sent"]
+        assert [d["reason"] for d in sent["devices"]] == [None, None]
         assert sorted(d["provider"] for d in sent["devices"]) == ["apns", "fcm"]
         # the answer never carries a whole token
         assert not any(token in answer.text for token in mine)
