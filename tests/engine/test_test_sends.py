@@ -5,10 +5,12 @@ ledger; a gone token invalidated as in a run; bad requests named."""
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from sqlmodel import select
 
+from activities.declarations import SEND_TEST
 from tests.engine.conftest import APP, Scene, SceneFactory
 from tests.engine.test_designer_cli import invoke
 from tidings.cli.app import app as tidings_cli
@@ -41,6 +43,16 @@ async def devices_of(s: Scene, profile_id: str) -> list[Device]:
     async with s.db.read() as session:
         rows = await session.exec(select(Device).where(Device.profile_id == profile_id))
         return sorted(rows.all(), key=lambda d: d.id or 0)
+
+
+def scheduled_queues(history: Any, activity: str) -> list[str]:
+    """The task queues a workflow's history scheduled ``activity`` on."""
+    return [
+        event.activity_task_scheduled_event_attributes.task_queue.name
+        for event in history.events
+        if event.WhichOneof("attributes") == "activity_task_scheduled_event_attributes"
+        and event.activity_task_scheduled_event_attributes.activity_type.name == activity
+    ]
 
 
 def received(sims: Simulators) -> dict[str, list[str]]:
@@ -253,3 +265,34 @@ async def test_the_cli_sends_to_a_named_device_and_names_a_bad_node(scene: Scene
         assert refused.exit_code == 1
         assert "node_id" in refused.output
         assert "not a push" in refused.output
+
+
+async def test_without_waiting_it_answers_202_and_is_sent_on_the_delivery_queue(
+    scene: SceneFactory,
+) -> None:
+    delivery_queue = f"tidings-delivery-{uuid.uuid4().hex[:8]}"
+    async with scene(delivery_task_queue=delivery_queue) as s:
+        attributes = {"first_name": "Ada", "plan": "pro"}
+        (token,) = await s.profile("ada", devices=("fcm",), attributes=attributes)
+        await save_journey(s)
+
+        answer = await s.stack.http.post(
+            "/v1/test-sends",
+            json={"journey_id": "try-me", "node_id": "hello", "profile_id": "ada", "wait_s": 0},
+        )
+
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["devices"][0]["status"] == "pending"
+        location = answer.headers["location"]
+        found: dict[str, Any] = {}
+
+        async def done() -> bool:
+            found.update((await s.stack.http.get(location)).json())
+            return bool(found["status"] == "done")
+
+        await s.until(done, "the test send done")
+        assert [d["status"] for d in found["devices"]] == ["sent"]
+        assert found["completed_at"] is not None
+        assert list(received(s.sims)) == [token]
+        workflow = s.client.get_workflow_handle(f"test-send/{found['id']}")
+        assert scheduled_queues(await workflow.fetch_history(), SEND_TEST) == [delivery_queue]

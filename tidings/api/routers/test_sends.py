@@ -65,7 +65,7 @@ class TestSendBody(BaseModel):
         default=DEFAULT_WAIT_S,
         ge=0,
         le=MAX_WAIT_S,
-        description="how long to wait for the outcome before answering 202 (0: at once)",
+        description="how long to wait for the outcome before answering 202 (0: 202 at once)",
     )
 
 
@@ -119,7 +119,9 @@ async def send(body: TestSendBody, state: State, response: Response) -> TestSend
         raise ApiError(
             503, "temporal_unavailable", f"Temporal refused the test send: {error}"
         ) from None
-    finished = await wait_for_outcome(client, state.db, started.id, body.wait_s) or started
+    finished = started
+    if body.wait_s > 0:
+        finished = await wait_for_outcome(client, state.db, started.id, body.wait_s) or started
     response.headers["Location"] = _location(started.id)
     if finished.status == "pending":
         response.status_code = status.HTTP_202_ACCEPTED
