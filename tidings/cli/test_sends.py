@@ -14,6 +14,7 @@ from tidings.runs.test_sends import (
     MAX_WAIT_S,
     TestSendAsk,
     TestSendView,
+    split_devices,
     start_test_send,
     wait_for_outcome,
 )
@@ -31,13 +32,14 @@ def ask_for(
     version: int | None,
 ) -> TestSendAsk:
     """A device given as digits is a device id; anything else is a token."""
+    ids, tokens = split_devices(devices)
     return TestSendAsk(
         journey_id=journey_id,
         node_id=node_id,
         profile_id=profile_id,
         version=version,
-        device_ids=[int(d) for d in devices if d.isdigit()],
-        tokens=[d for d in devices if not d.isdigit()],
+        device_ids=ids,
+        tokens=tokens,
         requested_by="cli",
     )
 

@@ -43,6 +43,7 @@ from tidings.runs.test_sends import (
     TestSendProblem,
     prepare,
     record_and_start,
+    split_devices,
     view_of,
     wait_for_outcome,
 )
@@ -166,12 +167,13 @@ async def try_push(request: Request, journey_id: str) -> Response:
         for item in re.split(r"[\s,]+", (form.get("devices") or [""])[0])
         if item.strip()
     ]
+    ids, tokens = split_devices(listed)
     ask = TestSendAsk(
         journey_id=journey_id,
         node_id=(form.get("node") or [""])[0].strip(),
         profile_id=(form.get("profile") or [""])[0].strip(),
-        device_ids=[int(d) for d in listed if d.isdigit() and len(d) < 19],
-        tokens=[d for d in listed if not d.isdigit()],
+        device_ids=ids,
+        tokens=tokens,
         requested_by="console",
     )
     try:

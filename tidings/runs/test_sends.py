@@ -134,6 +134,13 @@ def view_of(row: TestSend) -> TestSendView:
     )
 
 
+def split_devices(listed: Sequence[str]) -> tuple[list[int], list[str]]:
+    """Device ids and tokens from what a person typed: a short run of digits is a device
+    id, anything else a token."""
+    ids = [int(d) for d in listed if d.isdigit() and len(d) < 19]
+    return ids, [d for d in listed if not (d.isdigit() and len(d) < 19)]
+
+
 def new_test_send_id() -> str:
     return f"ts-{secrets.token_hex(8)}"
 
