@@ -179,3 +179,31 @@ class ScheduledRunRecord:
     audience: AudienceSpec
     # whether the namespace knows tidings' search attributes
     search_attributes: bool
+
+
+@dataclass(frozen=True)
+class TestSendRequest:
+    """A recorded test send (tidings.store.models.TestSend) to be sent by a worker."""
+
+    __test__ = False  # not a pytest class
+
+    test_send_id: str
+
+
+@dataclass(frozen=True)
+class TestSendFailure:
+    """A test send whose sending could not run: its open devices end ``failed``."""
+
+    __test__ = False  # not a pytest class
+
+    test_send_id: str
+    reason: str
+
+
+@dataclass
+class TestSendSummary:
+    __test__ = False  # not a pytest class
+
+    status: str
+    # devices by outcome (sent, failed, token_gone, ...)
+    outcomes: dict[str, int] = field(default_factory=dict)

@@ -19,6 +19,9 @@ from activities.contracts import (
     RecordJourneyEvents,
     RecordScheduledRun,
     ScheduledRunRecord,
+    TestSendFailure,
+    TestSendRequest,
+    TestSendSummary,
 )
 
 LIST_AUDIENCE = "tidings.audience.page"
@@ -26,6 +29,8 @@ DELIVER = "tidings.delivery.deliver"
 FINISH_RUN = "tidings.records.finish_run"
 RECORD_JOURNEY_EVENTS = "tidings.records.journey_events"
 RECORD_SCHEDULED_RUN = "tidings.schedules.record_run"
+SEND_TEST = "tidings.test_sends.send"
+GIVE_UP_TEST = "tidings.test_sends.give_up"
 
 
 class AudienceActivity:
@@ -58,4 +63,18 @@ class SchedulesActivity:
     @activity.defn(name=RECORD_SCHEDULED_RUN)
     async def record_run(self, request: RecordScheduledRun) -> ScheduledRunRecord:
         """A schedule's firing stored as a run, its audience resolved now."""
+        raise NotImplementedError
+
+
+class TestSendActivity:
+    __test__ = False  # not a pytest class
+
+    @activity.defn(name=SEND_TEST)
+    async def send(self, request: TestSendRequest) -> TestSendSummary:
+        """A recorded test send's push to each of its devices, outcomes written back."""
+        raise NotImplementedError
+
+    @activity.defn(name=GIVE_UP_TEST)
+    async def give_up(self, failure: TestSendFailure) -> TestSendSummary:
+        """A test send that could not be sent: its open devices end failed, saying why."""
         raise NotImplementedError

@@ -126,6 +126,42 @@ def runs(
     )
 
 
+def try_push(
+    journey: Annotated[str, typer.Argument(help="a stored journey's id")],
+    node: Annotated[str, typer.Argument(help="one of its push nodes")],
+    profile: Annotated[
+        str, typer.Option("--profile", help="the profile whose attributes render the push")
+    ],
+    device: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--device",
+            help="a device id or token of the journey's app (repeat for more); none: the "
+            "profile's own valid devices",
+        ),
+    ] = None,
+    version: Annotated[int | None, typer.Option(help="default: the latest", min=1)] = None,
+    wait: Annotated[
+        float, typer.Option(help="seconds to wait for the outcome", min=0, max=30)
+    ] = 15.0,
+    as_json: JsonOutput = False,
+) -> None:
+    """Try a push on your own device: send one push node, rendered for a profile, to devices,
+    without starting a run. Exit 1 if a device did not get it."""
+    from tidings.cli.test_sends import ask_for
+    from tidings.cli.test_sends import send_test as send
+    from tidings.runs.test_sends import TestSendProblem
+
+    ask = ask_for(journey, node, profile, device or [], version)
+    try:
+        view = _run(send(_settings(), ask, console, wait_s=wait, as_json=as_json))
+    except TestSendProblem as error:
+        errors.print(problem(f"{error.field}: {error.message}", "cannot send:"))
+        raise typer.Exit(1) from None
+    if any(d.status != "sent" for d in view.devices):
+        raise typer.Exit(1)
+
+
 def status(
     run_id: Annotated[str, typer.Argument(help="the run's id")],
     follow: Annotated[

@@ -38,13 +38,25 @@ from tidings.runs.journeys import (
 from tidings.runs.pushes import ProfileNotFound, profile_timeline, run_pushes
 from tidings.runs.report import run_report
 from tidings.runs.start import AudienceChoice, start_run
+from tidings.runs.test_sends import (
+    TestSendAsk,
+    TestSendProblem,
+    prepare,
+    record_and_start,
+    split_devices,
+    view_of,
+    wait_for_outcome,
+)
 from tidings.runs.view import run_view
 from tidings.store.apps import provider_stop
-from tidings.store.models import App, JourneyRun, JourneyVersion, Profile
+from tidings.store.models import App, JourneyRun, JourneyVersion, Profile, TestSend
 from tidings.store.reports import node_funnels, run_funnel
+from tidings.store.test_sends import list_test_sends
 
 router = APIRouter(prefix=BASE, include_in_schema=False)
 FORM_LIMIT = 8 << 10
+# how long a test send's form waits for the worker before showing it as it stands
+CONSOLE_WAIT_S = 10.0
 
 
 @router.get("/")
@@ -117,6 +129,8 @@ async def journey(request: Request, journey_id: str) -> Response:
     async with state_of(request).db.read() as session:
         versions = await versions_of(session, journey_id)
         runs = await runs_of(session, journey_id)
+        tried = await list_test_sends(session, journey_id=journey_id, limit=5, before=None)
+        shown = await session.get(TestSend, request.query_params.get("test_send") or "")
     if not versions and not runs:
         return page(request, "missing.html", "No such journey", status=404, what=journey_id)
     return page(
@@ -127,8 +141,51 @@ async def journey(request: Request, journey_id: str) -> Response:
         journey_id=journey_id,
         versions=versions,
         runs=runs,
+        push_nodes=_push_nodes(versions[0].definition) if versions else [],
+        test_sends=[view_of(row) for row in tried],
+        shown_test_send=view_of(shown) if shown and shown.journey_id == journey_id else None,
         notice=request.query_params.get("notice"),
     )
+
+
+def _push_nodes(definition: dict[str, Any]) -> list[str]:
+    return [str(n.get("id")) for n in definition.get("nodes", []) if n.get("type") == "push"]
+
+
+@router.post("/journeys/{journey_id}/test-sends")
+async def try_push(request: Request, journey_id: str) -> Response:
+    """Send one push node of the journey's latest version, rendered for the form's profile,
+    to its devices (or the ones listed), without a run; the outcome shows on the journey's
+    page."""
+    if not signed_in(request):
+        return to_login(request)
+    form = parse_qs((await request.body())[:FORM_LIMIT].decode(errors="replace"))
+    state = state_of(request)
+    back = f"{BASE}/journeys/{quote(journey_id)}"
+    listed = [
+        item.strip()
+        for item in re.split(r"[\s,]+", (form.get("devices") or [""])[0])
+        if item.strip()
+    ]
+    ids, tokens = split_devices(listed)
+    ask = TestSendAsk(
+        journey_id=journey_id,
+        node_id=(form.get("node") or [""])[0].strip(),
+        profile_id=(form.get("profile") or [""])[0].strip(),
+        device_ids=ids,
+        tokens=tokens,
+        requested_by="console",
+    )
+    try:
+        row = await prepare(state.db, state.settings, ask)
+    except TestSendProblem as problem:
+        return _back(back, f"Nothing was sent: {problem.field}: {problem.message}")
+    client = await temporal_client(request.app)
+    if client is None:
+        return _back(back, "Temporal does not answer: nothing was sent.")
+    started = await record_and_start(client, state.db, state.settings, row)
+    await wait_for_outcome(client, state.db, started.id, CONSOLE_WAIT_S)
+    return RedirectResponse(f"{back}?test_send={quote(started.id)}", status_code=303)
 
 
 @router.get("/journeys/{journey_id}/versions/{version}")

@@ -16,6 +16,7 @@ from activities.audience import AudienceActivities
 from activities.delivery import DeliveryActivities, DeliveryPolicy
 from activities.records import RecordActivities
 from activities.schedules import ScheduleActivities
+from activities.test_send import TestSendActivities
 from tidings.observe import tracing
 from tidings.push import ProviderRoutes, SenderRegistry
 from tidings.push.links import LinkSigner, link_tracking
@@ -27,10 +28,11 @@ from tidings.temporal.converter import with_shared_type_adapters
 from workflows.cohort import CohortWorkflow
 from workflows.run import JourneyRunWorkflow
 from workflows.scheduled import ScheduledRunWorkflow
+from workflows.test_send import TestSendWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS = [JourneyRunWorkflow, CohortWorkflow, ScheduledRunWorkflow]
+WORKFLOWS = [JourneyRunWorkflow, CohortWorkflow, ScheduledRunWorkflow, TestSendWorkflow]
 # the SDK's own default of max_cached_workflows
 SDK_WORKFLOW_CACHE_SIZE = 1000
 
@@ -122,6 +124,8 @@ def build_workers(
         ),
     )
     records = RecordActivities(resources.db)
+    # test sends go out beside the deliveries, through the same senders (activities/test_send)
+    test_sends = TestSendActivities(resources.db, resources.senders, resources.secrets)
     # the same connection, with a converter whose type adapters outlive each workflow run
     worker_client = Client(
         **(client.config() | {"data_converter": with_shared_type_adapters(client.data_converter)})
@@ -132,6 +136,8 @@ def build_workers(
     # through a local activity, which runs in the worker of its workflow
     interpreter_activities: list[Callable[..., Any]] = [
         delivery.deliver,
+        test_sends.send,
+        test_sends.give_up,
         AudienceActivities(resources.db).page,
         records.finish_run,
         records.journey_events,
@@ -166,7 +172,7 @@ def build_workers(
             Worker(
                 worker_client,
                 task_queue=settings.delivery_queue,
-                activities=[delivery.deliver],
+                activities=[delivery.deliver, test_sends.send, test_sends.give_up],
                 max_concurrent_activities=64,
                 graceful_shutdown_timeout=grace,
                 interceptors=interceptors,

@@ -24,6 +24,7 @@ from tidings.store.models.registrations import (
 from tidings.store.models.replaced_tokens import ReplacedToken
 from tidings.store.models.schedules import JourneySchedule
 from tidings.store.models.send_rates import SendRateBucket
+from tidings.store.models.test_sends import TestSend, TestSendStatus
 from tidings.store.models.triggers import JourneyEntry, JourneyTrigger
 
 __all__ = [
@@ -56,4 +57,6 @@ __all__ = [
     "RunStatus",
     "SendCause",
     "SendRateBucket",
+    "TestSend",
+    "TestSendStatus",
 ]
