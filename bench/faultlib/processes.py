@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -262,6 +263,8 @@ class Workers:
         self._all: list[subprocess.Popen[bytes]] = []
         self.process: subprocess.Popen[bytes] | None = None
         self.unexpected_exits = 0
+        # how the workers that died on their own ended: exit code (negative: the signal)
+        self.exit_codes: Counter[int] = Counter()
         self._stopping = False
 
     @property
@@ -299,8 +302,15 @@ class Workers:
             if self._stopping or self.process is None or self.process.poll() is None:
                 return False
             self.unexpected_exits += 1
+            self.exit_codes[self.process.returncode] += 1
             self._start()
             return True
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        """The workers' last lines of output: why one died, when one did."""
+        with self._log_path.open("rb") as log:
+            text = log.read()[-64 * 1024 :].decode(errors="replace")
+        return [line for line in text.splitlines() if not line.startswith("--- worker")][-lines:]
 
     def stop(self) -> None:
         """SIGTERM every worker still running (a graceful stop), SIGKILL past the grace."""

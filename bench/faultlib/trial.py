@@ -445,6 +445,13 @@ async def _trial(
         in_flight_bound=targets.in_flight_bound,
         notes=ctx.notes | {"connection_faults": sum(len(t) for t in faults.values())},
     )
+    if workers.unexpected_exits:
+        # a worker that dies on its own is a defect of tidings, not a fault the trial made
+        result.failed.append(f"workers exited on their own={workers.unexpected_exits}")
+        result.notes["worker_exit_codes"] = dict(workers.exit_codes)
+        result.notes["worker_log_tail"] = workers.log_tail()
+        for line in workers.log_tail():
+            log(f"{store}/{scenario.name} worker: {line}")
     verdict = "PASS" if not result.failed else "FAIL: " + "; ".join(result.failed)
     log(f"{store}/{scenario.name}: {result.run_status} in {result.wall_s} s, {verdict}")
     return result
