@@ -126,7 +126,8 @@ def judge(
     the same machine's). ``connection_faults`` are, by provider, the times the simulators
     broke a connection on purpose (GOAWAY, reset, ...): the answers to the other requests in
     flight on it may be lost although the provider took them. An extra copy is charged to
-    the latest disruption between it and the copy before it; else it is explained by a
+    the first disruption between it and the copy before it (the disruption whose in-flight
+    sends that copy was among); else it is explained by a
     connection fault of its provider within ``answer_window_s`` (the request timeout) after
     the copy before it (or in the same read, just before it); else it is charged to the
     latest disruption before it (a restart's effects can come later: a batch Temporal
@@ -175,10 +176,12 @@ def judge(
         findings.extra_max_per_device = max(findings.extra_max_per_device, copies)
         ordered = sorted(records, key=lambda r: r.received_at)
         for before, copy in itertools.pairwise(ordered):
-            # the latest disruption before this copy
+            # the first disruption after the copy before: the one whose in-flight sends it
+            # was among (kills in quick succession each keep their own count)
+            first_after = bisect.bisect_left(times, before.received_at)
             index = bisect.bisect_left(times, copy.received_at) - 1
-            if index >= 0 and times[index] >= before.received_at:
-                by_disruption[index] += 1
+            if first_after <= index:
+                by_disruption[first_after] += 1
             elif _fault_within(
                 faults.get(before.provider, []), before.received_at, answer_window_s
             ):

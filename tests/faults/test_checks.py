@@ -77,6 +77,17 @@ def test_extra_copies_are_charged_to_the_disruption_between_them() -> None:
     ]
 
 
+def test_kills_in_quick_succession_each_keep_their_own_extra_copies() -> None:
+    # token-1 and token-2 were in flight at the kill at 3.0 and resent only after the kill
+    # at 4.0 (whose worker had sent nothing yet); token-3 was in flight at the second kill
+    records = [sent(1, 1.0), sent(1, 6.0), sent(2, 2.0), sent(2, 7.0)]
+    records += [sent(3, 3.5), sent(3, 6.5)]
+    devices = [device(1), device(2), device(3)]
+    findings = judge(NODES, devices, set(), [row(1), row(2), row(3)], records, [3.0, 4.0])
+    assert findings.extra_by_disruption == [2, 1]
+    assert findings.extra_unexplained == 0
+
+
 def test_a_connection_fault_explains_a_copy_only_while_the_answer_was_in_flight() -> None:
     records = [sent(1, 1.0), sent(1, 30.0), sent(2, 100.0), sent(2, 130.0)]
     records += [sent(3, 50.0), sent(3, 80.0), sent(4, 70.0), sent(4, 90.0)]
