@@ -51,6 +51,7 @@ from tidings.push import AppSenders, Outcome, SenderRegistry, SendResult
 from tidings.push.credentials import AppCredentials
 from tidings.store.apps import credentials_generation, open_credentials
 from tidings.store.db import Database
+from tidings.store.fences import AttemptFence, release_fence, take_fence
 from tidings.store.ledger import (
     Completion,
     LedgerRow,
@@ -132,7 +133,10 @@ class DeliveryActivities(DeliveryActivity):
             horizon_passed=now >= give_up_at,
             horizon=_duration(give_up_at - batch.reached_at),
         )
+        fence = _attempt_fence()
         async with self._db.write() as session:
+            if not await take_fence(session, fence, now):
+                raise _superseded(fence)
             rows = await open_sends(
                 session,
                 run_id=batch.run_id,
@@ -168,10 +172,13 @@ class DeliveryActivities(DeliveryActivity):
                     count_pushes(app.id, send.plan.provider, row.status.value)
 
         if pending:
-            learnt = await self._send(app, pending, rows, expires_at, now)
+            learnt = await self._send(app, pending, rows, expires_at, now, fence)
             if learnt.open_rows:
                 await self._retry_or_close(app.id, learnt, expires_at, give_up_at, limits.horizon)
-        return await self._summarise(audience, sends)
+        summary = await self._summarise(audience, sends)
+        async with self._db.write() as session:
+            await release_fence(session, fence)
+        return summary
 
     async def _send(
         self,
@@ -180,9 +187,11 @@ class DeliveryActivities(DeliveryActivity):
         rows: dict[str, LedgerRow],
         expires_at: datetime | None,
         now: datetime,
+        fence: AttemptFence,
     ) -> AttemptVerdicts:
         """Send the pending rows, committing their outcomes as they arrive; what the attempt
-        learnt (the rows left open to be retried, with their last answers)."""
+        learnt (the rows left open to be retried, with their last answers). Stops sending,
+        and fails, once a newer attempt of the batch has started."""
         row_ids = [rows[send.plan.send_key].id for send in pending]
         token_updates = self._policy.token_updates_min_delay
 
@@ -193,15 +202,26 @@ class DeliveryActivities(DeliveryActivity):
             )
             return writer.add(verdict)
 
-        async with OutcomeWriter(self._db, app) as writer:
+        async with OutcomeWriter(self._db, app, fence=fence) as writer:
             senders = await self._open_senders(app)
             if isinstance(senders, SendResult):
                 for index in range(len(pending)):
                     record(index, senders)
             else:
-                await send_paced(
-                    senders, pending, expires_at, app.send_rate_per_s, self._pacer, app.id, record
+                sending = asyncio.create_task(
+                    send_paced(
+                        senders,
+                        pending,
+                        expires_at,
+                        app.send_rate_per_s,
+                        self._pacer,
+                        app.id,
+                        record,
+                    )
                 )
+                await _until_sent_or_superseded(sending, writer.superseded)
+        if writer.superseded.is_set():
+            raise _superseded(fence)
         learnt = writer.learnt
         await writer.write(learnt.fail_with_the_refused_push())
         self._log_faults(app, learnt.app_faults, learnt.refused)
@@ -369,6 +389,38 @@ class DeliveryActivities(DeliveryActivity):
             yield
         finally:
             task.cancel()
+
+
+def _attempt_fence() -> AttemptFence:
+    info = activity.info()
+    # a delivery batch is always a workflow's activity: it has a run id
+    return AttemptFence(
+        info.workflow_run_id or info.workflow_id or "", info.activity_id, info.attempt
+    )
+
+
+def _superseded(fence: AttemptFence) -> ApplicationError:
+    # the newer attempt owns the batch now: what this one returns is of no use to anyone
+    return ApplicationError(
+        f"attempt {fence.attempt} of this batch stopped: a newer attempt is sending it",
+        type="AttemptSuperseded",
+        category=ApplicationErrorCategory.BENIGN,
+    )
+
+
+async def _until_sent_or_superseded(sending: asyncio.Task[None], superseded: asyncio.Event) -> None:
+    """Wait for the sends; if a newer attempt takes over first, stop them (the requests in
+    flight are abandoned: at most the sender's concurrency, resent by the newer attempt)."""
+    stop = asyncio.create_task(superseded.wait())
+    try:
+        await asyncio.wait({sending, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not sending.done():
+            sending.cancel()
+        await asyncio.gather(sending, stop, return_exceptions=True)
+    if not superseded.is_set():
+        sending.result()
 
 
 def _count_closed(

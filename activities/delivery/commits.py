@@ -7,6 +7,11 @@ each verdict's sender when it is committed: a sender keeps its request slot unti
 the requests in flight *plus* the answers not yet recorded never exceed the sender's
 concurrency, and a crash resends at most that many, however slow the store is. A commit that
 fails (the store restarting) is retried with backoff, keeping its verdicts.
+
+Each commit also reads the batch's send fence (tidings.store.fences): when a newer attempt of
+the batch has started (Temporal retried it while this one still ran, cut off from Temporal),
+``superseded`` is set and the attempt stops sending. Cancelled (its heartbeat told it so, or
+the worker stops), the writer still commits what has arrived before it lets go.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from activities.delivery.verdicts import AttemptVerdicts, Verdict
 from tidings.observe.metrics import TOKEN_INVALIDATIONS, bounded_reason, count_pushes
 from tidings.store.apps import stop_sends
 from tidings.store.db import Database
+from tidings.store.fences import AttemptFence, holds_fence
 from tidings.store.ledger import Completion, complete_sends
 from tidings.store.models import App
 from tidings.store.targeting import invalidate_gone, quarantine
@@ -32,6 +38,8 @@ GROUP_ROWS = 100
 GROUP_DELAY_S = 0.05
 # a commit that fails is retried this long before the attempt fails (the store restarting)
 COMMIT_PATIENCE_S = 60.0
+# cancelled, the writer commits what arrived for at most this long (the worker is stopping)
+FLUSH_ON_CANCEL_S = 10.0
 
 
 class OutcomeWriter:
@@ -46,9 +54,13 @@ class OutcomeWriter:
         max_rows: int = GROUP_ROWS,
         max_delay_s: float = GROUP_DELAY_S,
         patience_s: float = COMMIT_PATIENCE_S,
+        fence: AttemptFence | None = None,
     ) -> None:
         self._db = db
         self._app = app
+        self._fence = fence
+        # set once a commit found a newer attempt of the batch sending: stop sending
+        self.superseded = asyncio.Event()
         self._max_rows = max_rows
         self._max_delay_s = max_delay_s
         self._patience_s = patience_s
@@ -89,14 +101,20 @@ class OutcomeWriter:
         if kind is None or not issubclass(kind, asyncio.CancelledError):
             await self._task
             return
-        # cancelled (the worker stops): keep what arrived, if the store takes it at once
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        if self._buffer:
-            group, waiting = self._take()
-            for committed in waiting:
-                committed.set_result(None)
-            await asyncio.shield(self._commit_once(group))
+        # cancelled: the answers that arrived are facts the next attempt must not resend, so
+        # the commit under way finishes and the rest is committed, if the store takes it soon
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), FLUSH_ON_CANCEL_S)
+        except Exception as failure:
+            log.warning(
+                "send outcomes not recorded on cancellation (%s): the next attempt resends them",
+                type(failure).__name__,
+            )
+        finally:
+            self._task.cancel()
+            for committed in self._waiting:
+                if not committed.done():
+                    committed.set_result(None)
 
     async def write(self, completions: Sequence[Completion]) -> None:
         """Commit extra completions after the sends (in order, after every group)."""
@@ -173,7 +191,10 @@ class OutcomeWriter:
                     await quarantine(session, *verdict.suspect, now)
             for provider, reason in faults.items():
                 await stop_sends(session, self._app, provider, reason, now)
+            current = self._fence is None or await holds_fence(session, self._fence)
         self._stopped_providers.update(faults)
+        if not current:
+            self.superseded.set()
         self.commits += 1
         self._count(group)
 

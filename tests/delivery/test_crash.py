@@ -149,8 +149,9 @@ async def run_the_crash(scene: Scene, client: Client, home: Path) -> None:
         assert len(simulator.displayed(token)) == 1, token  # once on the device, none skipped
         accepted += len(simulator.accepted(token=token))
     duplicates = accepted - DEVICES
-    # the raw duplicates are the requests in flight when the worker died, no more
-    assert 0 < duplicates <= in_flight
+    # the raw duplicates are at most the requests in flight when the worker died (how many
+    # there are depends on whether the dead worker had committed the answers it last got)
+    assert duplicates <= in_flight
     assert result.counts["push.delivered"] == DEVICES
     print(f"crash window: {in_flight} requests in flight, {duplicates} raw duplicates")
 
