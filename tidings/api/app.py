@@ -35,6 +35,7 @@ from tidings.api.routers import (
     test_sends,
     timeline,
     triggers,
+    webhooks,
 )
 from tidings.api.throttle import FailedAuthentications
 from tidings.console import install_console
@@ -140,6 +141,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(links.router)  # tracked links: /l/{tracking_id}, no key
     app.include_router(events.router)  # custom events: triggers, goals, wait_for
+    app.include_router(webhooks.router)  # tidings' events to HTTPS endpoints
 
     install_docs(app)
     install_console(app)

@@ -10,11 +10,13 @@ from typing import Any, TypeVarTuple
 
 from sqlalchemy import Result, Select, bindparam, update
 from sqlalchemy import select as select_columns
-from sqlmodel import SQLModel, col
+from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from tidings.store import webhooks
 from tidings.store.dialect import insert_for
 from tidings.store.models import Delivery, DeliveryStatus, SendCause
+from tidings.store.webhooks import Subscribers, WebhookEvent, WebhookEventType
 
 Columns = TypeVarTuple("Columns")
 TRACKING_NAMESPACE = uuid.UUID("5d1c3c1e-1f0b-4a8e-9a53-7f3d2b9c4e10")
@@ -197,11 +199,29 @@ class Completion:
         return self.close or self.status not in RETRIED
 
 
+PUSH_OUTCOMES = (WebhookEventType.PUSH_SENT, WebhookEventType.PUSH_FAILED)
+
+
 async def complete_sends(
-    session: AsyncSession, completions: Iterable[Completion], now: datetime
+    session: AsyncSession,
+    completions: Iterable[Completion],
+    now: datetime,
+    found: Subscribers | None = None,
 ) -> None:
     """Record what attempts learnt. Only open rows change: a closed row (delivered, gone,
-    given up) is never reopened or overwritten, whatever a late or repeated attempt says."""
+    given up) is never reopened or overwritten, whatever a late or repeated attempt says.
+    Each row this closes is told to the webhook endpoints subscribed to its outcome, in the
+    same transaction (``found``: the subscribers, when the caller has read them already)."""
+    completions = list(completions)
+    if not completions:
+        return
+    found = found if found is not None else await webhooks.subscribers(session)
+    closing = [c for c in completions if c.closes]
+    opened = (
+        await _open_rows(session, [c.row_id for c in closing])
+        if (closing and found.wants(PUSH_OUTCOMES))
+        else {}
+    )
     params = [
         {
             "b_id": item.row_id,
@@ -214,8 +234,6 @@ async def complete_sends(
         }
         for item in completions
     ]
-    if not params:
-        return
     table = SQLModel.metadata.tables[Delivery.__tablename__]
     statement = (
         update(table)
@@ -231,6 +249,50 @@ async def complete_sends(
         )
     )
     await session.exec(statement, params=params)
+    if opened:
+        events = [outcome_event(opened[c.row_id], c, now) for c in closing if c.row_id in opened]
+        await webhooks.enqueue(session, events, now, found)
+
+
+async def _open_rows(session: AsyncSession, row_ids: Sequence[int]) -> dict[int, Delivery]:
+    """The rows among these that no attempt has closed yet."""
+    found: dict[int, Delivery] = {}
+    for chunk in _chunks(list(row_ids), 900):
+        rows = await session.exec(
+            select(Delivery)
+            .where(col(Delivery.id).in_(chunk))
+            .where(col(Delivery.completed_at).is_(None))
+        )
+        found.update({int(row.id or 0): row for row in rows.all()})
+    return found
+
+
+def outcome_event(row: Delivery, completion: Completion, now: datetime) -> WebhookEvent:
+    """``push.sent`` for a push the provider accepted, else ``push.failed`` with its class
+    (the ledger's final status) and the reason."""
+    sent = completion.status is DeliveryStatus.DELIVERED
+    data: dict[str, object] = {
+        "tracking_id": row.tracking_id,
+        "run_id": row.run_id,
+        "journey_id": row.journey_id,
+        "node_id": row.node_id,
+        "profile_id": row.profile_id,
+        "device_id": row.device_id,
+        "provider": row.provider,
+    }
+    if not sent:
+        data |= {
+            "class": completion.status.value,
+            "cause": completion.cause.value if completion.cause is not None else None,
+            "reason": completion.reason,
+        }
+    return WebhookEvent(
+        WebhookEventType.PUSH_SENT if sent else WebhookEventType.PUSH_FAILED,
+        row.tracking_id,
+        row.app_id,
+        now,
+        data,
+    )
 
 
 async def settle_orphans(

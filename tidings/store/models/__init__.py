@@ -26,6 +26,7 @@ from tidings.store.models.schedules import JourneySchedule
 from tidings.store.models.send_rates import SendRateBucket
 from tidings.store.models.test_sends import TestSend, TestSendStatus
 from tidings.store.models.triggers import JourneyEntry, JourneyTrigger
+from tidings.store.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
@@ -59,4 +60,6 @@ __all__ = [
     "SendRateBucket",
     "TestSend",
     "TestSendStatus",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]
