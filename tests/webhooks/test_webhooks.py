@@ -279,3 +279,35 @@ async def test_an_app_key_subscribes_for_its_own_app_only(
         assert [e["id"] for e in listed.json()["items"]] == [mine.json()["id"]]
         hidden = await s.stack.http.get(f"/v1/webhooks/{everyone['id']}", headers=as_app)
         assert hidden.status_code == 404
+
+
+async def test_failures_are_told_with_their_class_and_reason(
+    webhook_scene: SceneFactory, receiver: Receiver
+) -> None:
+    async with receiver.serving(), webhook_scene() as s:
+        await s.subscribe(receiver.url, "push.failed", "token.invalidated", "push.sent")
+        [gone] = await s.profile("kim")
+        s.sims.apns.mark_unregistered([gone])
+        await s.profile("lou", devices=())
+        await s.profile("max")
+        started = await s.start(journey(push("hello")), ["kim", "lou", "max"])
+        await s.finish(started)
+        rows = {r.profile_id: r for r in await s.ledger(started.run_id)}
+
+        def of(kind: str) -> list[dict[str, Any]]:
+            return [e for e in events_of(receiver) if e["type"] == kind]
+
+        await eventually(
+            lambda: len(of("push.failed")) == 2 and of("token.invalidated") and of("push.sent"),
+            "the failures, the invalidation and the send at the receiver",
+        )
+        failed = {e["data"]["profile_id"]: e["data"] for e in of("push.failed")}
+        assert failed["kim"]["class"] == "token_gone"
+        assert failed["kim"]["tracking_id"] == rows["kim"].tracking_id
+        assert failed["kim"]["reason"]
+        assert failed["lou"]["class"] == "not_sent"
+        assert failed["lou"]["cause"] == "no_device"
+        [invalidated] = of("token.invalidated")
+        assert invalidated["data"]["device_id"] == rows["kim"].device_id
+        assert invalidated["data"]["state"] == "invalid"
+        assert [e["data"]["profile_id"] for e in of("push.sent")] == ["max"]

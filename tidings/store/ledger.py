@@ -102,7 +102,24 @@ async def open_sends(
         }
         for item in planned
     ]
-    await session.exec(_insert_ignoring_duplicates(session), params=values)
+    closed = [item for item in planned if item.status is not DeliveryStatus.PENDING]
+    found = await webhooks.subscribers(session) if closed else Subscribers()
+    if found.wants([WebhookEventType.PUSH_FAILED]):
+        # rows written closed (no device, a template error, a cap ...) are told as they are
+        # written, once: RETURNING says which this statement wrote
+        inserted = await session.exec(
+            _insert_ignoring_duplicates(session).returning(col(Delivery.send_key)),
+            params=values,
+        )
+        written = {key for (key,) in inserted.all()}
+        events = [
+            _closed_event(item, run_id, journey_id, node_id, app_id, now)
+            for item in closed
+            if item.send_key in written
+        ]
+        await webhooks.enqueue(session, events, now, found)
+    else:
+        await session.exec(_insert_ignoring_duplicates(session), params=values)
     keys = [item.send_key for item in planned]
     rows: dict[str, LedgerRow] = {}
     for chunk in _chunks(keys, 900):
@@ -292,6 +309,29 @@ def outcome_event(row: Delivery, completion: Completion, now: datetime) -> Webho
         row.app_id,
         now,
         data,
+    )
+
+
+def _closed_event(
+    item: PlannedSend, run_id: str, journey_id: str, node_id: str, app_id: str, now: datetime
+) -> WebhookEvent:
+    return WebhookEvent(
+        WebhookEventType.PUSH_FAILED,
+        item.tracking_id,
+        app_id,
+        now,
+        {
+            "tracking_id": item.tracking_id,
+            "run_id": run_id,
+            "journey_id": journey_id,
+            "node_id": node_id,
+            "profile_id": item.profile_id,
+            "device_id": item.device_id,
+            "provider": item.provider,
+            "class": item.status.value,
+            "cause": item.cause.value if item.cause is not None else None,
+            "reason": item.reason,
+        },
     )
 
 
