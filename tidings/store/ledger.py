@@ -10,7 +10,7 @@ from typing import Any, TypeVarTuple
 
 from sqlalchemy import Result, Select, bindparam, update
 from sqlalchemy import select as select_columns
-from sqlmodel import SQLModel, col, select
+from sqlmodel import SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.store import webhooks
@@ -271,20 +271,48 @@ async def complete_sends(
         await webhooks.enqueue(session, events, now, found)
 
 
-async def _open_rows(session: AsyncSession, row_ids: Sequence[int]) -> dict[int, Delivery]:
+@dataclass(frozen=True, slots=True)
+class _OpenRow:
+    """What an outcome's webhook event says of its row."""
+
+    tracking_id: str
+    run_id: str
+    journey_id: str
+    node_id: str
+    app_id: str
+    profile_id: str
+    device_id: int | None
+    provider: str | None
+
+
+async def _open_rows(session: AsyncSession, row_ids: Sequence[int]) -> dict[int, _OpenRow]:
     """The rows among these that no attempt has closed yet."""
-    found: dict[int, Delivery] = {}
+    found: dict[int, _OpenRow] = {}
     for chunk in _chunks(list(row_ids), 900):
-        rows = await session.exec(
-            select(Delivery)
+        result = await _execute(
+            session,
+            select_columns(
+                col(Delivery.id),
+                col(Delivery.tracking_id),
+                col(Delivery.run_id),
+                col(Delivery.journey_id),
+                col(Delivery.node_id),
+                col(Delivery.app_id),
+                col(Delivery.profile_id),
+                col(Delivery.device_id),
+                col(Delivery.provider),
+            )
             .where(col(Delivery.id).in_(chunk))
-            .where(col(Delivery.completed_at).is_(None))
+            .where(col(Delivery.completed_at).is_(None)),
         )
-        found.update({int(row.id or 0): row for row in rows.all()})
+        for row_id, tracking, run, journey, node, app, profile, device, provider in result.all():
+            found[int(row_id or 0)] = _OpenRow(
+                tracking, run, journey, node, app, profile, device, provider
+            )
     return found
 
 
-def outcome_event(row: Delivery, completion: Completion, now: datetime) -> WebhookEvent:
+def outcome_event(row: _OpenRow, completion: Completion, now: datetime) -> WebhookEvent:
     """``push.sent`` for a push the provider accepted, else ``push.failed`` with its class
     (the ledger's final status) and the reason."""
     sent = completion.status is DeliveryStatus.DELIVERED
