@@ -311,3 +311,23 @@ async def test_failures_are_told_with_their_class_and_reason(
         assert invalidated["data"]["device_id"] == rows["kim"].device_id
         assert invalidated["data"]["state"] == "invalid"
         assert [e["data"]["profile_id"] for e in of("push.sent")] == ["max"]
+
+
+async def test_an_erased_profile_s_waiting_events_name_its_pseudonym(
+    webhook_scene: SceneFactory, receiver: Receiver
+) -> None:
+    async with receiver.serving(), webhook_scene() as s:
+        endpoint = (await s.subscribe(receiver.url, "push.sent"))["id"]
+        await s.stack.http.post(f"/v1/webhooks/{endpoint}/pause")
+        run_id = await run_journey(s, ["zed"])
+        [row] = await s.ledger(run_id)
+        assert (await s.waiting(endpoint))["pending"] == 1
+        erased = await s.stack.http.delete("/v1/profiles/zed")
+        assert erased.status_code == 200, erased.text
+
+        await s.stack.http.post(f"/v1/webhooks/{endpoint}/resume")
+        await eventually(lambda: len(receiver.received) == 1, "the push told after erasure")
+        [event] = events_of(receiver)
+        assert event["data"]["profile_id"].startswith("erased-")
+        assert event["data"]["tracking_id"] == row.tracking_id
+        assert b"zed" not in receiver.received[0].body

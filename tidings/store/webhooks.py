@@ -130,6 +130,7 @@ async def enqueue(
             "endpoint_id": endpoint_id,
             "event_id": event.event_id,
             "event_type": event.type.value,
+            "profile_id": event.data.get("profile_id"),
             "payload": event.payload(),
             "created_at": now,
             "forwarded_at": None,
@@ -382,6 +383,25 @@ async def release(session: AsyncSession, ids: Sequence[int], retry_at: datetime)
             .where(col(WebhookDelivery.forwarded_at).is_(None))
             .values(next_attempt_at=retry_at)
         )
+
+
+async def pseudonymise(session: AsyncSession, profile_id: str, pseudonym: str) -> int:
+    """An erased profile's events name it by its pseudonym from now on, in the outbox and in
+    what is still to be sent (tidings.store.erasure); how many."""
+    rows = (
+        await session.exec(
+            select(WebhookDelivery).where(col(WebhookDelivery.profile_id) == profile_id)
+        )
+    ).all()
+    for row in rows:
+        payload = dict(row.payload)
+        payload["data"] = dict(payload.get("data") or {}) | {"profile_id": pseudonym}
+        await session.exec(
+            update(WebhookDelivery)
+            .where(col(WebhookDelivery.id) == row.id)
+            .values(profile_id=pseudonym, payload=payload)
+        )
+    return len(rows)
 
 
 async def prune_sent(session: AsyncSession, before: datetime) -> int:

@@ -49,6 +49,7 @@ class WebhookDelivery(SQLModel, table=True):
         UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_delivery_event"),
         Index("ix_webhook_delivery_outbox", "forwarded_at", "forward_failed_at", "id"),
         Index("ix_webhook_delivery_endpoint", "endpoint_id", "id"),
+        Index("ix_webhook_delivery_profile", "profile_id"),
     )
 
     id: int | None = Field(
@@ -61,6 +62,8 @@ class WebhookDelivery(SQLModel, table=True):
     )
     event_id: str = Field(sa_column=Column(String(64), nullable=False))
     event_type: str = Field(sa_column=Column(String(32), nullable=False))
+    # the profile the event is about, if any: an erasure rewrites it in the payload too
+    profile_id: str | None = Field(default=None, sa_column=Column(String(128)))
     # the request body as sent: {id, type, created_at, app_id, data}
     payload: dict[str, Any] = Field(sa_column=Column(json_column_type(), nullable=False))
     created_at: datetime = Field(

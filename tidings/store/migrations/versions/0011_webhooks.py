@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("endpoint_id", sa.String(length=40), nullable=False),
         sa.Column("event_id", sa.String(length=64), nullable=False),
         sa.Column("event_type", sa.String(length=32), nullable=False),
+        sa.Column("profile_id", sa.String(length=128), nullable=True),
         sa.Column("payload", JSON, nullable=False),
         sa.Column("created_at", _utc(), nullable=False),
         sa.Column("forwarded_at", _utc(), nullable=True),
@@ -71,10 +72,12 @@ def upgrade() -> None:
             unique=False,
         )
         batch_op.create_index("ix_webhook_delivery_endpoint", ["endpoint_id", "id"], unique=False)
+        batch_op.create_index("ix_webhook_delivery_profile", ["profile_id"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("webhook_delivery", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_delivery_profile")
         batch_op.drop_index("ix_webhook_delivery_endpoint")
         batch_op.drop_index("ix_webhook_delivery_outbox")
     op.drop_table("webhook_delivery")
