@@ -8,7 +8,10 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import col, select
@@ -43,6 +46,16 @@ def verified(secret: str, headers: dict[str, str], body: bytes) -> bool:
     return offered == "v1," + base64.b64encode(expected.digest()).decode()
 
 
+def readme_verify() -> Callable[[str, dict[str, str], bytes], bool]:
+    """The receiver's check exactly as the README prints it."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    [code] = re.findall(r"```python\n(import base64.*?def verify.*?)```", readme, re.S)
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    check: Callable[[str, dict[str, str], bytes], bool] = namespace["verify"]
+    return check
+
+
 def events_of(receiver: Receiver) -> list[dict[str, Any]]:
     return [json.loads(r.body) for r in receiver.received]
 
@@ -74,8 +87,11 @@ async def test_signed_events_reach_a_receiver_and_the_secret_is_shown_once(
             lambda: {"run.started", "push.sent", "run.finished", "push.opened"} <= told(),
             "the run's events and the open at the receiver",
         )
+        readme_check = readme_verify()
         for request in receiver.received:
             assert verified(secret, request.headers, request.body)
+            assert readme_check(secret, request.headers, request.body)
+            assert not readme_check(secret, request.headers, request.body + b" ")
             assert not verified(secret + "x", request.headers, request.body)
             event = json.loads(request.body)
             assert request.headers["webhook-id"] == event["id"]
