@@ -314,13 +314,9 @@ class ClaimedBatch:
     endpoints: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
-async def claim_due(
-    session: AsyncSession, limit: int, now: datetime, lease: timedelta, *, lock: bool
-) -> ClaimedBatch:
-    """The oldest due rows of endpoints not paused, leased until ``now + lease`` (another
-    dispatcher skips them meanwhile; a dispatcher that dies leaves them due again when the
-    lease ends). With ``lock`` (PostgreSQL) the read takes ``FOR UPDATE SKIP LOCKED``."""
-    statement = (
+def _due(now: datetime) -> Any:
+    """Rows waiting for a dispatcher now, of endpoints that are not paused."""
+    return (
         select(WebhookDelivery)
         .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
         .where(in_state(DeliveryState.PENDING))
@@ -331,9 +327,22 @@ async def claim_due(
             )
         )
         .where(col(WebhookEndpoint.paused_at).is_(None))
-        .order_by(col(WebhookDelivery.id))
-        .limit(limit)
     )
+
+
+async def any_due(session: AsyncSession, now: datetime) -> bool:
+    """Whether a round has anything to claim: asked in a read, so an idle dispatcher never
+    takes SQLite's write lock."""
+    return (await session.exec(_due(now).limit(1))).first() is not None
+
+
+async def claim_due(
+    session: AsyncSession, limit: int, now: datetime, lease: timedelta, *, lock: bool
+) -> ClaimedBatch:
+    """The oldest due rows of endpoints not paused, leased until ``now + lease`` (another
+    dispatcher skips them meanwhile; a dispatcher that dies leaves them due again when the
+    lease ends). With ``lock`` (PostgreSQL) the read takes ``FOR UPDATE SKIP LOCKED``."""
+    statement = _due(now).order_by(col(WebhookDelivery.id)).limit(limit)
     if lock:
         statement = statement.with_for_update(skip_locked=True, of=WebhookDelivery)
     rows = list((await session.exec(statement)).all())

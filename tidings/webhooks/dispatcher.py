@@ -155,6 +155,9 @@ class Dispatcher:
     async def dispatch_once(self) -> DispatchRound:
         """One round: claim a batch, send it, record what became of each row."""
         now = utcnow()
+        async with self.db.read() as session:
+            if not await webhooks.any_due(session, now):
+                return DispatchRound()
         async with self.db.write() as session:
             batch = await webhooks.claim_due(
                 session, self.options.batch_size, now, self.lease, lock=not self.db.is_sqlite
