@@ -4,6 +4,7 @@ held to the egress rules."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -11,6 +12,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,17 @@ from sqlmodel import col, select
 
 from tests.engine.conftest import journey, push
 from tests.webhooks.conftest import (
+    FAST,
     Receiver,
     SceneFactory,
     WebhookScene,
     eventually,
 )
+from tidings.egress import EgressPolicy
 from tidings.store.models import WebhookDelivery
+from tidings.store.types import utcnow
+from tidings.store.webhooks import WebhookEvent, WebhookEventType, enqueue
+from tidings.webhooks.dispatcher import Dispatcher, DispatcherOptions
 
 ALL_TYPES = [
     "push.sent",
@@ -180,11 +187,7 @@ async def test_a_receiver_down_for_a_while_loses_nothing(
 async def test_events_set_aside_after_the_limit_go_out_once_requeued(
     webhook_scene: SceneFactory, receiver: Receiver
 ) -> None:
-    from datetime import timedelta
-
-    from tests.webhooks.conftest import FAST
-
-    limited = type(FAST)(
+    limited = DispatcherOptions(
         idle_interval=FAST.idle_interval,
         initial_backoff=timedelta(0),
         max_backoff=timedelta(0),
@@ -347,3 +350,32 @@ async def test_an_erased_profile_s_waiting_events_name_its_pseudonym(
         assert event["data"]["profile_id"].startswith("erased-")
         assert event["data"]["tracking_id"] == row.tracking_id
         assert b"zed" not in receiver.received[0].body
+
+
+async def test_dispatchers_side_by_side_send_each_event_once(
+    webhook_scene: SceneFactory, receiver: Receiver
+) -> None:
+    async with receiver.serving(), webhook_scene(background=False) as s:
+        await s.subscribe(receiver.url, "run.started")
+        now = utcnow()
+        async with s.db.write() as session:
+            events = [
+                WebhookEvent(WebhookEventType.RUN_STARTED, f"r{n}", None, now, {"n": n})
+                for n in range(120)
+            ]
+            await enqueue(session, events, now)
+        policy = EgressPolicy.from_settings(s.stack.settings)
+        small = DispatcherOptions(batch_size=25)
+        others = [Dispatcher(s.db, s.stack.resources.secrets, policy, small) for _ in range(3)]
+        try:
+            sent = 0
+            while sent < 120:
+                rounds = await asyncio.gather(*(d.dispatch_once() for d in others))
+                assert not [r for r in rounds if r.errors]
+                sent += sum(r.sent for r in rounds)
+        finally:
+            for dispatcher in others:
+                await dispatcher.close()
+        ids = [e["id"] for e in events_of(receiver)]
+        assert len(ids) == 120
+        assert len(set(ids)) == 120

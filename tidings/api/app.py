@@ -58,7 +58,7 @@ profiles, and may do anything. An app's API key (created under `/v1/apps/{app_id
 shown once) may touch only that app's devices, user mappings and interactions: anything else
 answers 403 and changes nothing. It posts custom events only for the profiles its app knows
 (a device or a user mapping of the app names them): any other answers 404, as a profile that
-does not exist.
+does not exist. It subscribes webhook endpoints (`/v1/webhooks`) to its own app's events only.
 
 **Limits.** A request body larger than its operation takes answers 413 naming the limit
 (1 MiB; 128 KiB for a single item of the compatible surface). After 20 failed
