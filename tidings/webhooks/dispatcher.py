@@ -182,7 +182,10 @@ class Dispatcher:
         self, batch: ClaimedBatch, rows: list[Claimed]
     ) -> tuple[list[_Attempt], list[Claimed]]:
         """The endpoint's rows in order, a few at a time, until one fails."""
-        url, sealed = batch.endpoints[rows[0].endpoint_id]
+        endpoint = batch.endpoints.get(rows[0].endpoint_id)
+        if endpoint is None:  # deleted as the batch was claimed: its rows went with it
+            return [], []
+        url, sealed = endpoint
         try:
             secret = self.secrets.open(sealed)
         except SecretError as error:
