@@ -110,11 +110,15 @@ class Settings(BaseSettings):
     callback_allowed: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Hosts and networks (comma-separated: callbacks.internal,10.1.0.0/16) that "
-        "compat registration callbacks (x-ms-callback-url) may reach although they are "
-        "loopback, link-local or private; every other such address is refused.",
+        "compat registration callbacks (x-ms-callback-url) and webhook endpoints may reach "
+        "although they are loopback, link-local or private; every other such address is "
+        "refused. A webhook endpoint on such a host may be http; every other must be https.",
     )
     callback_timeout_s: float = Field(
-        default=10.0, gt=0, le=60, description="How long a registration callback may take."
+        default=10.0,
+        gt=0,
+        le=60,
+        description="How long a registration callback, or one webhook request, may take.",
     )
 
     # --- push providers ----------------------------------------------------------------------

@@ -25,6 +25,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from tidings.egress import EgressPolicy
 from tidings.inbound.forwarder import forwarding
 from tidings.inbound.triggers import EntryOptions
 from tidings.settings import Settings
@@ -33,6 +34,7 @@ from tidings.startup import prepare_store
 from tidings.store.db import Database
 from tidings.temporal.client import configured_address, connect
 from tidings.temporal.devserver import StackError, TemporalEndpoint, temporal_endpoint
+from tidings.webhooks.dispatcher import dispatching
 from tidings.worker.main import run_worker
 from tidings.worker.resources import build_worker, worker_resources
 
@@ -109,8 +111,10 @@ async def engine(settings: Settings) -> AsyncIterator[tuple[Client, Database]]:
         async with (
             worker_resources(settings) as resources,
             running(build_worker(client, settings, resources)),
-            # beside every worker, the forwarder of interactions and custom events
+            # beside every worker, the forwarder of interactions and custom events, and the
+            # dispatcher of the webhook outbox
             forwarding(client, resources.db, entries=EntryOptions.of(settings)),
+            dispatching(resources.db, resources.secrets, EgressPolicy.from_settings(settings)),
         ):
             yield client, resources.db
 

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from types import TracebackType
 
 from activities.delivery.verdicts import AttemptVerdicts, Verdict
@@ -31,6 +32,7 @@ from tidings.store.ledger import Completion, complete_sends
 from tidings.store.models import App
 from tidings.store.targeting import invalidate_gone, quarantine
 from tidings.store.types import utcnow
+from tidings.store.webhooks import WebhookEvent, WebhookEventType, enqueue, subscribers
 
 log = logging.getLogger(__name__)
 
@@ -182,13 +184,21 @@ class OutcomeWriter:
             if v.provider and v.app_fault and v.provider not in self._stopped_providers
         }
         async with self._db.write() as session:
-            await complete_sends(session, [v.completion for v in group], now)
+            # the webhook endpoints hear of these outcomes in this same commit
+            found = await subscribers(session)
+            await complete_sends(session, [v.completion for v in group], now, found)
+            invalidated: list[WebhookEvent] = []
             for verdict in group:
                 if verdict.gone is not None:
                     device_id, gone_at, reason = verdict.gone
-                    await invalidate_gone(session, device_id, gone_at, reason, now)
-                if verdict.suspect is not None:
-                    await quarantine(session, *verdict.suspect, now)
+                    if await invalidate_gone(session, device_id, gone_at, reason, now):
+                        told = self._invalidated(verdict, device_id, "gone", reason, now)
+                        invalidated.append(told)
+                if verdict.suspect is not None and await quarantine(session, *verdict.suspect, now):
+                    device_id, reason = verdict.suspect
+                    told = self._invalidated(verdict, device_id, "suspect", reason, now)
+                    invalidated.append(told)
+            await enqueue(session, invalidated, now, found)
             for provider, reason in faults.items():
                 await stop_sends(session, self._app, provider, reason, now)
             current = self._fence is None or await holds_fence(session, self._fence)
@@ -197,6 +207,25 @@ class OutcomeWriter:
             self.superseded.set()
         self.commits += 1
         self._count(group)
+
+    def _invalidated(
+        self, verdict: Verdict, device_id: int, how: str, reason: str, now: datetime
+    ) -> WebhookEvent:
+        """``token.invalidated``: ``gone`` (the provider said so; never targeted again) or
+        ``suspect`` (quarantined until the app registers it again)."""
+        return WebhookEvent(
+            WebhookEventType.TOKEN_INVALIDATED,
+            f"{device_id}:{how}:{now.isoformat()}",
+            self._app.id,
+            now,
+            {
+                "device_id": device_id,
+                "provider": verdict.provider,
+                "state": "invalid" if how == "gone" else "quarantined",
+                "how": how,
+                "reason": reason,
+            },
+        )
 
     def _count(self, group: list[Verdict]) -> None:
         """Metrics only once the ledger holds what they count."""

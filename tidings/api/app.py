@@ -35,6 +35,7 @@ from tidings.api.routers import (
     test_sends,
     timeline,
     triggers,
+    webhooks,
 )
 from tidings.api.throttle import FailedAuthentications
 from tidings.console import install_console
@@ -57,7 +58,7 @@ profiles, and may do anything. An app's API key (created under `/v1/apps/{app_id
 shown once) may touch only that app's devices, user mappings and interactions: anything else
 answers 403 and changes nothing. It posts custom events only for the profiles its app knows
 (a device or a user mapping of the app names them): any other answers 404, as a profile that
-does not exist.
+does not exist. It subscribes webhook endpoints (`/v1/webhooks`) to its own app's events only.
 
 **Limits.** A request body larger than its operation takes answers 413 naming the limit
 (1 MiB; 128 KiB for a single item of the compatible surface). After 20 failed
@@ -140,6 +141,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(links.router)  # tracked links: /l/{tracking_id}, no key
     app.include_router(events.router)  # custom events: triggers, goals, wait_for
+    app.include_router(webhooks.router)  # tidings' events to HTTPS endpoints
 
     install_docs(app)
     install_console(app)

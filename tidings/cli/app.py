@@ -14,7 +14,9 @@ from rich.console import Console
 from rich.text import Text
 
 from tidings.cli import designer as designer_cli
+from tidings.cli import export as export_cli
 from tidings.cli import schedules as schedules_cli
+from tidings.cli import webhooks as webhooks_cli
 from tidings.cli.designer import problem, success
 from tidings.logs import configure_logging
 from tidings.settings import Settings
@@ -50,6 +52,7 @@ app.add_typer(apps_app, name="apps")
 app.add_typer(runs_app, name="runs")
 app.add_typer(triggers_app, name="triggers")
 app.add_typer(schedules_cli.app, name="schedules")
+app.add_typer(webhooks_cli.app, name="webhooks")
 app.command()(designer_cli.start)
 app.command("test-send")(designer_cli.try_push)
 runs_app.command("list")(designer_cli.runs)
@@ -57,6 +60,7 @@ runs_app.command("status")(designer_cli.status)
 runs_app.command("cancel")(designer_cli.cancel)
 runs_app.command("report")(designer_cli.report)
 runs_app.command("pushes")(designer_cli.pushes)
+runs_app.command("export")(export_cli.export_run)
 console = Console()
 errors = Console(stderr=True)
 

@@ -76,3 +76,10 @@ def bounded_reason(reason: str) -> str:
 
 def count_pushes(app: str, provider: str | None, outcome: str, amount: int = 1) -> None:
     PUSHES.labels(app, provider or "none", outcome).inc(amount)
+
+
+WEBHOOK_ATTEMPTS = Counter(
+    "tidings_webhook_attempts",
+    "Webhook requests made by the dispatcher, by what became of them (sent, retried, set_aside).",
+    ["outcome"],
+)

@@ -39,6 +39,7 @@ async def sample_once(db: Database, client: Client | None) -> None:
     RUNS_IN_FLIGHT.set(progress.runs_in_flight)
     _set_backlog("interactions", progress.interactions)
     _set_backlog("custom_events", progress.custom_events)
+    _set_backlog("webhooks", progress.webhooks)
     if client is not None:
         cohorts = await client.count_workflows(COHORT_QUERY)
         COHORTS_IN_FLIGHT.set(cohorts.count)

@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.store.models import AppUserMapping, Delivery, Device, Erasure, Interaction, Profile
 from tidings.store.pages import Page, keyset
+from tidings.store.webhooks import pseudonymise
 
 
 def opaque_id() -> str:
@@ -56,6 +57,8 @@ async def erase_profile(session: AsyncSession, profile_id: str, now: datetime) -
     mappings = await _count(session, SQLModel.metadata.tables["app_user_mapping"], profile_id)
     pseudonym = opaque_id()
     erasure = Erasure(erased_at=now, devices=devices, mappings=mappings)
+    # webhook events keep their payload, naming the pseudonym (the loop below would empty it)
+    erasure.other_records += await pseudonymise(session, profile_id, pseudonym)
     for table in _kept_tables():
         json_columns: dict[str, Any] = {c.name: {} for c in table.c if isinstance(c.type, JSON)}
         result = await session.exec(

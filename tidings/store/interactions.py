@@ -21,13 +21,14 @@ from sqlalchemy import ColumnElement, and_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tidings.store import outbox
+from tidings.store import outbox, webhooks
 from tidings.store.dialect import insert_for
 from tidings.store.models import Delivery, Interaction, InteractionKind, InteractionStatus
 from tidings.store.models.interactions import NO_APP_SCOPE
 from tidings.store.outbox import IN_CHUNK, ForwardState
 from tidings.store.pages import Page, keyset
 from tidings.store.types import utcnow
+from tidings.store.webhooks import WebhookEvent, WebhookEventType
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ async def record_interaction(
         .returning(col(Interaction.id))
     )
     created = inserted.first() is not None
+    if created and delivery is not None:
+        await webhooks.enqueue(session, _told([values], {report.tracking_id: delivery}), now)
     row = (
         await session.exec(
             select(Interaction)
@@ -168,6 +171,12 @@ async def record_many(
             params=values,
         )
         created = {(scope, event_id) for scope, event_id in inserted.all()}
+        stored: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in values:  # the first report of a key is the one that stored it
+            stored.setdefault((row["scope"], row["event_id"]), row)
+        await webhooks.enqueue(
+            session, _told([stored[key] for key in created if key in stored], deliveries), now
+        )
     # what each key now holds: the first report of it in this batch, if that one stored it
     holds: dict[tuple[str, str], _Held] = {}
     for row in values:
@@ -231,6 +240,44 @@ async def _held(session: AsyncSession, keys: set[tuple[str, str]]) -> dict[tuple
                     _stored_what(row), InteractionStatus(row.status)
                 )
     return held
+
+
+TOLD = {
+    InteractionKind.DELIVERED.value: WebhookEventType.PUSH_DELIVERED,
+    InteractionKind.OPENED.value: WebhookEventType.PUSH_OPENED,
+    InteractionKind.CLICKED.value: WebhookEventType.PUSH_CLICKED,
+}
+
+
+def _told(rows: Sequence[dict[str, Any]], deliveries: dict[str, Delivery]) -> list[WebhookEvent]:
+    """The webhook events of newly stored reports about known pushes (dismissals are not
+    told)."""
+    events = []
+    for row in rows:
+        delivery = deliveries.get(row["tracking_id"])
+        kind = TOLD.get(row["kind"])
+        if delivery is None or kind is None:
+            continue
+        events.append(
+            WebhookEvent(
+                kind,
+                f"{row['scope']}:{row['event_id']}",
+                delivery.app_id,
+                row["occurred_at"],
+                {
+                    "tracking_id": delivery.tracking_id,
+                    "event_id": row["event_id"],
+                    "action_id": row["action_id"],
+                    "run_id": delivery.run_id,
+                    "journey_id": delivery.journey_id,
+                    "node_id": delivery.node_id,
+                    "profile_id": delivery.profile_id,
+                    "device_id": delivery.device_id,
+                    "source": row["source"],
+                },
+            )
+        )
+    return events
 
 
 def _row_values(

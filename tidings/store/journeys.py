@@ -9,9 +9,18 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from tidings.store import webhooks
 from tidings.store.dialect import insert_for
-from tidings.store.models import Journey, JourneyRun, JourneyVersion, Profile, RunMember
+from tidings.store.models import (
+    Journey,
+    JourneyRun,
+    JourneyVersion,
+    Profile,
+    RunMember,
+    RunStatus,
+)
 from tidings.store.types import utcnow
+from tidings.store.webhooks import WebhookEvent, WebhookEventType
 
 
 async def save_version(session: AsyncSession, definition: dict[str, Any]) -> int:
@@ -56,6 +65,19 @@ async def create_run(
     )
     session.add(run)
     await session.flush()
+    started = WebhookEvent(
+        WebhookEventType.RUN_STARTED,
+        run_id,
+        _app_of(definition),
+        run.started_at,
+        {
+            "run_id": run_id,
+            "journey_id": run.journey_id,
+            "journey_version": version,
+            "entry": entry,
+        },
+    )
+    await webhooks.enqueue(session, [started], run.started_at)
     unique = list(dict.fromkeys(members))
     for start in range(0, len(unique), 5000):
         await session.exec(
@@ -123,8 +145,39 @@ async def finish_run(
     summary: dict[str, Any],
     error: str | None = None,
 ) -> None:
-    await session.exec(
+    """Record the run's end. The first end recorded (the run was running) is told to the
+    webhook endpoints in the same transaction; a repeated one only rewrites the row."""
+    now = utcnow()
+    values = {"status": status, "summary": summary, "error": error, "finished_at": now}
+    ended = await session.exec(
         update(JourneyRun)
         .where(col(JourneyRun.id) == run_id)
-        .values(status=status, summary=summary, error=error, finished_at=utcnow())
+        .where(col(JourneyRun.status) == RunStatus.RUNNING.value)
+        .values(**values)
     )
+    if not ended.rowcount:
+        await session.exec(update(JourneyRun).where(col(JourneyRun.id) == run_id).values(**values))
+        return
+    run = await session.get(JourneyRun, run_id)
+    if run is None:
+        return
+    finished = WebhookEvent(
+        WebhookEventType.RUN_FINISHED,
+        run_id,
+        _app_of(run.definition),
+        now,
+        {
+            "run_id": run_id,
+            "journey_id": run.journey_id,
+            "journey_version": run.journey_version,
+            "status": status,
+            "summary": summary,
+            "error": error,
+        },
+    )
+    await webhooks.enqueue(session, [finished], now)
+
+
+def _app_of(definition: dict[str, Any]) -> str | None:
+    app = definition.get("app")
+    return str(app) if app else None

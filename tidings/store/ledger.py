@@ -13,8 +13,10 @@ from sqlalchemy import select as select_columns
 from sqlmodel import SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from tidings.store import webhooks
 from tidings.store.dialect import insert_for
 from tidings.store.models import Delivery, DeliveryStatus, SendCause
+from tidings.store.webhooks import Subscribers, WebhookEvent, WebhookEventType
 
 Columns = TypeVarTuple("Columns")
 TRACKING_NAMESPACE = uuid.UUID("5d1c3c1e-1f0b-4a8e-9a53-7f3d2b9c4e10")
@@ -100,7 +102,24 @@ async def open_sends(
         }
         for item in planned
     ]
-    await session.exec(_insert_ignoring_duplicates(session), params=values)
+    closed = [item for item in planned if item.status is not DeliveryStatus.PENDING]
+    found = await webhooks.subscribers(session) if closed else Subscribers()
+    if found.wants([WebhookEventType.PUSH_FAILED]):
+        # rows written closed (no device, a template error, a cap ...) are told as they are
+        # written, once: RETURNING says which this statement wrote
+        inserted = await session.exec(
+            _insert_ignoring_duplicates(session).returning(col(Delivery.send_key)),
+            params=values,
+        )
+        written = {key for (key,) in inserted.all()}
+        events = [
+            _closed_event(item, run_id, journey_id, node_id, app_id, now)
+            for item in closed
+            if item.send_key in written
+        ]
+        await webhooks.enqueue(session, events, now, found)
+    else:
+        await session.exec(_insert_ignoring_duplicates(session), params=values)
     keys = [item.send_key for item in planned]
     rows: dict[str, LedgerRow] = {}
     for chunk in _chunks(keys, 900):
@@ -197,11 +216,29 @@ class Completion:
         return self.close or self.status not in RETRIED
 
 
+PUSH_OUTCOMES = (WebhookEventType.PUSH_SENT, WebhookEventType.PUSH_FAILED)
+
+
 async def complete_sends(
-    session: AsyncSession, completions: Iterable[Completion], now: datetime
+    session: AsyncSession,
+    completions: Iterable[Completion],
+    now: datetime,
+    found: Subscribers | None = None,
 ) -> None:
     """Record what attempts learnt. Only open rows change: a closed row (delivered, gone,
-    given up) is never reopened or overwritten, whatever a late or repeated attempt says."""
+    given up) is never reopened or overwritten, whatever a late or repeated attempt says.
+    Each row this closes is told to the webhook endpoints subscribed to its outcome, in the
+    same transaction (``found``: the subscribers, when the caller has read them already)."""
+    completions = list(completions)
+    if not completions:
+        return
+    found = found if found is not None else await webhooks.subscribers(session)
+    closing = [c for c in completions if c.closes]
+    opened = (
+        await _open_rows(session, [c.row_id for c in closing])
+        if (closing and found.wants(PUSH_OUTCOMES))
+        else {}
+    )
     params = [
         {
             "b_id": item.row_id,
@@ -214,8 +251,6 @@ async def complete_sends(
         }
         for item in completions
     ]
-    if not params:
-        return
     table = SQLModel.metadata.tables[Delivery.__tablename__]
     statement = (
         update(table)
@@ -231,6 +266,101 @@ async def complete_sends(
         )
     )
     await session.exec(statement, params=params)
+    if opened:
+        events = [outcome_event(opened[c.row_id], c, now) for c in closing if c.row_id in opened]
+        await webhooks.enqueue(session, events, now, found)
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenRow:
+    """What an outcome's webhook event says of its row."""
+
+    tracking_id: str
+    run_id: str
+    journey_id: str
+    node_id: str
+    app_id: str
+    profile_id: str
+    device_id: int | None
+    provider: str | None
+
+
+async def _open_rows(session: AsyncSession, row_ids: Sequence[int]) -> dict[int, _OpenRow]:
+    """The rows among these that no attempt has closed yet."""
+    found: dict[int, _OpenRow] = {}
+    for chunk in _chunks(list(row_ids), 900):
+        result = await _execute(
+            session,
+            select_columns(
+                col(Delivery.id),
+                col(Delivery.tracking_id),
+                col(Delivery.run_id),
+                col(Delivery.journey_id),
+                col(Delivery.node_id),
+                col(Delivery.app_id),
+                col(Delivery.profile_id),
+                col(Delivery.device_id),
+                col(Delivery.provider),
+            )
+            .where(col(Delivery.id).in_(chunk))
+            .where(col(Delivery.completed_at).is_(None)),
+        )
+        for row_id, tracking, run, journey, node, app, profile, device, provider in result.all():
+            found[int(row_id or 0)] = _OpenRow(
+                tracking, run, journey, node, app, profile, device, provider
+            )
+    return found
+
+
+def outcome_event(row: _OpenRow, completion: Completion, now: datetime) -> WebhookEvent:
+    """``push.sent`` for a push the provider accepted, else ``push.failed`` with its class
+    (the ledger's final status) and the reason."""
+    sent = completion.status is DeliveryStatus.DELIVERED
+    data: dict[str, object] = {
+        "tracking_id": row.tracking_id,
+        "run_id": row.run_id,
+        "journey_id": row.journey_id,
+        "node_id": row.node_id,
+        "profile_id": row.profile_id,
+        "device_id": row.device_id,
+        "provider": row.provider,
+    }
+    if not sent:
+        data |= {
+            "class": completion.status.value,
+            "cause": completion.cause.value if completion.cause is not None else None,
+            "reason": completion.reason,
+        }
+    return WebhookEvent(
+        WebhookEventType.PUSH_SENT if sent else WebhookEventType.PUSH_FAILED,
+        row.tracking_id,
+        row.app_id,
+        now,
+        data,
+    )
+
+
+def _closed_event(
+    item: PlannedSend, run_id: str, journey_id: str, node_id: str, app_id: str, now: datetime
+) -> WebhookEvent:
+    return WebhookEvent(
+        WebhookEventType.PUSH_FAILED,
+        item.tracking_id,
+        app_id,
+        now,
+        {
+            "tracking_id": item.tracking_id,
+            "run_id": run_id,
+            "journey_id": journey_id,
+            "node_id": node_id,
+            "profile_id": item.profile_id,
+            "device_id": item.device_id,
+            "provider": item.provider,
+            "class": item.status.value,
+            "cause": item.cause.value if item.cause is not None else None,
+            "reason": item.reason,
+        },
+    )
 
 
 async def settle_orphans(

@@ -1,6 +1,7 @@
-"""The outbox shape shared by stored interactions and custom events (DESIGN.md decision 6):
-each row is forwarded once Temporal takes it, backs off on its own when Temporal refuses it,
-and is set aside after the forwarder's limit, kept with its reason until ops requeue it."""
+"""The outbox shape shared by stored interactions and custom events (DESIGN.md decision 6),
+and by the events bound for webhook endpoints: each row is forwarded once its destination
+takes it (Temporal, or the endpoint), backs off on its own when refused, and is set aside
+after the limit, kept with its reason until ops requeue it."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from sqlalchemy import ColumnElement, or_, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tidings.store.models import CustomEvent, Interaction
+from tidings.store.models import CustomEvent, Interaction, WebhookDelivery
 
 # SQLite's bound-parameter budget, with room to spare
 IN_CHUNK = 900
 
-Outboxed = type[Interaction] | type[CustomEvent]
+Outboxed = type[Interaction] | type[CustomEvent] | type[WebhookDelivery]
 
 
 class ForwardState(StrEnum):

@@ -1,4 +1,5 @@
-"""Re-sealing every stored credential under the newest secret key.
+"""Re-sealing every stored credential (the apps' provider credentials and the webhook
+endpoints' signing secrets) under the newest secret key.
 
 Rotation is safe while the API and workers run: they hold every listed key, so a credential
 opens before and after its rewrite, and the rewrite keeps the plaintext (the credentials'
@@ -14,7 +15,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from tidings.store.db import Database
-from tidings.store.models import App
+from tidings.store.models import App, WebhookEndpoint
 from tidings.store.secrets import SecretBox, SecretError
 
 SEALED_COLUMNS = ("apns_secret", "fcm_secret")
@@ -59,4 +60,30 @@ async def rotate_credentials(db: Database, box: SecretBox) -> RotationReport:
                 report.resealed += 1
             else:
                 report.changed_meanwhile += 1
+    await _rotate_webhook_secrets(db, box, report)
     return report
+
+
+async def _rotate_webhook_secrets(db: Database, box: SecretBox, report: RotationReport) -> None:
+    async with db.read() as session:
+        rows = (await session.exec(select(WebhookEndpoint.id, WebhookEndpoint.secret))).all()
+    for endpoint_id, sealed in rows:
+        if box.sealed_with_newest(sealed):
+            report.current += 1
+            continue
+        try:
+            resealed = box.rotate(sealed)
+        except SecretError:
+            report.unreadable.append(f"webhook {endpoint_id}: secret")
+            continue
+        async with db.write() as session:
+            result = await session.exec(
+                update(WebhookEndpoint)
+                .where(col(WebhookEndpoint.id) == endpoint_id)
+                .where(col(WebhookEndpoint.secret) == sealed)
+                .values(secret=resealed)
+            )
+        if result.rowcount:
+            report.resealed += 1
+        else:
+            report.changed_meanwhile += 1

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from temporalio.client import Client
 
+from tidings.egress import EgressPolicy
 from tidings.inbound.forwarder import forwarding
 from tidings.inbound.triggers import EntryOptions
 from tidings.observe.health import Readiness, readiness
@@ -20,6 +21,7 @@ from tidings.startup import prepare_store
 from tidings.store.db import Database
 from tidings.temporal.client import connect, metrics_runtime
 from tidings.temporal.devserver import temporal_server
+from tidings.webhooks.dispatcher import dispatching
 from tidings.worker.resources import QUEUE_ROLES, build_workers, worker_resources
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,11 @@ async def run_worker(
                 # task queue
                 entries = EntryOptions.of(settings)
                 await running.enter_async_context(forwarding(client, resources.db, entries=entries))
+                # and beside them the dispatcher of the webhook outbox
+                egress = EgressPolicy.from_settings(settings)
+                await running.enter_async_context(
+                    dispatching(resources.db, resources.secrets, egress)
+                )
                 await stop.wait()
                 log.info("stopping: finishing the tasks in hand")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 
@@ -17,6 +18,7 @@ from tidings.journeys.predicates import parse_where
 from tidings.runs.audience import read_audience_text
 from tidings.runs.cancel import CancelOutcome, cancel_run
 from tidings.runs.errors import RunNotFound, StartError
+from tidings.runs.export import check_run, export_run
 from tidings.runs.listing import RunSummary, get_run, list_runs
 from tidings.runs.pushes import PushRecord, run_pushes
 from tidings.runs.report import RunReport, run_report
@@ -230,3 +232,29 @@ async def pushes(
     more = len(items) > limit
     items = items[:limit]
     return Page(items=items, next_cursor=encode_cursor(items[-1].id) if more else None)
+
+
+@router.get(
+    "/{run_id}/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/x-ndjson": {}},
+            "description": "one JSON record a line: the run, then each push, then each interaction",
+        }
+    },
+)
+async def export(run_id: RunId, state: State) -> StreamingResponse:
+    """Every push of the run and every interaction reported on them, streamed as NDJSON
+    (`application/x-ndjson`): the first line is the run (`"record": "run"`), then the pushes
+    in ledger order (`"record": "push"`, as `/pushes` shows them), then the interactions
+    (`"record": "interaction"`). Read page by page from the store, however large the run."""
+    try:
+        await check_run(state.db, run_id)
+    except RunNotFound:
+        raise run_not_found(run_id) from None
+    return StreamingResponse(
+        export_run(state.db, run_id),
+        media_type="application/x-ndjson",
+        headers={"content-disposition": f'attachment; filename="{run_id}.ndjson"'},
+    )

@@ -27,6 +27,7 @@ from tidings.store.models.send_fences import SendFence
 from tidings.store.models.send_rates import SendRateBucket
 from tidings.store.models.test_sends import TestSend, TestSendStatus
 from tidings.store.models.triggers import JourneyEntry, JourneyTrigger
+from tidings.store.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
@@ -61,4 +62,6 @@ __all__ = [
     "SendRateBucket",
     "TestSend",
     "TestSendStatus",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]
