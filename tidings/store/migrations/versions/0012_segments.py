@@ -1,0 +1,44 @@
+"""segments: named audience filters
+
+- ``segment``: a name (unique, the key), a description, the definition as written (JSON),
+  created and updated times.
+
+Revision ID: 0012_segments
+Revises: 0010_test_sends
+Create Date: 2026-12-05 08:40:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+import tidings.store.types
+
+revision: str = "0012_segments"
+down_revision: str | Sequence[str] | None = "0010_test_sends"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+
+
+def _utc() -> tidings.store.types.UTCDateTime:
+    return tidings.store.types.UTCDateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "segment",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("definition", JSON, nullable=False),
+        sa.Column("created_at", _utc(), nullable=False),
+        sa.Column("updated_at", _utc(), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("segment")
