@@ -1,0 +1,123 @@
+"""A saved segment as a run's audience on the real stack: the run reaches exactly the
+profiles the segment's preview counts (counted at the simulators), page by page across
+continue-as-new; a start names its segment in the API or the journey file; a segment that
+is gone stops the start with a clear error."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+from tests.engine.conftest import APP, PATIENCE_S, Scene, SceneFactory, journey, push
+from tidings.worker.resources import engine_options
+from workflows.contracts import EngineOptions
+
+PRO_WITH_A_DEVICE = {"all": [{"attribute": "plan=pro"}, {"device": {"app": APP}}]}
+
+
+async def population(s: Scene) -> dict[str, list[str]]:
+    """Profiles and their tokens: five pro ones with devices (one with two), and others the
+    segment leaves out (free plan; pro without a device)."""
+    tokens: dict[str, list[str]] = {}
+    for n in range(5):
+        devices = ("apns", "fcm") if n == 2 else ("apns",)
+        tokens[f"pro-{n}"] = await s.profile(
+            f"pro-{n}", devices=devices, attributes={"plan": "pro"}
+        )
+    for n in range(3):
+        tokens[f"free-{n}"] = await s.profile(f"free-{n}", attributes={"plan": "free"})
+    tokens["pro-deviceless"] = await s.profile(
+        "pro-deviceless", devices=(), attributes={"plan": "pro"}
+    )
+    return tokens
+
+
+async def save_segment(s: Scene, name: str, definition: dict[str, Any]) -> None:
+    answer = await s.stack.http.post("/v1/segments", json={"name": name, "definition": definition})
+    assert answer.status_code == 201, answer.text
+
+
+async def preview(s: Scene, name: str) -> dict[str, Any]:
+    answer = await s.stack.http.post(f"/v1/segments/{name}/preview", params={"sample": 100})
+    assert answer.status_code == 200, answer.text
+    found: dict[str, Any] = answer.json()
+    return found
+
+
+def pushed_tokens(s: Scene) -> list[str]:
+    return [r.token for r in s.sims.apns.accepted()] + [r.token for r in s.sims.fcm.accepted()]
+
+
+def paging_small(s: Scene) -> EngineOptions:
+    """Cohorts (and audience pages) of two profiles, and a run that continues as new as
+    soon as it has started some: the audience is read over several pages and runs."""
+    return dataclasses.replace(
+        engine_options(s.stack.settings),
+        cohort_size=2,
+        cohort_window=1,
+        audience_page_size=2,
+        run_history_limit=16,
+    )
+
+
+async def test_a_journey_files_segment_audience_reaches_what_the_preview_counts(
+    scene: SceneFactory,
+) -> None:
+    async with scene() as s:
+        tokens = await population(s)
+        await save_segment(s, "pro-users", PRO_WITH_A_DEVICE)
+        seen = await preview(s, "pro-users")
+        assert seen["count"] == 5
+        assert seen["sample"] == [f"pro-{n}" for n in range(5)]
+
+        definition = journey(push("hello"), audience={"segment": "pro-users"})
+        started = await s.start(definition, options=paging_small(s))
+        result = await s.finish(started)
+
+        pushed = pushed_tokens(s)
+        expected = [token for pid in seen["sample"] for token in tokens[pid]]
+        assert sorted(pushed) == sorted(expected)  # one push per device, none elsewhere
+        reached = {r.profile_id for r in await s.ledger(started.run_id) if r.status == "delivered"}
+        assert len(reached) == seen["count"]
+        assert result.cohorts == 3
+        runs = [w async for w in s.client.list_workflows(f'WorkflowId = "{started.run_id}"')]
+        assert len(runs) >= 2  # the pages went on after continue-as-new
+
+
+async def test_the_api_starts_a_run_for_a_segment_and_a_missing_one_stops_the_start(
+    scene: SceneFactory,
+) -> None:
+    async with scene() as s:
+        tokens = await population(s)
+        await save_segment(s, "free-users", {"attribute": "plan=free"})
+        definition = journey(push("hello"))
+        saved = await s.stack.http.post("/v1/journeys", json=definition.model_dump(mode="json"))
+        assert saved.status_code == 201, saved.text
+
+        answer = await s.stack.http.post(
+            "/v1/runs", json={"journey_id": definition.id, "audience": {"segment": "free-users"}}
+        )
+        assert answer.status_code == 201, answer.text
+        run_id = answer.json()["id"]
+        assert answer.json()["entry"]["audience"] == "segment"
+        assert answer.json()["entry"]["segment"] == "free-users"
+        handle = s.client.get_workflow_handle(run_id)
+        await asyncio.wait_for(handle.result(), timeout=PATIENCE_S * 2)
+        assert sorted(pushed_tokens(s)) == sorted(t for n in range(3) for t in tokens[f"free-{n}"])
+
+        missing = await s.stack.http.post(
+            "/v1/runs", json={"journey_id": definition.id, "audience": {"segment": "nobody"}}
+        )
+        assert missing.status_code == 422, missing.text
+        assert missing.json()["error"]["code"] == "cannot_start"
+        assert "segment 'nobody', which does not exist" in missing.json()["error"]["message"]
+        mixed = await s.stack.http.post(
+            "/v1/runs",
+            json={
+                "journey_id": definition.id,
+                "audience": {"segment": "free-users", "where": ["plan=pro"]},
+            },
+        )
+        assert mixed.status_code == 422, mixed.text
+        assert "a segment audience takes no" in mixed.json()["error"]["message"]
