@@ -72,10 +72,19 @@ def _view(row: Segment) -> SegmentView:
     return SegmentView(
         name=row.name,
         description=row.description,
-        definition=row.definition,
+        definition=_as_written(row.definition),
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def _as_written(stored: dict[str, Any]) -> dict[str, Any]:
+    """The definition in its fields' order (PostgreSQL's JSONB keeps keys in an order of
+    its own)."""
+    try:
+        return parse_segment(stored).to_data()
+    except SegmentInvalid:
+        return stored
 
 
 def _checked_name(name: str) -> str:
