@@ -56,6 +56,8 @@ MAX_LISTED = 50
 # values an ``in`` / ``not_in`` may list, and the longest text value
 MAX_VALUES = 100
 MAX_TEXT = 500
+# the largest whole number a value may be (both stores compare it exactly)
+MAX_INTEGER = 2**53
 # "in the last N days" reaches back at most ten years
 MAX_DAYS = 3650
 # the nesting of raw JSON read before validation: deeper input is refused unread
@@ -72,6 +74,8 @@ def _check_value(op: str, value: Any) -> None:
     for item in values:
         if isinstance(item, float) and not math.isfinite(item):
             raise ValueError("numbers must be finite")
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_INTEGER:
+            raise ValueError(f"whole numbers must be within ±{MAX_INTEGER}")
     if op in VALUELESS:
         if value is not None:
             raise ValueError(f"op {op!r} takes no value")
