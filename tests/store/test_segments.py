@@ -12,7 +12,10 @@ import pytest
 
 from tidings.journeys.predicates import AttributePredicate, attribute_matches
 from tidings.journeys.segments import parse_segment
-from tidings.runs.segments import preview_definition
+from tidings.journeys.validation import parse_definition
+from tidings.runs.errors import StartError
+from tidings.runs.segments import create_segment, preview_definition, update_segment
+from tidings.runs.start import record_run, recorded_run
 from tidings.store.db import Database
 from tidings.store.models import (
     App,
@@ -26,6 +29,7 @@ from tidings.store.models import (
     Profile,
     Provider,
     RunMember,
+    Segment,
 )
 from tidings.store.segments import count_matching, matching_ids
 from tidings.store.types import utcnow
@@ -355,3 +359,45 @@ async def test_a_preview_counts_what_the_pages_read(db: Database) -> None:
             after = page[-1]
     assert paged == [f"u{n:03d}" for n in range(35, 120)]
     assert datetime.now(UTC) >= preview.as_of
+
+
+async def test_a_run_records_the_segment_as_it_was_and_reads_it_back(db: Database) -> None:
+    await add_devices(db, [("a", "shop", "apns", "valid"), ("b", "shop", "apns", "valid")])
+    await create_segment(db, "just-a", {"profile": {"field": "id", "op": "eq", "value": "a"}})
+    definition = parse_definition(
+        {
+            "id": "welcome",
+            "name": "Welcome",
+            "app": "shop",
+            "audience": {"segment": "just-a"},
+            "nodes": [{"id": "end", "type": "exit"}],
+        }
+    )
+    recorded = await record_run(db, definition, "run-1")
+    assert recorded.audience.kind == "segment"
+    assert recorded.audience.segment == "just-a"
+    # an edit after the start changes nothing of the run
+    await update_segment(db, "just-a", {"profile": {"field": "id", "op": "eq", "value": "b"}})
+    async with db.read() as session:
+        stored = await session.get(JourneyRun, "run-1")
+    assert stored is not None
+    assert recorded_run(stored).audience == recorded.audience
+    spec = recorded.audience
+    assert spec.definition is not None
+    assert spec.as_of is not None
+    async with db.read() as session:
+        assert await matching_ids(session, spec.definition, spec.as_of, after=None, limit=5) == [
+            "a"
+        ]
+
+    await remove_segment_row(db)
+    with pytest.raises(StartError, match="segment 'just-a', which does not exist"):
+        await record_run(db, definition, "run-2")
+
+
+async def remove_segment_row(db: Database) -> None:
+    """The segment gone from under the journey, as if removed before the journey was saved."""
+    async with db.write() as session:
+        row = await session.get(Segment, "just-a")
+        assert row is not None
+        await session.delete(row)
