@@ -2,6 +2,8 @@
 
 - ``segment``: a name (unique, the key), a description, the definition as written (JSON),
   created and updated times.
+- indexes led by the profile on ``device``, ``interaction`` and ``run_member``, which a
+  segment's compiled query probes for each profile it considers.
 
 Revision ID: 0012_segments
 Revises: 0010_test_sends
@@ -38,7 +40,23 @@ def upgrade() -> None:
         sa.Column("updated_at", _utc(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
+    # a segment's EXISTS tests probe these tables profile by profile: without an index led
+    # by the profile, each probe would scan the table
+    with op.batch_alter_table("device", schema=None) as batch_op:
+        batch_op.create_index("ix_device_profile", ["profile_id", "state"], unique=False)
+    with op.batch_alter_table("interaction", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_interaction_profile", ["profile_id", "kind", "occurred_at"], unique=False
+        )
+    with op.batch_alter_table("run_member", schema=None) as batch_op:
+        batch_op.create_index("ix_run_member_profile", ["profile_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("run_member", schema=None) as batch_op:
+        batch_op.drop_index("ix_run_member_profile")
+    with op.batch_alter_table("interaction", schema=None) as batch_op:
+        batch_op.drop_index("ix_interaction_profile")
+    with op.batch_alter_table("device", schema=None) as batch_op:
+        batch_op.drop_index("ix_device_profile")
     op.drop_table("segment")
