@@ -162,6 +162,8 @@ class ScheduledAudience:
     where: list[AttributePredicate] = field(default_factory=list)
     profile_ids: list[str] = field(default_factory=list)
     emails: list[str] = field(default_factory=list)
+    # a saved segment's name: the profiles it selects at each firing
+    segment: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """A saved segment as a run's audience on the real stack: the run reaches exactly the
 profiles the segment's preview counts (counted at the simulators), page by page across
-continue-as-new; a start names its segment in the API or the journey file; a segment that
-is gone stops the start with a clear error."""
+continue-as-new; a start names its segment in the API, the journey file or a schedule; a
+segment that is gone stops the start with a clear error."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 from tests.engine.conftest import APP, PATIENCE_S, Scene, SceneFactory, journey, push
+from tests.engine.test_schedules import at_least_runs
 from tidings.worker.resources import engine_options
 from workflows.contracts import EngineOptions
 
@@ -121,3 +122,46 @@ async def test_the_api_starts_a_run_for_a_segment_and_a_missing_one_stops_the_st
         )
         assert mixed.status_code == 422, mixed.text
         assert "a segment audience takes no" in mixed.json()["error"]["message"]
+
+
+async def test_a_schedule_fires_for_its_segment_and_keeps_the_segment_from_deletion(
+    scene: SceneFactory,
+) -> None:
+    async with scene() as s:
+        tokens = await population(s)
+        await save_segment(s, "free-users", {"attribute": "plan=free"})
+        definition = journey(push("hello"))
+        saved = await s.stack.http.post("/v1/journeys", json=definition.model_dump(mode="json"))
+        assert saved.status_code == 201, saved.text
+        schedule_id = f"free-{definition.id}"  # Temporal's schedules outlive the test's store
+        body = {
+            "journey_id": definition.id,
+            "kind": "every",
+            "every": "1d",
+            "audience": {"segment": "free-users"},
+            "id": schedule_id,
+        }
+        unknown = await s.stack.http.post(
+            "/v1/schedules", json=body | {"audience": {"segment": "nobody"}}
+        )
+        assert unknown.status_code == 422, unknown.text
+        assert unknown.json()["error"]["details"][0]["loc"] == ["body", "audience", "segment"]
+        created = await s.stack.http.post("/v1/schedules", json=body)
+        assert created.status_code == 201, created.text
+        assert created.json()["audience"]["segment"] == "free-users"
+
+        refused = await s.stack.http.delete("/v1/segments/free-users")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["details"] == [{"loc": ["schedule"], "msg": schedule_id}]
+
+        fired = await s.stack.http.post(f"/v1/schedules/{schedule_id}/trigger")
+        assert fired.status_code == 200, fired.text
+        (run,) = await at_least_runs(s, schedule_id, 1)
+        assert (run.entry["audience"], run.entry["segment"]) == ("segment", "free-users")
+        await asyncio.wait_for(
+            s.client.get_workflow_handle(run.id).result(), timeout=PATIENCE_S * 2
+        )
+        assert sorted(pushed_tokens(s)) == sorted(t for n in range(3) for t in tokens[f"free-{n}"])
+        deleted = await s.stack.http.delete(f"/v1/schedules/{schedule_id}")
+        assert deleted.status_code == 204, deleted.text
+        assert (await s.stack.http.delete("/v1/segments/free-users")).status_code == 204

@@ -17,7 +17,13 @@ from tidings.journeys.segments import (
 )
 from tidings.store.db import Database
 from tidings.store.models import Segment
-from tidings.store.segments import count_matching, journeys_naming, matching_ids, segment_page
+from tidings.store.segments import (
+    count_matching,
+    journeys_naming,
+    matching_ids,
+    schedules_naming,
+    segment_page,
+)
 from tidings.store.types import utcnow
 
 DEFAULT_SAMPLE = 10
@@ -38,16 +44,18 @@ class SegmentExists(ValueError):
 
 
 class SegmentInUse(ValueError):
-    """A stored journey takes the segment as its audience: deleting it would leave the
-    journey's next start (or scheduled firing) without one."""
+    """A stored journey or a schedule takes the segment as its audience: deleting it would
+    leave the journey's next start (or the schedule's next firing) without one."""
 
-    def __init__(self, name: str, journeys: list[str]) -> None:
+    def __init__(self, name: str, journeys: list[str], schedules: list[str]) -> None:
         self.name = name
         self.journeys = journeys
-        listed = ", ".join(repr(j) for j in journeys)
+        self.schedules = schedules
+        users = [f"journey {j!r}" for j in journeys] + [f"schedule {s!r}" for s in schedules]
         super().__init__(
-            f"segment {name!r} is the audience of journey {listed}: change the journey's "
-            "audience (save a new version) before deleting it"
+            f"segment {name!r} is the audience of {', '.join(users)}: give "
+            f"{'it' if len(users) == 1 else 'them'} another audience (a journey: save a new "
+            "version; a schedule: delete it) before deleting the segment"
         )
 
 
@@ -158,9 +166,10 @@ async def delete_segment(db: Database, name: str) -> None:
         row = await session.get(Segment, name)
         if row is None:
             raise SegmentNotFound(name)
-        users = await journeys_naming(session, name)
-        if users:
-            raise SegmentInUse(name, users)
+        journeys = await journeys_naming(session, name)
+        schedules = await schedules_naming(session, name)
+        if journeys or schedules:
+            raise SegmentInUse(name, journeys, schedules)
         await session.delete(row)
 
 

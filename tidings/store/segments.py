@@ -11,7 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.journeys.segments import SegmentDefinition
-from tidings.store.models import Journey, JourneyVersion, Profile, Segment
+from tidings.store.models import Journey, JourneySchedule, JourneyVersion, Profile, Segment
 from tidings.store.pages import Page, keyset
 from tidings.store.segment_sql import Dialect, SegmentQuery
 
@@ -71,4 +71,18 @@ async def journeys_naming(session: AsyncSession, name: str) -> list[str]:
         journey_id
         for journey_id, definition in rows.all()
         if ((definition or {}).get("audience") or {}).get("segment") == name
+    ]
+
+
+async def schedules_naming(session: AsyncSession, name: str) -> list[str]:
+    """The schedules whose own audience is this segment."""
+    rows = await session.exec(
+        select(col(JourneySchedule.id), col(JourneySchedule.audience)).order_by(
+            col(JourneySchedule.id)
+        )
+    )
+    return [
+        schedule_id
+        for schedule_id, audience in rows.all()
+        if (audience or {}).get("segment") == name
     ]

@@ -151,7 +151,9 @@ async def delete(name: SegmentName, state: State) -> Response:
     except SegmentNotFound:
         raise not_found(name) from None
     except SegmentInUse as error:
-        details = [{"loc": ["journey"], "msg": journey} for journey in error.journeys]
+        details = [{"loc": ["journey"], "msg": journey} for journey in error.journeys] + [
+            {"loc": ["schedule"], "msg": schedule} for schedule in error.schedules
+        ]
         raise ApiError(409, "segment_in_use", str(error), details) from None
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
