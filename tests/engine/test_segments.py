@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from pathlib import Path
 from typing import Any
 
+from starter import app as starter
 from tests.engine.conftest import APP, PATIENCE_S, Scene, SceneFactory, journey, push
+from tests.engine.test_designer_cli import invoke, run_id_in
 from tests.engine.test_schedules import at_least_runs
+from tidings.cli.app import app as tidings_cli
 from tidings.worker.resources import engine_options
 from workflows.contracts import EngineOptions
 
@@ -165,3 +169,33 @@ async def test_a_schedule_fires_for_its_segment_and_keeps_the_segment_from_delet
         deleted = await s.stack.http.delete(f"/v1/schedules/{schedule_id}")
         assert deleted.status_code == 204, deleted.text
         assert (await s.stack.http.delete("/v1/segments/free-users")).status_code == 204
+
+
+async def test_the_cli_starts_a_journey_for_a_segment(scene: SceneFactory, tmp_path: Path) -> None:
+    async with scene() as s:
+        tokens = await population(s)
+        definition_file = tmp_path / "pro.yaml"
+        definition_file.write_text(
+            "all:\n  - attribute: plan=pro\n  - device: {app: " + APP + "}\n"
+        )
+        created = await invoke(
+            s, tidings_cli, "segments", "create", "pro-users", str(definition_file)
+        )
+        assert created.exit_code == 0, created.output
+        journey_file = tmp_path / "hello.yaml"
+        journey_file.write_text(
+            f"id: cli-segment\nname: Hello\napp: {APP}\nnodes:\n"
+            "  - {id: hello, type: push, content: {title: hi, body: there}}\n"
+        )
+        started = await invoke(s, starter, "start", str(journey_file), "--segment", "pro-users")
+        assert started.exit_code == 0, started.output
+        run_id = run_id_in(started.output)
+        expected = [t for n in range(5) for t in tokens[f"pro-{n}"]]
+        assert sorted(pushed_tokens(s)) == sorted(expected)
+        assert {r.profile_id for r in await s.ledger(run_id)} == {f"pro-{n}" for n in range(5)}
+
+        mixed = await invoke(
+            s, starter, "start", str(journey_file), "--segment", "pro-users", "--where", "plan=pro"
+        )
+        assert mixed.exit_code == 1
+        assert "a segment audience takes no" in mixed.output
