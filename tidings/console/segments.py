@@ -14,9 +14,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tidings.console.mount import BASE, page, signed_in, state_of, to_login
-from tidings.journeys.segments import SegmentInvalid, SegmentProblem, load_segment_text
-from tidings.runs.segments import (
+from tidings.journeys.segments import (
     NAME_PATTERN,
+    SegmentInvalid,
+    SegmentProblem,
+    load_segment_text,
+)
+from tidings.runs.segments import (
     SegmentExists,
     SegmentInUse,
     SegmentNotFound,

@@ -45,8 +45,9 @@ from tidings.journeys.predicates import (
     parse_where,
 )
 
-SegmentName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+# a segment's name, like the apps' and journeys' ids it stands beside
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+Slug = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 # How deep combinators may nest, how many conditions a definition may hold in all, and how
 # many a single all/any may list: a definition compiles into one query whose size these bound.

@@ -4,12 +4,14 @@ many profiles match now, and a few of their ids)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from tidings.journeys.segments import (
+    NAME_PATTERN,
     SegmentDefinition,
     SegmentInvalid,
     SegmentProblem,
@@ -28,7 +30,6 @@ from tidings.store.types import utcnow
 
 DEFAULT_SAMPLE = 10
 MAX_SAMPLE = 100
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
 class SegmentNotFound(LookupError):
@@ -96,8 +97,6 @@ def _as_written(stored: dict[str, Any]) -> dict[str, Any]:
 
 
 def _checked_name(name: str) -> str:
-    import re
-
     if not re.fullmatch(NAME_PATTERN, name):
         raise SegmentInvalid(
             [SegmentProblem("name", "lower-case letters, digits, - and _, at most 64")]

@@ -14,11 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from tidings.api.deps import Admin, State
 from tidings.api.errors import ERROR_RESPONSES, ApiError, responses
 from tidings.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
-from tidings.journeys.segments import SegmentInvalid, parse_segment
+from tidings.journeys.segments import NAME_PATTERN, SegmentInvalid, parse_segment
 from tidings.runs.segments import (
     DEFAULT_SAMPLE,
     MAX_SAMPLE,
-    NAME_PATTERN,
     SegmentExists,
     SegmentInUse,
     SegmentNotFound,
