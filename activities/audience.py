@@ -3,7 +3,8 @@ audience is never loaded whole (a page is a keyset range on the profile id).
 
 A page carries, for each profile, what the interpreter needs without another activity: its
 time zone (quiet hours, wait_until) and the attributes the journey's conditions read. An app
-audience narrowed by ``where`` is filtered here with the very predicates condition nodes use.
+audience narrowed by ``where`` is filtered here with the very predicates condition nodes use;
+a segment audience is selected by one query (tidings.store.segment_sql), nothing filtered here.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from activities.declarations import LIST_AUDIENCE, AudienceActivity
 from tidings.journeys.predicates import all_attributes_match
 from tidings.store.db import Database
 from tidings.store.models import Device, DeviceState, Profile, RunMember
+from tidings.store.segments import matching_ids
 
 # A filtered page reads at most this many candidate profiles per requested one before it
 # answers with what it found (the run asks again from where it stopped).
@@ -32,6 +34,8 @@ class AudienceActivities(AudienceActivity):
 
     @activity.defn(name=LIST_AUDIENCE)
     async def page(self, request: AudiencePageRequest) -> AudiencePage:
+        if request.audience.kind == "segment":
+            return await self._segment_page(request)
         where = request.audience.where
         scan_limit = request.limit * SCAN_FACTOR if where else request.limit
         with_attributes = bool(where or request.attributes)
@@ -45,13 +49,30 @@ class AudienceActivities(AudienceActivity):
                 for pid in candidates
                 if pid in profiles and all_attributes_match(where, profiles[pid][1])
             ]
-        facts: dict[str, ProfileFacts] = {}
-        for pid in candidates:
-            timezone, attributes = profiles.get(pid, (None, {}))
-            wanted = {k: attributes[k] for k in request.attributes if k in attributes}
-            if timezone or wanted:
-                facts[pid] = ProfileFacts(timezone=timezone, attributes=wanted)
+        facts = _facts(candidates, profiles, request.attributes)
         return AudiencePage(profile_ids=candidates, next_after=next_after, facts=facts)
+
+    async def _segment_page(self, request: AudiencePageRequest) -> AudiencePage:
+        """A page of a segment audience: one query selects the matching profiles after the
+        last page's id, so the pages are the same whichever worker reads them and however
+        often the run continues as new."""
+        audience = request.audience
+        assert audience.definition is not None
+        assert audience.as_of is not None
+        async with self._db.read() as session:
+            ids = await matching_ids(
+                session,
+                audience.definition,
+                audience.as_of,
+                after=request.after,
+                limit=request.limit,
+            )
+            profiles = await _profiles(session, ids, bool(request.attributes))
+        return AudiencePage(
+            profile_ids=ids,
+            next_after=ids[-1] if len(ids) == request.limit else None,
+            facts=_facts(ids, profiles, request.attributes),
+        )
 
     def _candidates(self, request: AudiencePageRequest, limit: int) -> Any:
         if request.audience.kind == "members":
@@ -71,6 +92,20 @@ class AudienceActivities(AudienceActivity):
         if request.after is not None:
             statement = statement.where(column > request.after)
         return statement.order_by(column).limit(limit)
+
+
+def _facts(
+    profile_ids: list[str],
+    profiles: dict[str, tuple[str | None, dict[str, Any]]],
+    names: list[str],
+) -> dict[str, ProfileFacts]:
+    facts: dict[str, ProfileFacts] = {}
+    for pid in profile_ids:
+        timezone, attributes = profiles.get(pid, (None, {}))
+        wanted = {k: attributes[k] for k in names if k in attributes}
+        if timezone or wanted:
+            facts[pid] = ProfileFacts(timezone=timezone, attributes=wanted)
+    return facts
 
 
 async def _profiles(

@@ -12,19 +12,26 @@ from typing import Any, Literal
 
 from tidings.journeys.model import JourneyDefinition, PushContent
 from tidings.journeys.predicates import AttributePredicate
+from tidings.journeys.segments import SegmentDefinition
 
 
 @dataclass(frozen=True)
 class AudienceSpec:
-    """Who a run is for: every profile with a device in the app, or an explicit list
-    (stored as the run's members by the starter).
+    """Who a run is for: every profile with a device in the app, an explicit list (stored
+    as the run's members by the starter), or the profiles a saved segment selects.
 
     ``where`` narrows an app audience to the profiles whose attributes match every predicate.
+    A segment audience carries the segment's definition as it was when the run started (an
+    edit of the segment never changes a run in flight) and ``as_of``, the moment its "in the
+    last N days" tests count back from, so every page reads the same window.
     """
 
-    kind: Literal["app", "members"]
+    kind: Literal["app", "members", "segment"]
     app_id: str
     where: list[AttributePredicate] = field(default_factory=list)
+    segment: str | None = None
+    definition: SegmentDefinition | None = None
+    as_of: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,8 @@ class ScheduledAudience:
     where: list[AttributePredicate] = field(default_factory=list)
     profile_ids: list[str] = field(default_factory=list)
     emails: list[str] = field(default_factory=list)
+    # a saved segment's name: the profiles it selects at each firing
+    segment: str | None = None
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,11 @@ class ScheduleActivities(SchedulesActivity):
                 journey = await load_stored(self._db, request.journey_id, request.version)
                 audience = request.audience
                 choice = AudienceChoice(
-                    audience.profile_ids, audience.emails, audience.where, audience.app
+                    audience.profile_ids,
+                    audience.emails,
+                    audience.where,
+                    audience.app,
+                    audience.segment,
                 )
                 recorded = await record_run(
                     self._db,

@@ -32,6 +32,7 @@ from tidings.api.routers import (
     profiles,
     runs,
     schedules,
+    segments,
     test_sends,
     timeline,
     triggers,
@@ -136,8 +137,8 @@ def create_app(
 
     for module in (apps, keys, profiles, erasures, mappings, devices, interactions, compat):
         app.include_router(module.router)
-    # journeys, runs, schedules and test sends (tidings.runs)
-    for module in (journeys, runs, schedules, timeline, triggers, test_sends):
+    # journeys, runs, schedules, test sends and segments (tidings.runs)
+    for module in (journeys, runs, schedules, timeline, triggers, test_sends, segments):
         app.include_router(module.router)
     app.include_router(links.router)  # tracked links: /l/{tracking_id}, no key
     app.include_router(events.router)  # custom events: triggers, goals, wait_for

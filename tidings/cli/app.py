@@ -16,6 +16,7 @@ from rich.text import Text
 from tidings.cli import designer as designer_cli
 from tidings.cli import export as export_cli
 from tidings.cli import schedules as schedules_cli
+from tidings.cli import segments as segments_cli
 from tidings.cli import webhooks as webhooks_cli
 from tidings.cli.designer import problem, success
 from tidings.logs import configure_logging
@@ -53,6 +54,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(triggers_app, name="triggers")
 app.add_typer(schedules_cli.app, name="schedules")
 app.add_typer(webhooks_cli.app, name="webhooks")
+app.add_typer(segments_cli.app, name="segments")
 app.command()(designer_cli.start)
 app.command("test-send")(designer_cli.try_push)
 runs_app.command("list")(designer_cli.runs)

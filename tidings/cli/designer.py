@@ -73,6 +73,10 @@ def start(
         str | None,
         typer.Option(help="audience: every profile of this app (default: the journey's)"),
     ] = None,
+    segment: Annotated[
+        str | None,
+        typer.Option(help="audience: the profiles a saved segment selects (tidings segments)"),
+    ] = None,
     version: Annotated[int | None, typer.Option(help="stored journeys: this version")] = None,
     wait: Annotated[bool, typer.Option(help="watch the run live and print its report")] = True,
 ) -> None:
@@ -85,7 +89,12 @@ def start(
 
     async def go() -> str:
         choice = audience_choice(
-            file=profiles, profile_ids=profile or [], emails=email or [], where=where or [], app=app
+            file=profiles,
+            profile_ids=profile or [],
+            emails=email or [],
+            where=where or [],
+            app=app,
+            segment=segment,
         )
         return await start_journey(settings, journey, choice, console, wait=wait, version=version)
 

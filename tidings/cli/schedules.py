@@ -75,6 +75,9 @@ def create(
     app_id: Annotated[
         str | None, typer.Option("--app", help="every profile with a device in this app")
     ] = None,
+    segment: Annotated[
+        str | None, typer.Option(help="the profiles a saved segment selects at each firing")
+    ] = None,
     schedule_id: Annotated[str | None, typer.Option("--id", help="default: generated")] = None,
 ) -> None:
     """Start a stored journey on a schedule; each firing is a run, its audience (the
@@ -109,7 +112,9 @@ def create(
         journey_id=journey_id,
         cadence=cadence,
         version=version,
-        audience=ScheduledAudience(app=app_id, where=filters, profile_ids=list(profile or [])),
+        audience=ScheduledAudience(
+            app=app_id, where=filters, profile_ids=list(profile or []), segment=segment
+        ),
         schedule_id=schedule_id,
     )
     settings = _settings()

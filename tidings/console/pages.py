@@ -37,6 +37,7 @@ from tidings.runs.journeys import (
 )
 from tidings.runs.pushes import ProfileNotFound, profile_timeline, run_pushes
 from tidings.runs.report import run_report
+from tidings.runs.segments import list_segments
 from tidings.runs.start import AudienceChoice, start_run
 from tidings.runs.test_sends import (
     TestSendAsk,
@@ -133,6 +134,7 @@ async def journey(request: Request, journey_id: str) -> Response:
         shown = await session.get(TestSend, request.query_params.get("test_send") or "")
     if not versions and not runs:
         return page(request, "missing.html", "No such journey", status=404, what=journey_id)
+    segments, _ = await list_segments(state_of(request).db, limit=500)
     return page(
         request,
         "journey.html",
@@ -144,6 +146,7 @@ async def journey(request: Request, journey_id: str) -> Response:
         push_nodes=_push_nodes(versions[0].definition) if versions else [],
         test_sends=[view_of(row) for row in tried],
         shown_test_send=view_of(shown) if shown and shown.journey_id == journey_id else None,
+        segment_names=[segment.name for segment in segments],
         notice=request.query_params.get("notice"),
     )
 
@@ -213,7 +216,7 @@ async def journey_version(request: Request, journey_id: str, version: int) -> Re
 async def start(request: Request, journey_id: str, version: int) -> Response:
     """Start the version for the listed profiles, or every profile with a valid device in its
     app (the journey's audience when it names one), narrowed by the form's attribute filters
-    (one per line)."""
+    (one per line); or for the profiles of the segment the form names."""
     if not signed_in(request):
         return to_login(request)
     form = parse_qs((await request.body())[:FORM_LIMIT].decode(errors="replace"))
@@ -232,6 +235,7 @@ async def start(request: Request, journey_id: str, version: int) -> Response:
         for item in re.split(r"[\s,]+", (form.get("profiles") or [""])[0])
         if item.strip()
     ]
+    segment = (form.get("segment") or [""])[0].strip() or None
     try:
         where = [parse_where(line.strip()) for line in lines if line.strip()]
         started = await start_run(
@@ -239,7 +243,7 @@ async def start(request: Request, journey_id: str, version: int) -> Response:
             state.db,
             state.settings,
             JourneyDefinition.model_validate(stored.definition),
-            audience=AudienceChoice(profile_ids=listed, where=where),
+            audience=AudienceChoice(profile_ids=listed, where=where, segment=segment),
         )
     except (StartError, ValueError) as error:
         return _back(back, f"The run was not started: {error}")

@@ -48,6 +48,8 @@ def _shown(view: ScheduleView) -> dict[str, object]:
     zone = ZoneInfo(view.time_zone)
     audience = view.audience
     parts = []
+    if audience.get("segment"):
+        parts.append(f"segment {audience['segment']}")
     if audience.get("app"):
         parts.append(f"app {audience['app']}")
     if audience.get("where"):

@@ -10,7 +10,15 @@ from datetime import time as time_of_day
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from tidings.journeys.durations import Duration
 from tidings.journeys.predicates import AttributeName, AttributePredicate, EventName, Predicate
@@ -227,7 +235,7 @@ def _predicate_of(value: Any) -> Any:
 class JourneyAudience(BaseModel):
     """Whom a run of the journey is for when its start names no audience: the profiles with
     a valid device in ``app`` (default: the journey's) whose attributes match every ``where``
-    filter."""
+    filter; or the profiles a saved ``segment`` selects (alone: put filters in the segment)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -235,6 +243,18 @@ class JourneyAudience(BaseModel):
     where: list[Annotated[AttributePredicate, BeforeValidator(_predicate_of)]] = Field(
         default_factory=list, description="filters such as plan=pro, age>=18, country~FR,BE"
     )
+    # left out of the stored definition when unset: audiences saved before it stay equal
+    segment: Slug | None = Field(
+        default=None,
+        description="a saved segment's name: its profiles are the audience",
+        exclude_if=lambda value: value is None,
+    )
+
+    @model_validator(mode="after")
+    def _segment_alone(self) -> JourneyAudience:
+        if self.segment is not None and (self.app is not None or self.where):
+            raise ValueError("a segment audience takes no app or where: put them in the segment")
+        return self
 
 
 class Trigger(BaseModel):

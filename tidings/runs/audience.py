@@ -46,6 +46,7 @@ def audience_choice(
     emails: Sequence[str] = (),
     where: Sequence[str] = (),
     app: str | None = None,
+    segment: str | None = None,
 ) -> AudienceChoice:
     """The audience as a command line gives it; a bad filter raises StartError."""
     ids, mails = list(profile_ids), list(emails)
@@ -57,7 +58,7 @@ def audience_choice(
         predicates = [parse_where(text) for text in where]
     except ValueError as error:
         raise StartError(str(error)) from None
-    return AudienceChoice(ids, mails, predicates, app)
+    return AudienceChoice(ids, mails, predicates, app, segment)
 
 
 def journey_file(source: str) -> Path | None:

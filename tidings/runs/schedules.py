@@ -42,7 +42,7 @@ from tidings.runs.schedule_spec import Cadence, Kind, ScheduleInvalid, check_cad
 from tidings.settings import Settings
 from tidings.store.db import Database
 from tidings.store.journeys import stored_definition
-from tidings.store.models import App, JourneySchedule
+from tidings.store.models import App, JourneySchedule, Segment
 from tidings.store.types import utcnow
 from workflows.contracts import ScheduledRunInput
 from workflows.scheduled import ScheduledRunWorkflow
@@ -188,6 +188,15 @@ async def _check_journey(db: Database, request: ScheduleRequest) -> None:
         app = request.audience.app
         if app is not None and await session.get(App, app) is None:
             raise ScheduleInvalid("audience.app", f"no app {app!r}")
+        segment = request.audience.segment
+        if segment is not None:
+            audience = request.audience
+            if audience.app or audience.where or audience.profile_ids or audience.emails:
+                raise ScheduleInvalid(
+                    "audience.segment", "a segment audience takes no app, filters or profiles"
+                )
+            if await session.get(Segment, segment) is None:
+                raise ScheduleInvalid("audience.segment", f"no segment {segment!r}")
 
 
 def _audience_json(audience: ScheduledAudience) -> dict[str, Any]:
@@ -196,7 +205,7 @@ def _audience_json(audience: ScheduledAudience) -> dict[str, Any]:
         "where": [p.model_dump(mode="json") for p in audience.where],
         "profile_ids": list(audience.profile_ids),
         "emails": list(audience.emails),
-    }
+    } | ({"segment": audience.segment} if audience.segment is not None else {})
 
 
 def audience_of(row: JourneySchedule) -> ScheduledAudience:
@@ -206,6 +215,7 @@ def audience_of(row: JourneySchedule) -> ScheduledAudience:
         where=[AttributePredicate.model_validate(p) for p in data.get("where", [])],
         profile_ids=list(data.get("profile_ids", [])),
         emails=list(data.get("emails", [])),
+        segment=data.get("segment"),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from sqlmodel import col, select
@@ -15,6 +16,7 @@ from temporalio.client import Client, WorkflowHandle
 from activities.contracts import AudienceSpec
 from tidings.journeys.model import JourneyDefinition
 from tidings.journeys.predicates import AttributePredicate, all_attributes_match
+from tidings.journeys.segments import SegmentInvalid, parse_segment
 from tidings.journeys.validation import JourneyInvalid, parse_definition
 from tidings.runs.errors import StartError
 from tidings.runs.options import engine_options
@@ -29,8 +31,17 @@ from tidings.store.journeys import (
     stored_definition,
     unknown_profiles,
 )
-from tidings.store.models import App, Device, DeviceState, JourneyRun, Profile, RunStatus
+from tidings.store.models import (
+    App,
+    Device,
+    DeviceState,
+    JourneyRun,
+    Profile,
+    RunStatus,
+    Segment,
+)
 from tidings.store.reports import run_funnel
+from tidings.store.segments import matching_ids
 from tidings.store.triggers import activate
 from tidings.store.types import utcnow
 from tidings.temporal.search import start_options
@@ -55,10 +66,16 @@ class AudienceChoice:
     where: Sequence[AttributePredicate] = ()
     # whose devices make the audience when none is listed (default: the journey's app)
     app: str | None = None
+    # a saved segment's name: its profiles, and nothing else may be given
+    segment: str | None = None
 
     @property
     def listed(self) -> bool:
         return bool(self.profile_ids or self.emails)
+
+    @property
+    def given(self) -> bool:
+        return bool(self.listed or self.where or self.app or self.segment)
 
 
 @dataclass(frozen=True)
@@ -168,9 +185,17 @@ async def record_run(
         )
     choice = audience or AudienceChoice()
     if profile_ids is not None:
-        choice = AudienceChoice(list(profile_ids), choice.emails, choice.where, choice.app)
-    if journey.audience is not None and not (choice.listed or choice.where or choice.app):
-        choice = AudienceChoice(where=journey.audience.where, app=journey.audience.app)
+        choice = AudienceChoice(
+            list(profile_ids), choice.emails, choice.where, choice.app, choice.segment
+        )
+    if journey.audience is not None and not choice.given:
+        choice = AudienceChoice(
+            where=journey.audience.where,
+            app=journey.audience.app,
+            segment=journey.audience.segment,
+        )
+    if choice.segment is not None:
+        return await _record_segment_run(db, journey, run_id, choice, schedule_id)
     audience_app = choice.app or journey.app
     definition = journey.model_dump(mode="json")
     kind: Literal["app", "members"] = (
@@ -213,7 +238,76 @@ def recorded_run(run: JourneyRun) -> RecordedRun:
     entry = run.entry or {}
     where = [AttributePredicate.model_validate(p) for p in entry.get("where", [])]
     spec = AudienceSpec(kind=entry["audience"], app_id=entry["app"], where=where)
+    if entry["audience"] == "segment":
+        spec = AudienceSpec(
+            kind="segment",
+            app_id=entry["app"],
+            segment=entry["segment"],
+            definition=parse_segment(entry["definition"]),
+            as_of=datetime.fromisoformat(entry["as_of"]),
+        )
     return RecordedRun(run.id, run.journey_version or 1, parse_definition(run.definition), spec)
+
+
+async def _record_segment_run(
+    db: Database,
+    journey: JourneyDefinition,
+    run_id: str,
+    choice: AudienceChoice,
+    schedule_id: str | None,
+) -> RecordedRun:
+    """Store a run whose audience is a saved segment: the segment's definition as it is now
+    goes into the run's entry and input (a snapshot, as the journey's), with the moment its
+    day windows count back from."""
+    assert choice.segment is not None
+    if choice.listed or choice.where or choice.app:
+        raise StartError(
+            "a segment audience takes no listed profiles, filters or app: put them in the segment"
+        )
+    as_of = utcnow()
+    definition = journey.model_dump(mode="json")
+    async with db.write() as session:
+        if await session.get(App, journey.app) is None:
+            raise StartError(
+                f"journey {journey.id!r} names app {journey.app!r}, which does not exist"
+            )
+        row = await session.get(Segment, choice.segment)
+        if row is None:
+            raise StartError(
+                f"the audience names segment {choice.segment!r}, which does not exist (was it "
+                "deleted or renamed?)"
+            )
+        try:
+            segment = parse_segment(row.definition)
+        except SegmentInvalid as error:
+            raise StartError(f"segment {choice.segment!r} is no longer valid: {error}") from None
+        if not await matching_ids(session, segment, as_of, after=None, limit=1):
+            raise StartError(f"no profile matches segment {choice.segment!r}")
+        version = await save_version(session, definition)
+        await create_run(
+            session,
+            run_id=run_id,
+            definition=definition,
+            version=version,
+            entry={
+                "audience": "segment",
+                "app": journey.app,
+                "segment": choice.segment,
+                "definition": segment.to_data(),
+                "as_of": as_of.isoformat(),
+                "listens": journey.listened_events(),
+            }
+            | ({"schedule": schedule_id} if schedule_id is not None else {}),
+            members=[],
+        )
+    spec = AudienceSpec(
+        kind="segment",
+        app_id=journey.app,
+        segment=choice.segment,
+        definition=segment,
+        as_of=as_of,
+    )
+    return RecordedRun(run_id, version, journey, spec)
 
 
 async def _anyone_matches(

@@ -61,6 +61,11 @@ class AudienceBody(BaseModel):
         description="an uploaded file's text: profile ids and/or emails, one per line (a "
         "CSV's first column; a header row and # comments are skipped)",
     )
+    segment: JourneyIdText | None = Field(
+        default=None,
+        description="a saved segment's name (/v1/segments): the profiles it selects when the "
+        "run starts; nothing else may be given with it",
+    )
 
 
 class RunStart(BaseModel):
@@ -98,7 +103,7 @@ def _choice(body: AudienceBody) -> AudienceChoice:
                 str(error),
                 [{"loc": ["body", "audience", "where", str(index)], "msg": str(error)}],
             ) from None
-    return AudienceChoice(ids, emails, where, body.app)
+    return AudienceChoice(ids, emails, where, body.app, body.segment)
 
 
 @router.post(

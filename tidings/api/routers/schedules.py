@@ -57,6 +57,9 @@ class ScheduleAudienceBody(BaseModel):
     )
     profile_ids: list[Listed] = Field(default_factory=list, max_length=20_000)
     emails: list[Listed] = Field(default_factory=list, max_length=20_000)
+    segment: JourneyIdText | None = Field(
+        default=None, description="a saved segment's name, alone: its profiles at each firing"
+    )
 
 
 class ScheduleCreate(BaseModel):
@@ -105,7 +108,11 @@ def _audience(body: ScheduleAudienceBody) -> ScheduledAudience:
         except ValueError as error:
             raise invalid(f"audience.where.{index}", str(error)) from None
     return ScheduledAudience(
-        app=body.app, where=where, profile_ids=list(body.profile_ids), emails=list(body.emails)
+        app=body.app,
+        where=where,
+        profile_ids=list(body.profile_ids),
+        emails=list(body.emails),
+        segment=body.segment,
     )
 
 

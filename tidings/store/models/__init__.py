@@ -23,6 +23,7 @@ from tidings.store.models.registrations import (
 )
 from tidings.store.models.replaced_tokens import ReplacedToken
 from tidings.store.models.schedules import JourneySchedule
+from tidings.store.models.segments import Segment
 from tidings.store.models.send_fences import SendFence
 from tidings.store.models.send_rates import SendRateBucket
 from tidings.store.models.test_sends import TestSend, TestSendStatus
@@ -57,6 +58,7 @@ __all__ = [
     "ReplacedToken",
     "RunMember",
     "RunStatus",
+    "Segment",
     "SendCause",
     "SendFence",
     "SendRateBucket",

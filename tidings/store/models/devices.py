@@ -33,6 +33,8 @@ class Device(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("app_id", "token", name="uq_device_app_token"),
         Index("ix_device_targeting", "app_id", "profile_id", "state"),
+        # a segment's device condition asks, profile by profile, whether one matches
+        Index("ix_device_profile", "profile_id", "state"),
     )
 
     id: int | None = Field(

@@ -40,6 +40,8 @@ class Interaction(SQLModel, table=True):
         UniqueConstraint("scope", "event_id", name="uq_interaction_scope_event"),
         Index("ix_interaction_tracking", "tracking_id"),
         Index("ix_interaction_outbox", "status", "forwarded_at"),
+        # a segment's interaction condition asks, profile by profile, what each did lately
+        Index("ix_interaction_profile", "profile_id", "kind", "occurred_at"),
     )
 
     id: int | None = Field(

@@ -80,6 +80,8 @@ class RunMember(SQLModel, table=True):
     profile ids can be far larger than a workflow input may be)."""
 
     __tablename__ = "run_member"
+    # a segment's run condition asks, profile by profile, which runs each was in
+    __table_args__ = (Index("ix_run_member_profile", "profile_id"),)
 
     run_id: str = Field(
         sa_column=Column(

@@ -6,8 +6,8 @@
   fact it reports; the outbox columns of the inbound events (attempts, per-row backoff,
   set aside after a limit).
 
-Revision ID: 0011_webhooks
-Revises: 0010_test_sends
+Revision ID: 0012_webhooks
+Revises: 0011_send_fence
 Create Date: 2026-12-05 08:40:00.000000
 """
 
@@ -19,8 +19,8 @@ from sqlalchemy.dialects import postgresql
 
 import tidings.store.types
 
-revision: str = "0011_webhooks"
-down_revision: str | Sequence[str] | None = "0010_test_sends"
+revision: str = "0012_webhooks"
+down_revision: str | Sequence[str] | None = "0011_send_fence"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
