@@ -120,7 +120,7 @@ async def test_opens_skewed_to_one_branch_name_it_the_winner_with_the_right_numb
     assert found.goal == "opened any push of the run"
     assert answer.status_code == 200
     [split] = answer.json()["splits"]
-    assert split["counted_from"] == "recorded"
+    assert split["counted_from"] == "recorded branches"
     assert split["experiment"]["winner"] == 1
     assert split["experiment"]["branches"][1]["conversions"] == c1
     assert "branch 1 wins" in text

@@ -110,3 +110,12 @@ def test_the_control_wins_when_every_challenger_converts_less() -> None:
         [Arm(1000, 300), Arm(1000, 200), Arm(1000, 150)], confidence=0.95, min_sample=100
     )
     assert (verdict.status, verdict.winner) == ("winner", 0)
+
+
+def test_an_interval_from_a_rate_of_0_or_100_percent_says_it_is_too_narrow() -> None:
+    """The unpooled (Wald) interval has no width when both rates are 0% or 100%: said so."""
+    verdict = judge([Arm(20, 0), Arm(20, 20)], confidence=0.95, min_sample=10)
+    assert (verdict.status, verdict.winner) == ("winner", 1)
+    assert "CI +100.0 to +100.0 (a rate of 0% or 100% makes this interval too narrow)" in (
+        verdict.explanation
+    )

@@ -57,7 +57,7 @@ class SplitReport(BaseModel):
     # "run counts": counted by the run's workflows as profiles took the branches; "draw": the
     # run's profiles put through the split's deterministic draw (a triggered run, or a run
     # still going), which counts profiles that have not reached the split yet too;
-    # "recorded": an experiment split, whose workflows record each profile's branch
+    # "recorded branches": an experiment split, whose workflows record each profile's branch
     counted_from: str
     branches: list[BranchReport]
     # an experiment split: the branches compared on its goal, and whether one has won
@@ -176,7 +176,7 @@ def _split_report(
     counted_from = "run counts" if counted else "draw"
     if experiment is not None:
         # the branch each profile took is recorded: promoted profiles did not take the draw's
-        counted_from = "recorded"
+        counted_from = "recorded branches"
         drawn = Counter({b.index: b.profiles + b.promoted_profiles for b in experiment.branches})
         counted = False
     branches = []

@@ -148,11 +148,16 @@ def judge(arms: list[Arm], confidence: float, min_sample: int) -> Verdict:
         )
     comparison = comparisons[best]
     assert comparison is not None
+    caveat = (
+        " (a rate of 0% or 100% makes this interval too narrow)"
+        if {arms[0].rate, arms[best].rate} & {0.0, 1.0}
+        else ""
+    )
     return verdict(
         "winner",
         best,
         f"branch {best} wins: {comparison.difference * 100:+.1f} points over the control "
         f"({interval_level(alpha)} CI {comparison.low * 100:+.1f} to "
-        f"{comparison.high * 100:+.1f}), "
+        f"{comparison.high * 100:+.1f}{caveat}), "
         f"p = {comparison.p_value:.3g}",
     )
