@@ -9,12 +9,13 @@ import math
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from tests.engine.conftest import Scene, SceneFactory, journey, push
-from tidings.cli.runs import report
+from tidings.cli.runs import promote, report
 from tidings.journeys.model import JourneyDefinition, RandomSplitNode
-from tidings.runs.experiments import ExperimentReport
+from tidings.runs.experiments import ExperimentReport, PromotionRefused
 from tidings.runs.report import run_report
 from tidings.runs.significance import Arm, compare
 from tidings.store.types import utcnow
@@ -249,7 +250,7 @@ async def let_through_and_check(
 
 
 async def test_a_promotion_asked_through_the_api_sends_later_profiles_down_the_winner(
-    scene: SceneFactory,
+    scene: SceneFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with scene() as s:
         http = s.stack.http
@@ -286,6 +287,13 @@ async def test_a_promotion_asked_through_the_api_sends_later_profiles_down_the_w
         )
         assert other.status_code == 409
         assert other.json()["error"]["code"] == "already_promoted"
+        # the CLI takes the same service: the same branch again re-sends it, another is refused
+        monkeypatch.setenv("TEMPORAL_ADDRESS", s.client.service_client.config.target_host)
+        console = Console(record=True, width=200)
+        await promote(s.stack.settings, run_id, "split", console, branch=1)
+        assert "promoted branch 1 of split" in console.export_text()
+        with pytest.raises(PromotionRefused, match="branch 1 was promoted \\(api\\)"):
+            await promote(s.stack.settings, run_id, "split", console, branch=0)
         await let_through_and_check(s, run_id, branch, later, "api")
 
 
