@@ -237,6 +237,7 @@ async def let_through_and_check(
     result = await s.client.get_workflow_handle(run_id, result_type=RunResult).result()
     rows = await s.ledger(run_id)
     found = await experiment_of(s, run_id)
+    [split] = (await run_report(s.db, run_id)).splits
 
     assert {r.node_id for r in rows if r.profile_id in later} == {"b"}
     assert result.counts["split.promoted"] == len(later)
@@ -245,6 +246,11 @@ async def let_through_and_check(
         sum(1 for p in sample if branch[p] == i) for i in (0, 1)
     ]
     assert [b.promoted_profiles for b in found.branches] == [0, len(later)]
+    # the split's own table counts the branch each profile took, promoted ones included
+    assert [b.profiles for b in split.branches] == [
+        found.branches[0].profiles,
+        found.branches[1].profiles + len(later),
+    ]
     assert found.promoted is not None
     assert (found.promoted.branch, found.promoted.by) == (1, by)
 

@@ -16,7 +16,7 @@ from tidings.runs.errors import RunNotFound
 from tidings.runs.experiments import ExperimentReport, experiment_report
 from tidings.runs.listing import RunSummary, run_summary
 from tidings.store.db import Database
-from tidings.store.experiments import PROMOTION
+from tidings.store.experiments import PROMOTION, memberships
 from tidings.store.models import Delivery, JourneyEvent, JourneyRun
 from tidings.store.reports import OPENED_RULE, journey_event_counts, node_funnels, run_funnel
 from workflows.counts import Counts
@@ -91,6 +91,14 @@ async def run_report(db: Database, run_id: str) -> RunReport:
         experiments = {
             n.id: await experiment_report(session, run_id, n) for n in splits if n.experiment
         }
+        # an experiment split records the branch each profile took (the draw's, or the
+        # promoted one): its branches are counted from that, not from the draw
+        taken = {
+            node_id: {
+                pid: m.branch for pid, m in (await memberships(session, run_id, node_id)).items()
+            }
+            for node_id in experiments
+        }
         profiles: list[str] = []
         converted: set[str] = set()
         if splits:
@@ -139,6 +147,7 @@ async def run_report(db: Database, run_id: str) -> RunReport:
                 profiles,
                 converted,
                 experiments.get(node.id),
+                taken.get(node.id),
             )
             for node in splits
         ],
@@ -166,6 +175,7 @@ def _split_report(
     profiles: list[str],
     converted: set[str],
     experiment: ExperimentReport | None,
+    taken: dict[str, int] | None,
 ) -> SplitReport:
     keys = [Counts.branch_key(node.id, i) for i in range(len(node.branches))]
     drawn = Counter(branch_for(node, draw(journey.id, node.id, pid)) for pid in profiles)
@@ -174,10 +184,10 @@ def _split_report(
     )
     counted = any(counts[key] for key in keys)
     counted_from = "run counts" if counted else "draw"
-    if experiment is not None:
-        # the branch each profile took is recorded: promoted profiles did not take the draw's
+    if taken is not None:
         counted_from = "recorded branches"
-        drawn = Counter({b.index: b.profiles + b.promoted_profiles for b in experiment.branches})
+        drawn = Counter(taken.values())
+        goal = Counter(index for pid, index in taken.items() if pid in converted)
         counted = False
     branches = []
     for index, branch in enumerate(node.branches):
