@@ -107,3 +107,14 @@ def test_an_interaction_goal_needs_a_push_after_the_split() -> None:
 def test_bad_settings_are_named(settings: dict[str, object], field: str, says: str) -> None:
     found = issues(journey_with({"goal": {"event": "purchase"}} | settings))
     assert any(f"node 'split', {field}:" in issue and says in issue for issue in found), found
+
+
+def test_automatic_promotion_is_refused_for_a_triggered_journey() -> None:
+    data = journey_with({"goal": {"event": "purchase"}, "window": "1d", "promote": "auto"})
+    data["trigger"] = {"event": "signed_up"}
+    assert any(
+        "node 'split', experiment.promote: auto needs a run over an audience" in issue
+        for issue in issues(data)
+    )
+    data["nodes"][0]["experiment"]["promote"] = "manual"
+    assert parse_definition(data).trigger is not None

@@ -321,6 +321,15 @@ def _check_experiment(
         )
     if experiment.check_every < MIN_CHECK_EVERY:
         issues.append(JourneyIssue(node.id, "experiment.check_every", "must be at least 1s"))
+    if experiment.promote == "auto" and definition.trigger is not None:
+        issues.append(
+            JourneyIssue(
+                node.id,
+                "experiment.promote",
+                "auto needs a run over an audience: a triggered journey's entries are not "
+                "promoted (use manual, and save a version once a winner is clear)",
+            )
+        )
     return issues
 
 
