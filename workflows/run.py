@@ -66,6 +66,9 @@ PATCH_COHORTS_REPORT = "run-cohorts-report"
 # Experiment splits with ``promote: auto``: the run looks for a winner on a timer. Asked only
 # by runs of journeys that have one, so no other history carries the marker.
 PATCH_AUTO_PROMOTE = "run-auto-promote"
+# An experiment's verdict reads every branch membership of the run (about 1.5 s per 100,000
+# profiles on either store): a run of millions must not time it out.
+JUDGE_TIMEOUT = timedelta(minutes=5)
 # Failures a run keeps word for word (in its progress and its record); the rest are counted.
 FAILURES_KEPT = 5
 
@@ -307,7 +310,7 @@ class JourneyRunWorkflow:
                 decision = await workflow.execute_activity_method(
                     ExperimentsActivity.judge,
                     JudgeExperiment(run.run_id, node.id),
-                    start_to_close_timeout=STORE_ACTIVITY_TIMEOUT,
+                    start_to_close_timeout=JUDGE_TIMEOUT,
                     retry_policy=STORE_RETRY,
                 )
                 if decision.branch is not None:
