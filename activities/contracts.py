@@ -125,10 +125,12 @@ class JourneyEventRecord:
     """Something that happened to a profile in a journey, kept for reports: ``postponed``
     (quiet hours held a send until ``until``), ``goal`` (the goal event made it leave),
     ``entered`` (it joined a journey that listens for custom events: where to route them),
-    ``cancelled`` (its run was cancelled while it was in the journey)."""
+    ``cancelled`` (its run was cancelled while it was in the journey), ``split`` (it took
+    branch ``detail`` of an experiment split by the draw), ``promoted`` (it took branch
+    ``detail``, the split's promoted winner)."""
 
     profile_id: str
-    kind: Literal["postponed", "goal", "entered", "cancelled"]
+    kind: Literal["postponed", "goal", "entered", "cancelled", "split", "promoted"]
     # unique within the workflow: a retried activity writes each event once
     key: str
     node_id: str | None = None
@@ -216,3 +218,19 @@ class TestSendSummary:
     status: str
     # devices by outcome (sent, failed, token_gone, ...)
     outcomes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JudgeExperiment:
+    """Has an experiment split of a run a clear winner yet? (``promote: auto``)"""
+
+    run_id: str
+    node_id: str
+
+
+@dataclass(frozen=True)
+class ExperimentDecision:
+    """The branch to promote (recorded as the split's promotion), or None and why not."""
+
+    branch: int | None
+    explanation: str

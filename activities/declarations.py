@@ -13,7 +13,9 @@ from temporalio import activity
 from activities.contracts import (
     AudiencePage,
     AudiencePageRequest,
+    ExperimentDecision,
     FinishRun,
+    JudgeExperiment,
     PushBatch,
     PushBatchResult,
     RecordJourneyEvents,
@@ -30,6 +32,7 @@ FINISH_RUN = "tidings.records.finish_run"
 RECORD_JOURNEY_EVENTS = "tidings.records.journey_events"
 RECORD_SCHEDULED_RUN = "tidings.schedules.record_run"
 SEND_TEST = "tidings.test_sends.send"
+JUDGE_EXPERIMENT = "tidings.experiments.judge"
 GIVE_UP_TEST = "tidings.test_sends.give_up"
 
 
@@ -56,6 +59,14 @@ class RecordsActivity:
     @activity.defn(name=RECORD_JOURNEY_EVENTS)
     async def journey_events(self, request: RecordJourneyEvents) -> None:
         """Journey events of one cohort step, written once each."""
+        raise NotImplementedError
+
+
+class ExperimentsActivity:
+    @activity.defn(name=JUDGE_EXPERIMENT)
+    async def judge(self, request: JudgeExperiment) -> ExperimentDecision:
+        """An experiment split's verdict from the store; a clear winner is recorded as its
+        promotion (once: a promotion already recorded is the answer)."""
         raise NotImplementedError
 
 

@@ -31,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
         CANCEL_SIGNAL,
         COHORT_REPORT_SIGNAL,
         INTERACTIONS_SIGNAL,
+        PROMOTE_SIGNAL,
+        BranchPromotion,
         CohortInput,
         CohortProgress,
         CohortReport,
@@ -69,6 +71,7 @@ class CohortWorkflow:
                 }
             )
             self._state.counts[Counts.PROFILES] = len(cohort.profile_ids)
+            self._state.promotions = dict(cohort.promotions)
         self._goal = journey.goal.event if journey.goal is not None else None
         self._event_nodes = {n.id for n in journey.nodes if event_driven(n)}
         self._woken = False
@@ -108,6 +111,12 @@ class CohortWorkflow:
         self._state.cancelled = True
         self._woken = True
 
+    @workflow.signal(name=PROMOTE_SIGNAL)
+    def promote(self, promotion: BranchPromotion) -> None:
+        """Profiles reaching the split from now on take its winner; the first word stands
+        (the run and the store record one promotion per split)."""
+        self._state.promotions.setdefault(promotion.node_id, promotion.branch)
+
     @workflow.query
     def counts(self) -> dict[str, int]:
         return dict(self._state.counts)
@@ -118,6 +127,7 @@ class CohortWorkflow:
             positions=self._state.positions(),
             counts=dict(self._state.counts),
             cancelled=self._state.cancelled,
+            promotions=dict(self._state.promotions),
         )
 
     @workflow.run

@@ -64,6 +64,8 @@ class RunProgress:
     cohorts_failed: int = 0
     # the first few failures, each naming its cohort (the rest are only counted)
     failures: list[str] = field(default_factory=list)
+    # experiment splits promoted to a winner: node id -> the branch every profile now takes
+    promotions: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,8 @@ class CohortInput:
     # the workflow id of the run to report the cohort's end to (None: report nothing; the
     # cohorts of runs from before reports, and triggered entries, which have no run)
     report_to: str | None = None
+    # experiment splits promoted before the cohort started: node id -> the winning branch
+    promotions: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -143,6 +147,8 @@ class CohortProgress:
     positions: dict[str, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     cancelled: bool = False
+    # experiment splits promoted to a winner: node id -> the branch profiles now take
+    promotions: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -161,9 +167,20 @@ class RunStatusView:
 INTERACTIONS_SIGNAL = "interactions"
 # Run and cohort workflows: stop taking steps, let the steps in flight settle, then end.
 CANCEL_SIGNAL = "cancel"
+# Run and cohort workflows: an experiment split has a winner; profiles that reach the split
+# from now on take it (a run passes the word on to its cohorts, and to the ones it starts).
+PROMOTE_SIGNAL = "promote-branch"
 # Run workflow: a cohort it started has ended (its counts, or its failure). Cohorts report by
 # signal to the run's workflow id, which outlives the run's continue-as-new.
 COHORT_REPORT_SIGNAL = "cohort-report"
+
+
+@dataclass(frozen=True)
+class BranchPromotion:
+    """The branch of an experiment split that every profile reaching it now takes."""
+
+    node_id: str
+    branch: int
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,11 @@ class Counts(Counter[str]):
         return f"{node_id}.branch{index}"
 
     @staticmethod
+    def promoted_key(node_id: str) -> str:
+        """Profiles an experiment split sent down its promoted winner (not drawn)."""
+        return f"{node_id}.promoted"
+
+    @staticmethod
     def condition_key(node_id: str, taken: bool) -> str:
         return f"{node_id}.{'then' if taken else 'otherwise'}"
 

@@ -32,12 +32,16 @@ with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         AudiencePageRequest,
         FinishRun,
+        JudgeExperiment,
         ProfileFacts,
     )
-    from activities.declarations import AudienceActivity, RecordsActivity
+    from activities.declarations import AudienceActivity, ExperimentsActivity, RecordsActivity
+    from tidings.journeys.model import RandomSplitNode
     from workflows.contracts import (
         CANCEL_SIGNAL,
         COHORT_REPORT_SIGNAL,
+        PROMOTE_SIGNAL,
+        BranchPromotion,
         CohortInput,
         CohortReport,
         CohortResult,
@@ -59,6 +63,12 @@ STORE_RETRY = RetryPolicy(
 # Cohorts report their end by signal and outlive the run's continue-as-new (DESIGN.md
 # decision 7: runs recorded before this replay on the old path).
 PATCH_COHORTS_REPORT = "run-cohorts-report"
+# Experiment splits with ``promote: auto``: the run looks for a winner on a timer. Asked only
+# by runs of journeys that have one, so no other history carries the marker.
+PATCH_AUTO_PROMOTE = "run-auto-promote"
+# An experiment's verdict reads every branch membership of the run (about 1.5 s per 100,000
+# profiles on either store): a run of millions must not time it out.
+JUDGE_TIMEOUT = timedelta(minutes=5)
 # Failures a run keeps word for word (in its progress and its record); the rest are counted.
 FAILURES_KEPT = 5
 
@@ -79,6 +89,8 @@ class JourneyRunWorkflow:
         # this run of the workflow has started or counted a cohort: only then may it continue
         # as new, so a tiny history limit cannot make it continue as new for ever
         self._worked = False
+        # promotions not yet passed on to the running cohorts
+        self._unsent_promotions: list[BranchPromotion] = []
 
     @workflow.query
     def progress(self) -> RunProgress:
@@ -100,6 +112,18 @@ class JourneyRunWorkflow:
     def cancel(self) -> None:
         """Start no more cohorts; the running ones stop taking steps and settle."""
         self._progress.cancelled = True
+
+    @workflow.signal(name=PROMOTE_SIGNAL)
+    def promote(self, promotion: BranchPromotion) -> None:
+        """An experiment split has a winner: the cohorts running take it from now on, the
+        ones started later from their start. The first promotion of a split stands."""
+        self._promote(promotion)
+
+    def _promote(self, promotion: BranchPromotion) -> None:
+        if promotion.node_id in self._progress.promotions:
+            return
+        self._progress.promotions[promotion.node_id] = promotion.branch
+        self._unsent_promotions.append(promotion)
 
     @workflow.signal(name=COHORT_REPORT_SIGNAL)
     def cohort_report(self, report: CohortReport) -> None:
@@ -144,13 +168,23 @@ class JourneyRunWorkflow:
         """Keep the window full until the audience is exhausted (or the run is cancelled)
         and every cohort has reported; continue as new whenever the history is full, with
         the cohorts still running."""
+        self._running.update(dict.fromkeys(self._progress.running_cohorts))
+        judging = self._judge_experiments(run)
+        try:
+            await self._run_cohorts_loop(run)
+        finally:
+            if judging is not None:
+                judging.cancel()
+
+    async def _run_cohorts_loop(self, run: JourneyRunInput) -> None:
         progress = self._progress
         options = run.options
         running = self._running
-        running.update(dict.fromkeys(progress.running_cohorts))
         while True:
             self._worked = self._count_ended() or self._worked
             progress.running_cohorts = list(running)
+            if self._unsent_promotions:
+                await self._pass_on_promotions()
             if not running and (progress.cancelled or self._audience_done()):
                 return
             if self._worked and self._history_full(options):
@@ -166,6 +200,7 @@ class JourneyRunWorkflow:
             await workflow.wait_condition(
                 lambda: (
                     bool(self._reports)
+                    or bool(self._unsent_promotions)
                     or any(h is not None and h.done() for h in running.values())
                     or (progress.cancelled and not self._cancel_sent)
                     or (self._worked and self._history_full(options))
@@ -195,6 +230,7 @@ class JourneyRunWorkflow:
                         run.options,
                         facts,
                         report_to=workflow.info().workflow_id,
+                        promotions=dict(progress.promotions),
                     ),
                 )
             )
@@ -227,6 +263,58 @@ class JourneyRunWorkflow:
             if pair.key.name.startswith("Tidings")
         ]
         return TypedSearchAttributes(own) if own else None
+
+    async def _pass_on_promotions(self) -> None:
+        """Tell every running cohort of the new promotions, by workflow id (a cohort that
+        has closed needs no word)."""
+        promotions, self._unsent_promotions = self._unsent_promotions, []
+        for promotion in promotions:
+            await asyncio.gather(
+                *(self._signal_cohort(c, PROMOTE_SIGNAL, promotion) for c in self._running)
+            )
+
+    @staticmethod
+    async def _signal_cohort(cohort_id: str, signal: str, argument: BranchPromotion) -> bool:
+        try:
+            await workflow.get_external_workflow_handle(cohort_id).signal(signal, argument)
+        except FailureError:
+            return False  # it has closed
+        return True
+
+    def _judge_experiments(self, run: JourneyRunInput) -> asyncio.Task[None] | None:
+        """With experiment splits to promote automatically, a task that asks an activity for
+        their verdicts every ``check_every`` until each has a winner (the verdict reaches the
+        run as the activity's result, so a replay takes the same course)."""
+        auto = [
+            node
+            for node in run.journey.nodes
+            if isinstance(node, RandomSplitNode)
+            and node.experiment is not None
+            and node.experiment.promote == "auto"
+        ]
+        if not auto or not workflow.patched(PATCH_AUTO_PROMOTE):
+            return None
+        return asyncio.ensure_future(self._judge_until_promoted(run, auto))
+
+    async def _judge_until_promoted(
+        self, run: JourneyRunInput, splits: list[RandomSplitNode]
+    ) -> None:
+        promotions = self._progress.promotions
+        while True:
+            pending = [node for node in splits if node.id not in promotions]
+            if not pending:
+                return
+            every = min(node.experiment.check_every for node in pending if node.experiment)
+            await workflow.sleep(every)
+            for node in pending:
+                decision = await workflow.execute_activity_method(
+                    ExperimentsActivity.judge,
+                    JudgeExperiment(run.run_id, node.id),
+                    start_to_close_timeout=JUDGE_TIMEOUT,
+                    retry_policy=STORE_RETRY,
+                )
+                if decision.branch is not None:
+                    self._promote(BranchPromotion(node.id, decision.branch))
 
     async def _cancel_running(self) -> None:
         """Pass the cancel on to every running cohort, by workflow id: the ones a previous

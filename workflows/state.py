@@ -74,6 +74,8 @@ class CohortState:
     # numbers the custom events a cohort receives, so a wait_for can tell "since I arrived"
     event_seq: int = 0
     cancelled: bool = False
+    # experiment splits promoted to a winner: node id -> the branch every profile now takes
+    promotions: dict[str, int] = field(default_factory=dict)
 
     def move(self, profile_id: str, node_id: str | None, *, leaving: Left = Left.COMPLETED) -> None:
         """Put a profile on a node. None: it leaves the journey, counted under ``leaving``
@@ -127,6 +129,7 @@ class CohortState:
             seen_events=sorted(self.seen_events),
             event_seq=self.event_seq,
             cancelled=self.cancelled,
+            promotions=dict(self.promotions),
         )
 
     @classmethod
@@ -138,6 +141,7 @@ class CohortState:
             seen_events=set(snapshot.seen_events),
             event_seq=snapshot.event_seq,
             cancelled=snapshot.cancelled,
+            promotions=dict(snapshot.promotions),
         )
 
 
@@ -152,3 +156,4 @@ class CohortSnapshot:
     seen_events: list[str] = field(default_factory=list)
     event_seq: int = 0
     cancelled: bool = False
+    promotions: dict[str, int] = field(default_factory=dict)

@@ -30,19 +30,23 @@ from tests.engine.conftest import APP, Scene, journey, push
 from tests.harness import app_credentials, make_settings, real_stack, unique_ids
 from tidings.inbound.forwarder import ForwarderOptions, forwarding
 from tidings.inbound.triggers import EntryOptions, entry_workflow_id
+from tidings.journeys.model import RandomSplitNode
 from tidings.runs.cancel import cancel_run
+from tidings.runs.experiments import promote_winner
 from tidings.runs.start import StartedRun, activate_trigger
 from tidings.sim import Simulators
 from tidings.store.migrate import upgrade
 from tidings.store.models import Delivery
 from tidings.temporal.devserver import temporal_binary
 from tidings.worker.resources import engine_options
+from workflows.cohort import CohortWorkflow
 from workflows.contracts import (
     INTERACTIONS_SIGNAL,
     EngineOptions,
     InteractionBatch,
     InteractionEvent,
 )
+from workflows.nodes.random_split import branch_for, draw
 
 HISTORIES = Path(__file__).parent / "histories"
 # where save() writes: the committed histories, or a test's own directory
@@ -351,6 +355,51 @@ async def d_scheduled(s: Scene) -> None:
     assert (await s.stack.http.delete("/v1/schedules/d-scheduled")).status_code == 204
 
 
+async def e_experiment(s: Scene) -> None:
+    """An experiment split with ``promote: auto`` (the run judges it every second, finding no
+    winner), a promotion asked for by hand, passed on to the cohort, and profiles that reach
+    the split after it taking the promoted branch."""
+    experiment = {
+        "goal": {"event": "bought"},
+        "window": "1h",
+        "min_sample": 1,
+        "promote": "auto",
+        "check_every": "1s",
+    }
+    gate = {"id": "gate", "type": "wait_for", "event": "go", "timeout": "20s"}
+    split = {
+        "id": "split",
+        "type": "random_split",
+        "branches": [{"percent": 50, "next": "x"}, {"percent": 50, "next": "y"}],
+        "experiment": experiment,
+    }
+    definition = journey(
+        gate | {"matched": "split", "timed_out": "split"}, split, push("x"), push("y")
+    )
+    started = await s.start(definition, ["a", "b", "c"])
+
+    async def entered() -> bool:
+        return sum(1 for e in await s.journey_events(started.run_id) if e.kind == "entered") == 3
+
+    await s.until(entered, "the profiles entered")
+    await s.event("a", "go")
+    node = definition.node("split")
+    assert isinstance(node, RandomSplitNode)
+    await s.delivered(
+        started.run_id, "xy"[branch_for(node, draw(definition.id, "split", "a"))], "a"
+    )
+    await promote_winner(s.client, s.db, started.run_id, "split", branch=1, by="cli")
+    cohort = s.client.get_workflow_handle(f"{started.run_id}/cohort-000001")
+
+    async def told() -> bool:
+        return (await cohort.query(CohortWorkflow.progress)).promotions == {"split": 1}
+
+    await s.until(told, "the cohort took the promotion")
+    await s.event("b", "go")
+    await s.event("c", "go")
+    await save_run(s, started, "e-experiment")
+
+
 SHAPES: list[Callable[[Scene], Awaitable[None]]] = [
     broadcast,
     delay_and_signals,
@@ -368,6 +417,7 @@ SHAPES: list[Callable[[Scene], Awaitable[None]]] = [
     a_interaction_visits,
     c_triggered_local,
     d_scheduled,
+    e_experiment,
 ]
 
 

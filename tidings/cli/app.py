@@ -42,7 +42,9 @@ db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="The secret key: make one, rotate to a new one.", no_args_is_help=True)
 journeys_app = typer.Typer(help="Journey definitions.", no_args_is_help=True)
 apps_app = typer.Typer(help="Apps and their provider credentials.", no_args_is_help=True)
-runs_app = typer.Typer(help="Journey runs: list, status, cancel, report.", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Journey runs: list, status, cancel, report, promote.", no_args_is_help=True
+)
 triggers_app = typer.Typer(
     help="Journeys that start on an event: list, show, enable, disable.", no_args_is_help=True
 )
@@ -63,6 +65,7 @@ runs_app.command("cancel")(designer_cli.cancel)
 runs_app.command("report")(designer_cli.report)
 runs_app.command("pushes")(designer_cli.pushes)
 runs_app.command("export")(export_cli.export_run)
+runs_app.command("promote")(designer_cli.promote)
 console = Console()
 errors = Console(stderr=True)
 

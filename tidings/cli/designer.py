@@ -41,6 +41,7 @@ def _run(step: Coroutine[Any, Any, T]) -> T:
     """Run a command; the errors a designer can fix are printed, not thrown."""
     from tidings.journeys.validation import JourneyInvalid
     from tidings.runs.errors import RunNotFound, StartError
+    from tidings.runs.experiments import PromotionRefused
 
     try:
         return asyncio.run(step)
@@ -48,7 +49,7 @@ def _run(step: Coroutine[Any, Any, T]) -> T:
         for issue in error.issues:
             errors.print(problem(issue))
         raise typer.Exit(1) from None
-    except (StartError, RunNotFound) as error:
+    except (StartError, RunNotFound, PromotionRefused) as error:
         errors.print(problem(error, "cannot do that:"))
         raise typer.Exit(1) from None
 
@@ -204,6 +205,22 @@ def report(
     from tidings.cli.runs import report_run
 
     _run(report_run(_settings(), run_id, console, as_json=as_json))
+
+
+def promote(
+    run_id: Annotated[str, typer.Argument(help="the run's id")],
+    node: Annotated[str, typer.Argument(help="the experiment split")],
+    branch: Annotated[
+        int | None,
+        typer.Option(min=0, max=99, help="this branch, not the winner (your own call)"),
+    ] = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Send every profile that reaches an experiment split from now on down its winner;
+    refused (exit 1, saying why) while no winner is clear, unless --branch is given."""
+    from tidings.cli.runs import promote as promote_split
+
+    _run(promote_split(_settings(), run_id, node, console, branch=branch, as_json=as_json))
 
 
 def pushes(

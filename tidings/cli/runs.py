@@ -17,6 +17,7 @@ from tidings.journeys.validation import load_definition, parse_definition
 from tidings.runs.audience import journey_file
 from tidings.runs.cancel import cancel_run
 from tidings.runs.errors import RunNotFound, StartError
+from tidings.runs.experiments import ExperimentReport, promote_winner
 from tidings.runs.listing import RunSummary
 from tidings.runs.listing import list_runs as runs_listed
 from tidings.runs.pushes import PushRecord, run_pushes
@@ -325,6 +326,8 @@ async def report(
                 "-" if branch.conversion is None else f"{branch.conversion:.1%}",
             )
         console.print(branches)
+        if split.experiment is not None:
+            console.print(experiment_table(split.experiment))
     run = found.run
     goal = found.goal_reached
     console.print(
@@ -335,6 +338,75 @@ async def report(
         )
     )
     return found
+
+
+def _points(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:+.1f}"
+
+
+def experiment_table(experiment: ExperimentReport) -> Group:
+    """An experiment split: per branch its sample, conversions, rate and the difference with
+    the control (in percentage points, with its interval), then the verdict in words."""
+    table = Table(
+        title=Text(
+            f"experiment {experiment.node_id}: {experiment.goal} within "
+            f"{experiment.window_s:g}s, {experiment.confidence:.0%} confidence"
+        ),
+        header_style="bold",
+    )
+    for column in ("branch", "profiles", "conversions", "rate", "vs control (points)"):
+        table.add_column(column, justify="right" if column != "branch" else "left")
+    table.add_column(f"{experiment.ci_level} CI")
+    table.add_column("p")
+    for branch in experiment.branches:
+        interval = (
+            "-"
+            if branch.ci_low is None or branch.ci_high is None
+            else f"{_points(branch.ci_low)} to {_points(branch.ci_high)}"
+        )
+        table.add_row(
+            f"{branch.index}{' (control)' if branch.index == 0 else ''}",
+            str(branch.profiles)
+            + (f" +{branch.promoted_profiles} promoted" if branch.promoted_profiles else ""),
+            str(branch.conversions),
+            "-" if branch.rate is None else f"{branch.rate:.1%}",
+            _points(branch.difference),
+            interval,
+            "-" if branch.p_value is None else f"{branch.p_value:.3g}",
+        )
+    lines = [Text(experiment.explanation, style="bold" if experiment.winner is not None else "")]
+    if experiment.promoted is not None:
+        promoted = experiment.promoted
+        lines.append(
+            Text(
+                f"promoted: branch {promoted.branch} "
+                f"({promoted.by}, {promoted.at:%Y-%m-%d %H:%M:%S} UTC)"
+            )
+        )
+    return Group(table, *lines)
+
+
+async def promote(
+    settings: Settings,
+    run_id: str,
+    node_id: str,
+    console: Console,
+    *,
+    branch: int | None = None,
+    as_json: bool = False,
+) -> None:
+    async with engine(settings) as (client, database):
+        outcome = await promote_winner(client, database, run_id, node_id, branch=branch, by="cli")
+    if as_json:
+        print_json(console, outcome.model_dump_json(indent=2))
+        return
+    console.print(
+        Text.assemble(
+            "promoted branch ",
+            (str(outcome.branch), "bold"),
+            f" of {node_id}: profiles that reach it from now on take it ({outcome.explanation})",
+        )
+    )
 
 
 async def report_run(

@@ -29,6 +29,7 @@ from tidings.journeys.model import JourneyDefinition
 from tidings.journeys.predicates import parse_where
 from tidings.runs.cancel import cancel_run
 from tidings.runs.errors import RunNotFound, StartError
+from tidings.runs.experiments import PromotionRefused, promote_winner
 from tidings.runs.journeys import (
     JourneyProblem,
     JourneyProblems,
@@ -390,6 +391,27 @@ async def cancel(request: Request, run_id: str) -> Response:
     except RunNotFound as error:
         return _back(target, str(error))
     return _back(target, "Cancelled: the run stops its profiles where they stand.")
+
+
+@router.post("/runs/{run_id}/promote")
+async def promote(request: Request, run_id: str) -> Response:
+    """An experiment split's clear winner taken by every profile that reaches it from now."""
+    if not signed_in(request):
+        return to_login(request)
+    target = f"{BASE}/runs/{quote(run_id)}"
+    form = parse_qs((await request.body())[:FORM_LIMIT].decode(errors="replace"))
+    node_id = (form.get("node_id") or [""])[0]
+    client = await temporal_client(request.app)
+    if client is None:
+        return _back(target, "Temporal does not answer: nothing was promoted.")
+    try:
+        outcome = await promote_winner(client, state_of(request).db, run_id, node_id, by="console")
+    except (RunNotFound, PromotionRefused) as error:
+        return _back(target, f"Not promoted: {error}")
+    return _back(
+        target,
+        f"Promoted branch {outcome.branch} of {node_id}: profiles reaching it now take it.",
+    )
 
 
 @router.get("/profiles")

@@ -7,6 +7,7 @@ branch), while the engine advances every profile standing on the same node toget
 from __future__ import annotations
 
 from datetime import time as time_of_day
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -172,12 +173,55 @@ class SplitBranch(BaseModel):
     next: NodeId | None = None
 
 
+class ExperimentGoal(BaseModel):
+    """What counts as a conversion of a profile that took a branch: an interaction with a
+    push (``interaction`` opened or clicked, of push node ``node``, or of any push of the run
+    when no node is named) or a custom event (``event``: its name)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interaction: Literal["opened", "clicked"] | None = Field(
+        default=None, description="opened is also satisfied by a click"
+    )
+    node: NodeId | None = Field(
+        default=None, description="the push node; default: any push the run sent the profile"
+    )
+    event: EventName | None = Field(default=None, description="a custom event's name")
+
+
+class Experiment(BaseModel):
+    """A random split run as an experiment: each branch's conversion to ``goal`` within
+    ``window`` of taking the branch, compared with the first branch (the control) by a
+    two-proportion z-test. ``promote: auto`` sends every profile that reaches the split after
+    a winner is clear down the winner; ``manual`` waits for ``tidings runs promote``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    goal: ExperimentGoal
+    window: Duration = Field(description="how long after taking its branch a profile may convert")
+    confidence: float = Field(
+        default=0.95, ge=0.8, le=0.999, description="a winner needs p below 1 - confidence"
+    )
+    min_sample: int = Field(
+        default=100, ge=1, le=10_000_000, description="profiles each branch needs before a verdict"
+    )
+    promote: Literal["manual", "auto"] = "manual"
+    check_every: Duration = Field(
+        default=timedelta(minutes=15),
+        description="with promote: auto, how often the run looks for a clear winner",
+    )
+
+
 class RandomSplitNode(NodeBase):
     """Send each profile down one branch with the given percentages. The draw is a hash of
-    journey, node and profile: the same profile always takes the same branch."""
+    journey, node and profile: the same profile always takes the same branch. With an
+    ``experiment``, each profile's branch is recorded and the report says which branch wins;
+    once a winner is promoted, profiles reaching the split take it."""
 
     type: Literal["random_split"]
     branches: list[SplitBranch] = Field(min_length=2)
+    # left out of the stored definition when unset, so splits saved before it stay equal
+    experiment: Experiment | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class ExitNode(NodeBase):

@@ -16,6 +16,7 @@ from tidings.journeys.model import (
     WAITING_TYPES,
     ConditionNode,
     DelayNode,
+    Experiment,
     JourneyDefinition,
     Node,
     PushNode,
@@ -268,7 +269,80 @@ def _check_references(definition: JourneyDefinition, nodes: list[Node]) -> list[
                 issues.append(
                     JourneyIssue(node.id, "branches", f"percentages add up to {total:g}, not 100")
                 )
+            if node.experiment is not None:
+                issues.extend(_check_experiment(definition, node, node.experiment))
     return issues
+
+
+# An experiment's window and check interval: long enough to mean something, short enough that
+# a run ends in the lifetime of a journey.
+MAX_EXPERIMENT_WINDOW = timedelta(days=90)
+MIN_CHECK_EVERY = timedelta(seconds=1)
+
+
+def _check_experiment(
+    definition: JourneyDefinition, node: RandomSplitNode, experiment: Experiment
+) -> list[JourneyIssue]:
+    issues = []
+    goal = experiment.goal
+    if goal.event is not None:
+        if goal.interaction is not None or goal.node is not None:
+            issues.append(
+                JourneyIssue(
+                    node.id,
+                    "experiment.goal",
+                    "counts an interaction or a custom event, not both",
+                )
+            )
+    elif goal.interaction is None:
+        issues.append(
+            JourneyIssue(
+                node.id,
+                "experiment.goal",
+                "is missing: count an interaction ({interaction: opened, node: a push node}) "
+                "or a custom event ({event: its name})",
+            )
+        )
+    elif goal.node is not None:
+        problem = _later_push_problem(definition, goal.node, node.id)
+        if problem:
+            issues.append(JourneyIssue(node.id, "experiment.goal.node", problem))
+    elif not any(isinstance(definition.node(n), PushNode) for n in _reachable(definition, node.id)):
+        issues.append(
+            JourneyIssue(
+                node.id,
+                "experiment.goal.interaction",
+                "no push comes after this split: there is nothing to open or click",
+            )
+        )
+    if not timedelta(0) < experiment.window <= MAX_EXPERIMENT_WINDOW:
+        issues.append(
+            JourneyIssue(node.id, "experiment.window", "must be longer than 0s and at most 90 days")
+        )
+    if experiment.check_every < MIN_CHECK_EVERY:
+        issues.append(JourneyIssue(node.id, "experiment.check_every", "must be at least 1s"))
+    if experiment.promote == "auto" and definition.trigger is not None:
+        issues.append(
+            JourneyIssue(
+                node.id,
+                "experiment.promote",
+                "auto needs a run over an audience: a triggered journey's entries are not "
+                "promoted (use manual, and save a version once a winner is clear)",
+            )
+        )
+    return issues
+
+
+def _later_push_problem(definition: JourneyDefinition, push_id: str, split: str) -> str | None:
+    try:
+        target = definition.node(push_id)
+    except KeyError:
+        return f"names no push: there is no node {push_id!r}"
+    if not isinstance(target, PushNode):
+        return f"names no push: {push_id!r} is a {target.type} node"
+    if push_id not in _reachable(definition, split):
+        return f"names no push after this split: {push_id!r} does not come after it"
+    return None
 
 
 def _check_wait_for(definition: JourneyDefinition, node: WaitForNode) -> list[JourneyIssue]:

@@ -1,6 +1,7 @@
-"""A run's report: the funnel of each push node, tokens invalidated, and each random_split
-branch's size and conversion to the journey's goal. The CLI's table and the API's answer
-are this one object, so both surfaces give the same numbers."""
+"""A run's report: the funnel of each push node, tokens invalidated, each random_split
+branch's size and conversion to the journey's goal, and each experiment split's verdict
+(tidings.runs.experiments). The CLI's table and the API's answer are this one object, so
+both surfaces give the same numbers."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.journeys.model import JourneyDefinition, RandomSplitNode
 from tidings.runs.errors import RunNotFound
+from tidings.runs.experiments import ExperimentReport, experiment_report
 from tidings.runs.listing import RunSummary, run_summary
 from tidings.store.db import Database
+from tidings.store.experiments import PROMOTION, memberships
 from tidings.store.models import Delivery, JourneyEvent, JourneyRun
 from tidings.store.reports import OPENED_RULE, journey_event_counts, node_funnels, run_funnel
 from workflows.counts import Counts
@@ -53,9 +56,12 @@ class SplitReport(BaseModel):
     node_id: str
     # "run counts": counted by the run's workflows as profiles took the branches; "draw": the
     # run's profiles put through the split's deterministic draw (a triggered run, or a run
-    # still going), which counts profiles that have not reached the split yet too
+    # still going), which counts profiles that have not reached the split yet too;
+    # "recorded branches": an experiment split, whose workflows record each profile's branch
     counted_from: str
     branches: list[BranchReport]
+    # an experiment split: the branches compared on its goal, and whether one has won
+    experiment: ExperimentReport | None = None
 
 
 class RunReport(BaseModel):
@@ -82,6 +88,17 @@ async def run_report(db: Database, run_id: str) -> RunReport:
         total = await run_funnel(session, run_id)
         events = await journey_event_counts(session, run_id)
         splits = [n for n in journey.nodes if isinstance(n, RandomSplitNode)]
+        experiments = {
+            n.id: await experiment_report(session, run_id, n) for n in splits if n.experiment
+        }
+        # an experiment split records the branch each profile took (the draw's, or the
+        # promoted one): its branches are counted from that, not from the draw
+        taken = {
+            node_id: {
+                pid: m.branch for pid, m in (await memberships(session, run_id, node_id)).items()
+            }
+            for node_id in experiments
+        }
         profiles: list[str] = []
         converted: set[str] = set()
         if splits:
@@ -123,7 +140,15 @@ async def run_report(db: Database, run_id: str) -> RunReport:
         clicked=total.clicked,
         goal_reached=events.get("goal", 0),
         splits=[
-            _split_report(journey, node, Counts.of(run.summary), profiles, converted)
+            _split_report(
+                journey,
+                node,
+                Counts.of(run.summary),
+                profiles,
+                converted,
+                experiments.get(node.id),
+                taken.get(node.id),
+            )
             for node in splits
         ],
     )
@@ -135,7 +160,10 @@ async def _run_profiles(session: AsyncSession, run_id: str) -> list[str]:
         select(col(Delivery.profile_id)).where(col(Delivery.run_id) == run_id).distinct()
     )
     recorded = await session.exec(
-        select(col(JourneyEvent.profile_id)).where(col(JourneyEvent.run_id) == run_id).distinct()
+        select(col(JourneyEvent.profile_id))
+        .where(col(JourneyEvent.run_id) == run_id)
+        .where(col(JourneyEvent.kind) != PROMOTION)
+        .distinct()
     )
     return sorted(set(sent.all()) | set(recorded.all()))
 
@@ -146,6 +174,8 @@ def _split_report(
     counts: Counts,
     profiles: list[str],
     converted: set[str],
+    experiment: ExperimentReport | None,
+    taken: dict[str, int] | None,
 ) -> SplitReport:
     keys = [Counts.branch_key(node.id, i) for i in range(len(node.branches))]
     drawn = Counter(branch_for(node, draw(journey.id, node.id, pid)) for pid in profiles)
@@ -153,6 +183,12 @@ def _split_report(
         branch_for(node, draw(journey.id, node.id, pid)) for pid in profiles if pid in converted
     )
     counted = any(counts[key] for key in keys)
+    counted_from = "run counts" if counted else "draw"
+    if taken is not None:
+        counted_from = "recorded branches"
+        drawn = Counter(taken.values())
+        goal = Counter(index for pid, index in taken.items() if pid in converted)
+        counted = False
     branches = []
     for index, branch in enumerate(node.branches):
         size = counts[keys[index]] if counted else drawn[index]
@@ -168,5 +204,5 @@ def _split_report(
             )
         )
     return SplitReport(
-        node_id=node.id, counted_from="run counts" if counted else "draw", branches=branches
+        node_id=node.id, counted_from=counted_from, branches=branches, experiment=experiment
     )

@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 
 from activities.audience import AudienceActivities
 from activities.delivery import DeliveryActivities, DeliveryPolicy
+from activities.experiments import ExperimentActivities
 from activities.records import RecordActivities
 from activities.schedules import ScheduleActivities
 from activities.test_send import TestSendActivities
@@ -142,6 +143,7 @@ def build_workers(
         records.finish_run,
         records.journey_events,
         ScheduleActivities(resources.db, worker_client).record_run,
+        ExperimentActivities(resources.db).judge,
     ]
     interceptors = (
         []

@@ -58,8 +58,10 @@ async def advance(context: CohortContext, node: AnyNode, profile_ids: list[str])
 
 def blocks(node: AnyNode) -> bool:
     """Whether the node's step waits on an activity: it runs as a task, its profiles busy
-    meanwhile."""
-    return isinstance(node, PushNode)
+    meanwhile (a push; a split that is an experiment, recording each profile's branch)."""
+    return isinstance(node, PushNode) or (
+        isinstance(node, RandomSplitNode) and node.experiment is not None
+    )
 
 
 def event_driven(node: AnyNode) -> bool:

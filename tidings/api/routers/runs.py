@@ -18,6 +18,7 @@ from tidings.journeys.predicates import parse_where
 from tidings.runs.audience import read_audience_text
 from tidings.runs.cancel import CancelOutcome, cancel_run
 from tidings.runs.errors import RunNotFound, StartError
+from tidings.runs.experiments import PromotionOutcome, PromotionRefused, promote_winner
 from tidings.runs.export import check_run, export_run
 from tidings.runs.listing import RunSummary, get_run, list_runs
 from tidings.runs.pushes import PushRecord, run_pushes
@@ -198,6 +199,44 @@ async def cancel(run_id: RunId, state: State) -> CancelAnswer:
     return CancelAnswer(
         run_id=run_id, already_finished=outcome.already_finished, status=summary.status
     )
+
+
+class PromoteBody(BaseModel):
+    """An experiment split to promote: its clear winner, or ``branch`` (your own call)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    node_id: str = Field(min_length=1, max_length=64, description="the experiment split")
+    branch: int | None = Field(
+        default=None, ge=0, le=99, description="default: the winner, once one is clear"
+    )
+
+
+# refusals that are about the run's state rather than the request
+PROMOTION_CONFLICTS = {"already_promoted", "run_finished"}
+
+
+@router.post("/{run_id}/promote", response_model=PromotionOutcome, responses=responses(409, 503))
+async def promote(run_id: RunId, body: PromoteBody, state: State) -> PromotionOutcome:
+    """Profiles that reach the experiment split from now on all take its winner. Refused
+    (`422 no_clear_winner`, with the verdict) until a winner is clear, unless `branch` is
+    named; `409` for a split promoted to another branch before, or a run that has ended."""
+    summary = await get_run(state.db, run_id)
+    if summary is None:
+        raise run_not_found(run_id)
+    client = await temporal_client(state)
+    try:
+        return await promote_winner(
+            client, state.db, run_id, body.node_id, branch=body.branch, by="api"
+        )
+    except RunNotFound:
+        raise run_not_found(run_id) from None
+    except PromotionRefused as refused:
+        status_code = 409 if refused.code in PROMOTION_CONFLICTS else 422
+        field = "branch" if refused.code in {"unknown_branch", "already_promoted"} else "node_id"
+        raise ApiError(
+            status_code, refused.code, str(refused), [{"loc": [field], "msg": str(refused)}]
+        ) from None
 
 
 @router.get("/{run_id}/report", response_model=RunReport)
