@@ -7,9 +7,10 @@ implementations, which pull in the store and the provider SDKs).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from tidings.journeys.best_hour import HourChoice
 from tidings.journeys.model import JourneyDefinition, PushContent
 from tidings.journeys.predicates import AttributePredicate
 
@@ -118,10 +119,11 @@ class JourneyEventRecord:
     """Something that happened to a profile in a journey, kept for reports: ``postponed``
     (quiet hours held a send until ``until``), ``goal`` (the goal event made it leave),
     ``entered`` (it joined a journey that listens for custom events: where to route them),
-    ``cancelled`` (its run was cancelled while it was in the journey)."""
+    ``cancelled`` (its run was cancelled while it was in the journey), ``best_hour`` (a
+    best_hour wait chose its hour, ``detail``, and goes on at ``until``)."""
 
     profile_id: str
-    kind: Literal["postponed", "goal", "entered", "cancelled"]
+    kind: Literal["postponed", "goal", "entered", "cancelled", "best_hour"]
     # unique within the workflow: a retried activity writes each event once
     key: str
     node_id: str | None = None
@@ -136,6 +138,26 @@ class RecordJourneyEvents:
     workflow_id: str
     occurred_at: datetime
     events: list[JourneyEventRecord]
+
+
+@dataclass(frozen=True)
+class BestHourRequest:
+    """The profiles arriving together at a best_hour node: choose each one's hour in the
+    window [now, now + within)."""
+
+    app_id: str
+    now: datetime
+    within: timedelta
+    default_hour: int
+    # profile id -> the time zone its hours are read in (the profile's, else the journey's)
+    zones: dict[str, str]
+    # the journey's zone: the app's histogram reads the hours of profiles without one in it
+    fallback_zone: str
+
+
+@dataclass
+class BestHours:
+    chosen: dict[str, HourChoice] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
