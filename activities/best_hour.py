@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from temporalio import activity
 
-from activities.contracts import BestHourRequest, BestHours
+from activities.contracts import BestHourRequest, BestHours, ChosenHour
 from activities.declarations import CHOOSE_BEST_HOURS, BestHourActivity
 from tidings.journeys.best_hour import HourHistogram
 from tidings.store.best_hours import app_histogram, choose_best_hours
@@ -76,4 +76,6 @@ class BestHourActivities(BestHourActivity):
                 default_hour=request.default_hour,
                 app=app,
             )
-        return BestHours(chosen=chosen)
+        return BestHours(
+            chosen={pid: ChosenHour(c.hour, c.source.value) for pid, c in chosen.items()}
+        )

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from tidings.journeys.best_hour import HourChoice
 from tidings.journeys.model import JourneyDefinition, PushContent
 from tidings.journeys.predicates import AttributePredicate
 
@@ -155,9 +154,17 @@ class BestHourRequest:
     fallback_zone: str
 
 
+@dataclass(frozen=True)
+class ChosenHour:
+    """A profile's local hour (0-23), and whose opens chose it."""
+
+    hour: int
+    source: Literal["profile", "app", "default"]
+
+
 @dataclass
 class BestHours:
-    chosen: dict[str, HourChoice] = field(default_factory=dict)
+    chosen: dict[str, ChosenHour] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

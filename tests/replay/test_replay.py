@@ -54,6 +54,8 @@ def test_every_journey_shape_has_recorded_histories() -> None:
     assert {"b-run-continue-as-new-run-1", "b-run-continue-as-new-run-2"} <= names
     # a schedule's firing, and the run it started as its child
     assert {"d-scheduled-firing", "d-scheduled-run", "d-scheduled-cohort-1"} <= names
+    # a best_hour wait: the hours chosen by an activity, the timers set by the workflow
+    assert {"e-best-hour-run", "e-best-hour-cohort-1"} <= names
 
 
 async def test_the_workflows_replay_every_recorded_history() -> None:

@@ -13,7 +13,7 @@ from temporalio import workflow
 from workflows.nodes.context import RECORD_RETRY, RECORD_TIMEOUT, CohortContext
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import BestHourRequest, JourneyEventRecord
+    from activities.contracts import BestHourRequest, ChosenHour, JourneyEventRecord
     from activities.declarations import BestHourActivity
     from tidings.journeys.best_hour import HourChoice, HourSource
     from tidings.journeys.localtime import best_hour_wake
@@ -52,7 +52,7 @@ async def advance_best_hour(
                 key=f"{profile_id}:{node.id}:{profile.visit_of(node.id)}:best_hour",
                 node_id=node.id,
                 until=profile.wake_at,
-                detail=choice.as_detail(),
+                detail=HourChoice(choice.hour, HourSource(choice.source)).as_detail(),
             )
         )
     await context.record(events)
@@ -60,9 +60,9 @@ async def advance_best_hour(
 
 async def _choose(
     context: CohortContext, node: BestHourNode, profile_ids: list[str]
-) -> dict[str, HourChoice]:
+) -> dict[str, ChosenHour]:
     if not workflow.patched(PATCH_BEST_HOUR):
-        return {pid: HourChoice(node.default_hour, HourSource.DEFAULT) for pid in profile_ids}
+        return {pid: ChosenHour(node.default_hour, "default") for pid in profile_ids}
     answer = await workflow.execute_activity_method(
         BestHourActivity.choose,
         BestHourRequest(
