@@ -28,7 +28,7 @@ from tidings.journeys.best_hour import (
     histogram,
 )
 from tidings.journeys.localtime import zone_for
-from tidings.store.models import Delivery, Interaction, InteractionKind, InteractionStatus
+from tidings.store.models import Delivery, Interaction, InteractionKind
 from tidings.store.models.profiles import Profile
 
 OPEN_KINDS = (InteractionKind.OPENED.value, InteractionKind.CLICKED.value)
@@ -53,8 +53,9 @@ async def profile_opens(
             .where(col(Delivery.profile_id).in_(profile_ids[start : start + PROFILES_PER_QUERY]))
             .where(col(Delivery.created_at) >= since)
             .where(col(Delivery.app_id) == app_id)
+            # joined to its push, an interaction is matched: no filter on its status, which
+            # would tempt SQLite's planner to walk every matched interaction by that index
             .where(col(Interaction.kind).in_(OPEN_KINDS))
-            .where(col(Interaction.status) == InteractionStatus.MATCHED.value)
             .group_by(col(Delivery.profile_id), col(Delivery.id))
         )
         found.extend((profile_id, opened_at) for profile_id, opened_at in rows.all())
@@ -75,7 +76,9 @@ async def app_opens(
         .where(col(Interaction.id) > newest - APP_SCAN)
         .where(col(Interaction.app_id) == app_id)
         .where(col(Interaction.kind).in_(OPEN_KINDS))
-        .where(col(Interaction.status) == InteractionStatus.MATCHED.value)
+        # matched: a report that names no push has no profile (not the status, whose index
+        # would take the planner away from the primary key's range)
+        .where(col(Interaction.profile_id).is_not(None))
         .where(col(Interaction.occurred_at) >= since)
         .order_by(col(Interaction.id).desc())
         .limit(APP_SAMPLE * len(OPEN_KINDS))
