@@ -101,7 +101,10 @@ async def test_the_run_without_its_patch_fails_the_replay_of_reporting_cohorts(n
         )
 
 
-@pytest.mark.parametrize("name", ["broadcast-cohort-1", "triggered-cohort", "every-node-cohort-1"])
+@pytest.mark.parametrize(
+    "name",
+    ["broadcast-cohort-1", "triggered-cohort", "every-node-cohort-1", "e-best-hour-cohort-1"],
+)
 async def test_a_non_deterministic_change_fails_the_replay(name: str) -> None:
     replayer = Replayer(workflows=[ReorderedCohort], data_converter=pydantic_data_converter)
     with pytest.raises(NondeterminismError):
