@@ -7,7 +7,7 @@ implementations, which pull in the store and the provider SDKs).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from tidings.journeys.model import JourneyDefinition, PushContent
@@ -127,10 +127,11 @@ class JourneyEventRecord:
     ``entered`` (it joined a journey that listens for custom events: where to route them),
     ``cancelled`` (its run was cancelled while it was in the journey), ``split`` (it took
     branch ``detail`` of an experiment split by the draw), ``promoted`` (it took branch
-    ``detail``, the split's promoted winner)."""
+    ``detail``, the split's promoted winner), ``best_hour`` (a best_hour wait chose its hour,
+    ``detail``, and goes on at ``until``)."""
 
     profile_id: str
-    kind: Literal["postponed", "goal", "entered", "cancelled", "split", "promoted"]
+    kind: Literal["postponed", "goal", "entered", "cancelled", "split", "promoted", "best_hour"]
     # unique within the workflow: a retried activity writes each event once
     key: str
     node_id: str | None = None
@@ -145,6 +146,34 @@ class RecordJourneyEvents:
     workflow_id: str
     occurred_at: datetime
     events: list[JourneyEventRecord]
+
+
+@dataclass(frozen=True)
+class BestHourRequest:
+    """The profiles arriving together at a best_hour node: choose each one's hour in the
+    window [now, now + within)."""
+
+    app_id: str
+    now: datetime
+    within: timedelta
+    default_hour: int
+    # profile id -> the time zone its hours are read in (the profile's, else the journey's)
+    zones: dict[str, str]
+    # the journey's zone: the app's histogram reads the hours of profiles without one in it
+    fallback_zone: str
+
+
+@dataclass(frozen=True)
+class ChosenHour:
+    """A profile's local hour (0-23), and whose opens chose it."""
+
+    hour: int
+    source: Literal["profile", "app", "default"]
+
+
+@dataclass
+class BestHours:
+    chosen: dict[str, ChosenHour] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from temporalio import activity
 from activities.contracts import (
     AudiencePage,
     AudiencePageRequest,
+    BestHourRequest,
+    BestHours,
     ExperimentDecision,
     FinishRun,
     JudgeExperiment,
@@ -27,6 +29,7 @@ from activities.contracts import (
 )
 
 LIST_AUDIENCE = "tidings.audience.page"
+CHOOSE_BEST_HOURS = "tidings.best_hour.choose"
 DELIVER = "tidings.delivery.deliver"
 FINISH_RUN = "tidings.records.finish_run"
 RECORD_JOURNEY_EVENTS = "tidings.records.journey_events"
@@ -40,6 +43,13 @@ class AudienceActivity:
     @activity.defn(name=LIST_AUDIENCE)
     async def page(self, request: AudiencePageRequest) -> AudiencePage:
         """One page of a run's audience, with each profile's facts."""
+        raise NotImplementedError
+
+
+class BestHourActivity:
+    @activity.defn(name=CHOOSE_BEST_HOURS)
+    async def choose(self, request: BestHourRequest) -> BestHours:
+        """Each arriving profile's best hour, from the opens in the store."""
         raise NotImplementedError
 
 

@@ -400,6 +400,22 @@ async def e_experiment(s: Scene) -> None:
     await save_run(s, started, "e-experiment")
 
 
+async def e_best_hour(s: Scene) -> None:
+    """A best_hour wait: its hours chosen by an activity, "a" (the journey's UTC) inside its
+    default hour and sent at once, "tokyo" waiting for that hour in Tokyo until the cancel."""
+    hour = datetime.now(UTC).hour
+    started = await s.start(
+        journey(
+            {"id": "best", "type": "best_hour", "default_hour": hour, "next": "hello"},
+            push("hello"),
+        ),
+        ["a", "tokyo"],
+    )
+    await s.delivered(started.run_id, "hello", "a")
+    await cancel_run(s.client, s.db, started.run_id)
+    await save_run(s, started, "e-best-hour")
+
+
 SHAPES: list[Callable[[Scene], Awaitable[None]]] = [
     broadcast,
     delay_and_signals,
@@ -418,6 +434,7 @@ SHAPES: list[Callable[[Scene], Awaitable[None]]] = [
     c_triggered_local,
     d_scheduled,
     e_experiment,
+    e_best_hour,
 ]
 
 

@@ -56,6 +56,8 @@ def test_every_journey_shape_has_recorded_histories() -> None:
     assert {"d-scheduled-firing", "d-scheduled-run", "d-scheduled-cohort-1"} <= names
     # an experiment split judged by the run, promoted, and taken by later profiles
     assert {"e-experiment-run", "e-experiment-cohort-1"} <= names
+    # a best_hour wait: the hours chosen by an activity, the timers set by the workflow
+    assert {"e-best-hour-run", "e-best-hour-cohort-1"} <= names
 
 
 async def test_the_workflows_replay_every_recorded_history() -> None:
@@ -101,7 +103,10 @@ async def test_the_run_without_its_patch_fails_the_replay_of_reporting_cohorts(n
         )
 
 
-@pytest.mark.parametrize("name", ["broadcast-cohort-1", "triggered-cohort", "every-node-cohort-1"])
+@pytest.mark.parametrize(
+    "name",
+    ["broadcast-cohort-1", "triggered-cohort", "every-node-cohort-1", "e-best-hour-cohort-1"],
+)
 async def test_a_non_deterministic_change_fails_the_replay(name: str) -> None:
     replayer = Replayer(workflows=[ReorderedCohort], data_converter=pydantic_data_converter)
     with pytest.raises(NondeterminismError):

@@ -21,7 +21,7 @@ from tidings.runs.experiments import ExperimentReport, promote_winner
 from tidings.runs.listing import RunSummary
 from tidings.runs.listing import list_runs as runs_listed
 from tidings.runs.pushes import PushRecord, run_pushes
-from tidings.runs.report import RunReport, run_report
+from tidings.runs.report import BestHourReport, RunReport, run_report
 from tidings.runs.start import AudienceChoice, activate_trigger, load_stored, start_run
 from tidings.runs.view import RunView, run_view
 from tidings.settings import Settings
@@ -271,7 +271,8 @@ async def report(
     """The funnel per push node: targeted, sent, delivered, failed (retries exhausted),
     unknown (sent, answer lost), retried (took more than one request), opened, clicked, not
     sent by reason, tokens invalidated (and sends postponed for quiet hours); each
-    random_split branch's size and conversion to the goal. The API answers the same object."""
+    random_split branch's size and conversion to the goal; the hours each best_hour node
+    chose, by source. The API answers the same object."""
     found = await run_report(database, run_id)
     if as_json:
         print_json(console, found.model_dump_json(indent=2))
@@ -328,6 +329,8 @@ async def report(
         console.print(branches)
         if split.experiment is not None:
             console.print(experiment_table(split.experiment))
+    for wait in found.best_hours:
+        console.print(best_hour_table(wait))
     run = found.run
     goal = found.goal_reached
     console.print(
@@ -407,6 +410,28 @@ async def promote(
             f" of {node_id}: profiles that reach it from now on take it ({outcome.explanation})",
         )
     )
+
+
+def best_hour_table(wait: BestHourReport) -> Table:
+    """The local hours a best_hour node chose, and whose opens chose each (only the hours
+    chosen at least once)."""
+    sources = (f"{s} {n}" for s, n in wait.by_source.items())
+    table = Table(
+        title=Text(f"best hour {wait.node_id}: {wait.profiles} profiles ({', '.join(sources)})"),
+        header_style="bold",
+    )
+    table.add_column("local hour")
+    table.add_column("profiles", justify="right")
+    for source in wait.by_hour_and_source:
+        table.add_column(f"by {source}", justify="right")
+    for hour, total in enumerate(wait.by_hour):
+        if total:
+            table.add_row(
+                f"{hour:02d}:00",
+                str(total),
+                *(str(hours[hour]) for hours in wait.by_hour_and_source.values()),
+            )
+    return table
 
 
 async def report_run(

@@ -2,6 +2,7 @@
 interpreter shares with the rest of tidings (predicates, local time, locale variants)."""
 
 from tidings.journeys.model import (
+    BestHourNode,
     ConditionNode,
     DelayNode,
     ExitNode,
@@ -24,6 +25,7 @@ from tidings.journeys.validation import (
 )
 
 __all__ = [
+    "BestHourNode",
     "ConditionNode",
     "DelayNode",
     "ExitNode",

@@ -53,3 +53,32 @@ def next_local_time(now: datetime, zone: ZoneInfo, at: time, weekdays: Collectio
         if candidate >= now:
             return candidate
     raise ValueError(f"no allowed weekday in {sorted(weekdays)!r}")
+
+
+def hour_starts(now: datetime, zone: ZoneInfo, within: timedelta) -> dict[int, datetime]:
+    """Each local hour of day the window [now, now + within) reaches, and when it first
+    begins there (UTC). The hour ``now`` is in begins at ``now``: a profile already inside
+    it need not wait a day for it. A local hour a DST change skips is absent; with a window
+    of an hour or more at least one hour is always present."""
+    end = now + within
+    local = now.astimezone(zone)
+    starts: dict[int, datetime] = {local.hour: now}
+    day = local.date()
+    last_day = end.astimezone(zone).date()
+    while day <= last_day:
+        for hour in range(24):
+            begins = datetime.combine(day, time(hour), tzinfo=zone).astimezone(UTC)
+            # a skipped wall time resolves to an instant of another local hour: not this one
+            if begins.astimezone(zone).hour != hour:
+                continue
+            if now < begins < end and hour not in starts:
+                starts[hour] = begins
+        day += timedelta(days=1)
+    return starts
+
+
+def best_hour_wake(now: datetime, zone: ZoneInfo, hour: int, within: timedelta) -> datetime:
+    """When a profile waiting from ``now`` for local ``hour`` within ``within`` goes on: the
+    hour's first start in the window, ``now`` when it is the current hour, or the window's
+    end when the window does not reach it."""
+    return hour_starts(now, zone, within).get(hour, now + within)

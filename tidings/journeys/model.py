@@ -43,6 +43,8 @@ def _known_zone(name: str) -> str:
 
 
 TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
+MIN_BEST_HOUR_WINDOW = timedelta(hours=1)
+MAX_BEST_HOUR_WINDOW = timedelta(days=7)
 
 
 class PushContent(PushFields):
@@ -140,6 +142,36 @@ class WaitUntilNode(NodeBase):
     next: NodeId | None = None
 
 
+class BestHourNode(NodeBase):
+    """Wait for the profile's best local hour within ``within``: the hour of day (in its time
+    zone, the journey's when it has none) at which it has opened pushes most often, recent
+    opens weighing more; the app's best hour when the profile has too few opens, and
+    ``default_hour`` when the app has too few too. Already inside that hour: go on at once.
+    The rules are in tidings.journeys.best_hour."""
+
+    type: Literal["best_hour"]
+    within: Duration = Field(
+        default=timedelta(hours=24),
+        description="the window the hour is chosen in, from when the profile arrives "
+        "(1h to 7d; 24h covers every hour of the day)",
+    )
+    default_hour: int = Field(
+        default=10,
+        ge=0,
+        le=23,
+        description="local hour when neither the profile nor the app "
+        "has enough opens (the nearest hour in the window when it does not reach it)",
+    )
+    next: NodeId | None = None
+
+    @field_validator("within")
+    @classmethod
+    def _window_in_bounds(cls, value: timedelta) -> timedelta:
+        if not MIN_BEST_HOUR_WINDOW <= value <= MAX_BEST_HOUR_WINDOW:
+            raise ValueError("must be between 1h and 7d")
+        return value
+
+
 class WaitForNode(NodeBase):
     """Wait for an interaction with an earlier push (``interaction`` + ``push``) or for a
     custom event (``event``), at most ``timeout``. Two exits: ``matched`` and ``timed_out``
@@ -231,11 +263,28 @@ class ExitNode(NodeBase):
 
 
 Node = Annotated[
-    PushNode | DelayNode | WaitUntilNode | WaitForNode | ConditionNode | RandomSplitNode | ExitNode,
+    PushNode
+    | DelayNode
+    | WaitUntilNode
+    | BestHourNode
+    | WaitForNode
+    | ConditionNode
+    | RandomSplitNode
+    | ExitNode,
     Field(discriminator="type"),
 ]
-NODE_TYPES = ("push", "delay", "wait_until", "wait_for", "condition", "random_split", "exit")
-# Nodes where a profile waits: a loop through none of them would spin without end.
+NODE_TYPES = (
+    "push",
+    "delay",
+    "wait_until",
+    "best_hour",
+    "wait_for",
+    "condition",
+    "random_split",
+    "exit",
+)
+# Nodes where a profile waits: a loop through none of them would spin without end. A
+# best_hour wait may end at once (the profile is inside its best hour), so it is not one.
 WAITING_TYPES = ("delay", "wait_until", "wait_for")
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from tidings.journeys.durations import Duration
 from tidings.journeys.model import (
+    BestHourNode,
     ConditionNode,
     DelayNode,
     ExitNode,
@@ -40,6 +41,7 @@ _CLASSES: dict[str, type[BaseModel]] = {
     "push": PushNode,
     "delay": DelayNode,
     "wait_until": WaitUntilNode,
+    "best_hour": BestHourNode,
     "wait_for": WaitForNode,
     "condition": ConditionNode,
     "random_split": RandomSplitNode,

@@ -7,18 +7,25 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tidings.journeys.model import JourneyDefinition, RandomSplitNode
+from tidings.journeys.best_hour import HourChoice, HourSource
+from tidings.journeys.model import BestHourNode, JourneyDefinition, RandomSplitNode
 from tidings.runs.errors import RunNotFound
 from tidings.runs.experiments import ExperimentReport, experiment_report
 from tidings.runs.listing import RunSummary, run_summary
 from tidings.store.db import Database
 from tidings.store.experiments import PROMOTION, memberships
 from tidings.store.models import Delivery, JourneyEvent, JourneyRun
-from tidings.store.reports import OPENED_RULE, journey_event_counts, node_funnels, run_funnel
+from tidings.store.reports import (
+    OPENED_RULE,
+    best_hour_choices,
+    journey_event_counts,
+    node_funnels,
+    run_funnel,
+)
 from workflows.counts import Counts
 from workflows.nodes.random_split import branch_for, draw
 
@@ -64,6 +71,18 @@ class SplitReport(BaseModel):
     experiment: ExperimentReport | None = None
 
 
+class BestHourReport(BaseModel):
+    """The hours a best_hour node chose for the run's profiles (each visit counts)."""
+
+    node_id: str
+    profiles: int
+    # whose opens chose the hour: profile (its own), app (the app's), default (the node's)
+    by_source: dict[str, int]
+    # local hour 0-23 -> profiles sent on at that hour, in total and by source
+    by_hour: list[int]
+    by_hour_and_source: dict[str, list[int]]
+
+
 class RunReport(BaseModel):
     run: RunSummary
     nodes: list[NodeReport]
@@ -75,6 +94,7 @@ class RunReport(BaseModel):
     clicked: int
     goal_reached: int
     splits: list[SplitReport]
+    best_hours: list[BestHourReport] = Field(default_factory=list)
     opened_rule: str = OPENED_RULE
 
 
@@ -87,6 +107,8 @@ async def run_report(db: Database, run_id: str) -> RunReport:
         funnels = await node_funnels(session, run_id, [n.id for n in journey.nodes])
         total = await run_funnel(session, run_id)
         events = await journey_event_counts(session, run_id)
+        waits = [n.id for n in journey.nodes if isinstance(n, BestHourNode)]
+        choices = await best_hour_choices(session, run_id) if waits else {}
         splits = [n for n in journey.nodes if isinstance(n, RandomSplitNode)]
         experiments = {
             n.id: await experiment_report(session, run_id, n) for n in splits if n.experiment
@@ -151,6 +173,21 @@ async def run_report(db: Database, run_id: str) -> RunReport:
             )
             for node in splits
         ],
+        best_hours=[_best_hour_report(n, choices.get(n, Counter())) for n in waits],
+    )
+
+
+def _best_hour_report(node_id: str, choices: Counter[str]) -> BestHourReport:
+    by_source = {source.value: [0] * 24 for source in HourSource}
+    for detail, count in choices.items():
+        choice = HourChoice.from_detail(detail)
+        by_source[choice.source.value][choice.hour] += count
+    return BestHourReport(
+        node_id=node_id,
+        profiles=sum(choices.values()),
+        by_source={source: sum(hours) for source, hours in by_source.items()},
+        by_hour=[sum(hours[h] for hours in by_source.values()) for h in range(24)],
+        by_hour_and_source=by_source,
     )
 
 

@@ -241,3 +241,18 @@ async def journey_event_counts(session: AsyncSession, run_id: str) -> dict[str, 
         .group_by(col(JourneyEvent.kind))
     )
     return {str(kind): int(count) for kind, count in rows.all()}
+
+
+async def best_hour_choices(session: AsyncSession, run_id: str) -> dict[str, Counter[str]]:
+    """Per best_hour node, how many times each choice was made (a choice as its journey
+    event's detail keeps it: the hour and whose opens chose it)."""
+    rows = await session.exec(
+        select(col(JourneyEvent.node_id), col(JourneyEvent.detail), func.count())
+        .where(col(JourneyEvent.run_id) == run_id)
+        .where(col(JourneyEvent.kind) == "best_hour")
+        .group_by(col(JourneyEvent.node_id), col(JourneyEvent.detail))
+    )
+    found: dict[str, Counter[str]] = {}
+    for node_id, detail, count in rows.all():
+        found.setdefault(str(node_id), Counter())[str(detail)] += int(count)
+    return found

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.audience import AudienceActivities
+from activities.best_hour import BestHourActivities
 from activities.delivery import DeliveryActivities, DeliveryPolicy
 from activities.experiments import ExperimentActivities
 from activities.records import RecordActivities
@@ -140,6 +141,7 @@ def build_workers(
         test_sends.send,
         test_sends.give_up,
         AudienceActivities(resources.db).page,
+        BestHourActivities(resources.db).choose,
         records.finish_run,
         records.journey_events,
         ScheduleActivities(resources.db, worker_client).record_run,

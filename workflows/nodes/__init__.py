@@ -1,7 +1,8 @@
 """One small handler per node type: it advances every profile standing on the node.
 
-Only the push node waits on an activity; the cohort runs its steps as tasks, so a slow send
-never holds back profiles elsewhere in the journey. The other handlers finish at once.
+Only the push node and the best_hour node (choosing its arrivals' hours) wait on an activity;
+the cohort runs their steps as tasks, so a slow send never holds back profiles elsewhere in
+the journey. The other handlers finish at once.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import assert_never
 
 from temporalio import workflow
 
+from workflows.nodes.best_hour import advance_best_hour
 from workflows.nodes.condition import advance_condition
 from workflows.nodes.context import CohortContext
 from workflows.nodes.delay import advance_delay
@@ -21,6 +23,7 @@ from workflows.nodes.wait_until import advance_wait_until
 
 with workflow.unsafe.imports_passed_through():
     from tidings.journeys.model import (
+        BestHourNode,
         ConditionNode,
         DelayNode,
         ExitNode,
@@ -31,7 +34,14 @@ with workflow.unsafe.imports_passed_through():
     )
 
 AnyNode = (
-    PushNode | DelayNode | WaitUntilNode | WaitForNode | ConditionNode | RandomSplitNode | ExitNode
+    PushNode
+    | DelayNode
+    | WaitUntilNode
+    | BestHourNode
+    | WaitForNode
+    | ConditionNode
+    | RandomSplitNode
+    | ExitNode
 )
 
 
@@ -44,6 +54,8 @@ async def advance(context: CohortContext, node: AnyNode, profile_ids: list[str])
             await advance_delay(context, node, profile_ids)
         case WaitUntilNode():
             await advance_wait_until(context, node, profile_ids)
+        case BestHourNode():
+            await advance_best_hour(context, node, profile_ids)
         case WaitForNode():
             await advance_wait_for(context, node, profile_ids)
         case ConditionNode():
@@ -58,8 +70,9 @@ async def advance(context: CohortContext, node: AnyNode, profile_ids: list[str])
 
 def blocks(node: AnyNode) -> bool:
     """Whether the node's step waits on an activity: it runs as a task, its profiles busy
-    meanwhile (a push; a split that is an experiment, recording each profile's branch)."""
-    return isinstance(node, PushNode) or (
+    meanwhile (a push; a best_hour wait choosing its hours; a split that is an experiment,
+    recording each profile's branch)."""
+    return isinstance(node, PushNode | BestHourNode) or (
         isinstance(node, RandomSplitNode) and node.experiment is not None
     )
 
