@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from sqlmodel import col, select
 from temporalio.client import Client
 
+from activities.delivery import DeliveryActivities, DeliveryPolicy
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.harness import BUNDLE_ID, Stack, make_settings, real_stack, unique_ids
 from tidings.journeys import parse_definition
@@ -189,6 +191,23 @@ class Scene:
 
         generation = credentials_generation(app, secrets)
         return await self.stack.resources.senders.get(app.id, generation, load)
+
+
+def direct_delivery(scene: Scene) -> DeliveryActivities:
+    """The worker's delivery activities over the scene's resources, with short backoffs, for
+    a test that runs an attempt itself (ActivityEnvironment) rather than through a run."""
+    resources = scene.stack.resources
+    return DeliveryActivities(
+        resources.db,
+        resources.senders,
+        resources.secrets,
+        DeliveryPolicy(
+            stale_after_days=scene.stack.settings.stale_after_days,
+            initial_backoff=timedelta(seconds=0.05),
+            max_backoff=timedelta(seconds=1),
+            heartbeat_every=timedelta(seconds=1),
+        ),
+    )
 
 
 @asynccontextmanager

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,8 +16,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import ProfileVisit, PushBatch
-from activities.delivery import DeliveryActivities, DeliveryPolicy
-from tests.delivery.conftest import Scene, apns_token, scene_on
+from activities.delivery import DeliveryActivities
+from tests.delivery.conftest import Scene, apns_token, direct_delivery, scene_on
 from tidings.journeys.model import PushContent
 from tidings.sim import FixedLatency, Scenario, Simulators
 from tidings.store.fences import AttemptFence, holds_fence, take_fence
@@ -88,18 +88,7 @@ async def slow_batch(scene: Scene) -> tuple[DeliveryActivities, PushBatch]:
     app = await scene.add_app()
     for n in range(DEVICES):
         await scene.add_device(app, f"p{n}", "apns", apns_token(n), attributes={"first_name": "A"})
-    resources = scene.stack.resources
-    delivery = DeliveryActivities(
-        resources.db,
-        resources.senders,
-        resources.secrets,
-        DeliveryPolicy(
-            stale_after_days=scene.stack.settings.stale_after_days,
-            initial_backoff=timedelta(seconds=0.05),
-            max_backoff=timedelta(seconds=1),
-            heartbeat_every=timedelta(seconds=1),
-        ),
-    )
+    delivery = direct_delivery(scene)
     batch = PushBatch(
         run_id="run-fence",
         journey_id="fence",

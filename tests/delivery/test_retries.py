@@ -15,8 +15,7 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import ProfileVisit, PushBatch
-from activities.delivery import DeliveryActivities, DeliveryPolicy
-from tests.delivery.conftest import Scene, apns_token, fcm_token, scene_on
+from tests.delivery.conftest import Scene, apns_token, direct_delivery, fcm_token, scene_on
 from tidings.journeys.model import PushContent
 from tidings.push.check import CHECK_DEVICE_TOKEN
 from tidings.sim import Answer, MixEntry, Scenario, Simulators
@@ -218,19 +217,7 @@ async def test_a_push_already_expired_when_its_attempt_starts_is_not_sent(
     attempt late): recorded expired, nothing reaches the providers."""
     app = await scene.add_app()
     await scene.add_device(app, "p1", "apns", apns_token(1), attributes={"first_name": "A"})
-    resources = scene.stack.resources
-    settings = scene.stack.settings
-    delivery = DeliveryActivities(
-        resources.db,
-        resources.senders,
-        resources.secrets,
-        DeliveryPolicy(
-            stale_after_days=settings.stale_after_days,
-            initial_backoff=timedelta(seconds=0.05),
-            max_backoff=timedelta(seconds=1),
-            heartbeat_every=timedelta(seconds=1),
-        ),
-    )
+    delivery = direct_delivery(scene)
     batch = PushBatch(
         run_id="run-late",
         journey_id="late",
