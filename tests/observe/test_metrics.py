@@ -167,7 +167,7 @@ async def test_push_counters_equal_the_ledger_and_both_endpoints_serve(
     backlog = {
         labels["kind"] for labels, _ in samples(worker_text, "tidings_forwarder_lag_seconds")
     }
-    assert backlog == {"interactions", "custom_events"}
+    assert backlog == {"interactions", "custom_events", "webhooks"}
 
     # the SDK's own metrics, schedule-to-start latency among them
     assert samples(sdk_text, "temporal_workflow_task_schedule_to_start_latency_count") or any(
