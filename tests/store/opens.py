@@ -7,7 +7,8 @@ import itertools
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert
+from sqlalchemy import delete, insert
+from sqlmodel import col
 
 from tidings.store.db import Database
 from tidings.store.models import Delivery, Interaction, Profile
@@ -79,3 +80,19 @@ async def seed_opens(
             await session.exec(insert(Delivery), params=deliveries)
         if interactions:
             await session.exec(insert(Interaction), params=interactions)
+
+
+async def forget_opens(db: Database, profile_ids: list[str]) -> None:
+    """Remove the opens ``seed_opens`` gave these profiles (a test seeding them anew for
+    another hour starts from none)."""
+    async with db.write() as session:
+        await session.exec(
+            delete(Interaction)
+            .where(col(Interaction.source) == "seed")
+            .where(col(Interaction.profile_id).in_(profile_ids))
+        )
+        await session.exec(
+            delete(Delivery)
+            .where(col(Delivery.run_id) == "seeded")
+            .where(col(Delivery.profile_id).in_(profile_ids))
+        )
