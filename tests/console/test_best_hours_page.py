@@ -11,8 +11,8 @@ from playwright.async_api import async_playwright, expect
 
 from tests.console.conftest import artifact, served
 from tests.console.test_console_in_a_browser import ADMIN_KEY, assert_labelled
-from tests.engine.conftest import APP, PATIENCE_S, SceneFactory, journey, push
 from tests.engine.test_best_hour import opens_at, zone_mid_hour
+from tests.scene import APP, PATIENCE_S, SceneFactory, journey, push
 from tests.store.opens import seed_opens
 from tidings.api.app import create_app
 from tidings.console.temporal import provide_client
@@ -32,7 +32,7 @@ async def test_the_run_page_shows_the_hours_chosen_and_their_sources(
             await s.profile(profile_id, timezone=zone.key)
         for profile_id in ("owl", "lark"):
             await seed_opens(s.db, APP, profile_id, opens_at(zone, own, range(1, 6)))
-        started = await s.start(
+        started = await s.start_journey(
             journey(
                 {"id": "best", "type": "best_hour", "default_hour": default, "next": "hi"},
                 push("hi"),

@@ -15,7 +15,7 @@ from playwright.async_api import Page, async_playwright, expect
 from sqlmodel import col, select
 
 from tests.console.conftest import artifact, served
-from tests.engine.conftest import APP, PATIENCE_S, SceneFactory, journey, push
+from tests.scene import APP, PATIENCE_S, SceneFactory, journey, push
 from tidings.api.app import create_app
 from tidings.console.temporal import provide_client
 from tidings.journeys.model import JourneyDefinition

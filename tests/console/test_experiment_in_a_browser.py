@@ -11,8 +11,8 @@ from playwright.async_api import async_playwright, expect
 
 from tests.console.conftest import artifact, served
 from tests.console.test_console_in_a_browser import ADMIN_KEY, assert_labelled
-from tests.engine.conftest import PATIENCE_S, SceneFactory
 from tests.engine.test_experiments import experiment_of, let_through_and_check, run_a_promotion
+from tests.scene import PATIENCE_S, SceneFactory
 from tidings.api.app import create_app
 from tidings.console.temporal import provide_client
 

@@ -13,8 +13,8 @@ from playwright.async_api import async_playwright, expect
 
 from tests.console.conftest import artifact, served
 from tests.console.test_console_in_a_browser import ADMIN_KEY, assert_labelled
-from tests.engine.conftest import PATIENCE_S, SceneFactory, journey, push
 from tests.engine.test_schedules import at_least_runs, schedule
+from tests.scene import PATIENCE_S, SceneFactory, journey, push
 from tidings.api.app import create_app
 from tidings.console.temporal import provide_client
 

@@ -11,7 +11,7 @@ from playwright.async_api import async_playwright, expect
 from sqlmodel import col, select
 
 from tests.console.conftest import artifact, served
-from tests.engine.conftest import PATIENCE_S, SceneFactory, journey, push
+from tests.scene import PATIENCE_S, SceneFactory, journey, push
 from tidings.api.app import create_app
 from tidings.console.temporal import provide_client
 from tidings.store.models import Delivery, Device, TestSend

@@ -10,7 +10,7 @@ from playwright.async_api import async_playwright, expect
 
 from tests.console.conftest import artifact, served
 from tests.console.test_console_in_a_browser import ADMIN_KEY, assert_labelled
-from tests.engine.conftest import PATIENCE_S, SceneFactory
+from tests.scene import PATIENCE_S, SceneFactory
 from tidings.api.app import create_app
 
 

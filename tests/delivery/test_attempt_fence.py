@@ -17,7 +17,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import ProfileVisit, PushBatch
 from activities.delivery import DeliveryActivities
-from tests.delivery.conftest import Scene, apns_token, direct_delivery, scene_on
+from tests.scene import Scene, apns_token, delivery_scene, direct_delivery
 from tidings.journeys.model import PushContent
 from tidings.sim import FixedLatency, Scenario, Simulators
 from tidings.store.fences import AttemptFence, holds_fence, take_fence
@@ -36,7 +36,7 @@ def attempt_env(attempt: int) -> ActivityEnvironment:
 async def test_an_older_attempt_stops_sending_once_a_newer_one_starts(
     tmp_path: Path, database_url: str, temporal_client: Client, sims: Simulators
 ) -> None:
-    async with scene_on(
+    async with delivery_scene(
         tmp_path, database_url, temporal_client, sims, send_concurrency=IN_FLIGHT
     ) as scene:
         await two_attempts(scene)
@@ -48,7 +48,7 @@ async def test_a_cancelled_attempt_records_the_answers_it_had(
     """Cancelled mid-batch (its heartbeat learnt it was timed out, or the worker stops): it
     ends cancelled, what it learnt stays recorded, and the next attempt resends at most what
     was in flight."""
-    async with scene_on(
+    async with delivery_scene(
         tmp_path, database_url, temporal_client, sims, send_concurrency=IN_FLIGHT
     ) as scene:
         delivery, batch = await slow_batch(scene)

@@ -20,7 +20,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from tests.delivery.conftest import Scene, apns_token, fcm_token, scene_on
+from tests.scene import Scene, apns_token, delivery_scene, fcm_token
 from tidings.journeys import parse_definition
 from tidings.runs.start import start_run
 from tidings.settings import Settings
@@ -80,7 +80,7 @@ def worker_process(env: dict[str, str], log: Path) -> Any:
 async def test_a_worker_killed_mid_batch_loses_no_push_and_shows_none_twice(
     tmp_path: Path, database_url: str, temporal_client: Client, sims: Simulators
 ) -> None:
-    async with scene_on(
+    async with delivery_scene(
         tmp_path,
         database_url,
         temporal_client,
@@ -161,7 +161,7 @@ async def test_a_worker_told_to_stop_lets_its_sends_in_flight_finish(
 ) -> None:
     """SIGTERM (a deploy, a scale-down) is not a crash: the worker finishes the batch in
     hand before it exits, so the next worker has nothing to send again."""
-    async with scene_on(
+    async with delivery_scene(
         tmp_path,
         database_url,
         temporal_client,
@@ -227,7 +227,7 @@ async def test_a_worker_killed_mid_batch_resends_only_what_it_had_not_recorded(
     a batch has recorded them, so the next worker resends at most the requests it had in
     flight (and a group of answers not yet committed), never the batch."""
     devices = 60
-    async with scene_on(
+    async with delivery_scene(
         tmp_path,
         database_url,
         temporal_client,

@@ -34,7 +34,7 @@ from typing import Literal
 import pytest
 from temporalio.client import Client
 
-from tests.delivery.conftest import Scene, apns_token, fcm_token, scene_on
+from tests.scene import Scene, apns_token, delivery_scene, fcm_token
 from tidings.push import Outcome, PushMessage, SendResult, outcome
 from tidings.push.sender import SendItem
 from tidings.sim import Answer, Scenario, Simulators
@@ -391,7 +391,7 @@ async def _play(scene: Scene, row: Row, played: Played) -> None:
     if row.first_retry_at_least_s is not None:
         await _first_retry(scene, played, profile)
     else:
-        run_id, played.run = await scene.run(played.app_id, [profile])
+        run_id, played.run = await scene.run_push(played.app_id, [profile])
         rows = [r for r in await scene.ledger(run_id) if r.device_id == played.device_id]
         assert len(rows) == 1
         played.ledger = rows[0]
@@ -408,7 +408,7 @@ async def _play(scene: Scene, row: Row, played: Played) -> None:
 async def _first_retry(scene: Scene, played: Played, profile: str) -> None:
     """Start the journey, wait for the activity's first failure, read when Temporal will try
     again, and stop there."""
-    started = await scene.start(played.app_id, [profile])
+    started = await scene.start_push(played.app_id, [profile])
     cohort = scene.client.get_workflow_handle(f"{started.run_id}/cohort-000001")
     for _ in range(400):
         await asyncio.sleep(0.05)
@@ -441,7 +441,7 @@ async def played(
     # that does not exist): the API's save-time check would rightly refuse to store them
     # rows whose first retry waits minutes (QUOTA_EXCEEDED, TooManyProviderTokenUpdates) are
     # stopped at that retry: the horizon must outlast it
-    async with scene_on(
+    async with delivery_scene(
         home,
         module_database_url,
         temporal_client,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from activities.delivery.pacing import SendPacer, chunk_size
-from tests.delivery.conftest import Scene, apns_token, fcm_token
+from tests.scene import Scene, apns_token, fcm_token
 from tidings.push.message import PushMessage
 from tidings.push.sender import SendItem
 from tidings.store.db import Database
@@ -87,7 +87,7 @@ async def test_a_limited_app_sends_no_faster_than_its_rate(scene: Scene) -> None
     await senders.apns.send(SendItem(apns_token(999), "warm-up", warm))
     await senders.fcm.send(SendItem(fcm_token(999), "warm-up", warm))
     scene.sims.reset()
-    _, result = await scene.run(app, profiles)
+    _, result = await scene.run_push(app, profiles)
     assert result.counts["push.delivered"] == 25
     records = [*scene.sims.apns.records(), *scene.sims.fcm.records()]
     arrivals = sorted(r.received_at for r in records)

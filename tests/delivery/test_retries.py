@@ -15,7 +15,7 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import ProfileVisit, PushBatch
-from tests.delivery.conftest import Scene, apns_token, direct_delivery, fcm_token, scene_on
+from tests.scene import Scene, apns_token, delivery_scene, direct_delivery, fcm_token
 from tidings.journeys.model import PushContent
 from tidings.push.check import CHECK_DEVICE_TOKEN
 from tidings.sim import Answer, MixEntry, Scenario, Simulators
@@ -38,7 +38,7 @@ async def test_a_partly_failing_batch_retries_only_the_failed_devices(scene: Sce
     scene.sims.fcm.set_scenario(
         Scenario(scripted={t: [Answer(error_code="UNAVAILABLE")] for t in failing})
     )
-    run_id, result = await scene.run(app, profiles)
+    run_id, result = await scene.run_push(app, profiles)
     ledger = await scene.ledger(run_id)
     assert {r.status for r in ledger} == {DELIVERED}
     tokens = {apns_token(n): "apns" for n in range(8)} | {fcm_token(n): "fcm" for n in range(8)}
@@ -57,7 +57,7 @@ async def test_retries_end_at_the_retry_horizon(
     """A device that keeps failing is retried until its node's retry horizon (2 s here),
     then recorded failed with its last answer and the attempts it took, each counted in the
     ledger and seen by the provider; the others are delivered at once."""
-    async with scene_on(
+    async with delivery_scene(
         tmp_path, database_url, temporal_client, sims, delivery_retry_horizon_s=2.0
     ) as scene:
         app = await scene.add_app()
@@ -66,7 +66,7 @@ async def test_retries_end_at_the_retry_horizon(
         scene.sims.apns.set_scenario(
             Scenario(scripted={apns_token(1): [Answer(reason="InternalServerError")] * 1000})
         )
-        run_id, result = await scene.run(app, ["p1", "p2"])
+        run_id, result = await scene.run_push(app, ["p1", "p2"])
         rows = {r.profile_id: r for r in await scene.ledger(run_id)}
     failed = rows["p1"]
     assert (failed.status, failed.cause) == (DeliveryStatus.FAILED, SendCause.RETRY_HORIZON)
@@ -85,7 +85,7 @@ async def test_credentials_this_worker_cannot_open_are_retried_and_never_stop_th
     """A credential stored as an env: reference this worker's environment lacks: nothing is
     sent, the rows are retried (another worker may have it) and end failed; the app is not
     stopped and no token is touched."""
-    async with scene_on(
+    async with delivery_scene(
         tmp_path, database_url, temporal_client, sims, delivery_retry_horizon_s=2.0
     ) as scene:
         app = await scene.add_app()
@@ -97,7 +97,7 @@ async def test_credentials_this_worker_cannot_open_are_retried_and_never_stop_th
             assert stored is not None
             stored.apns_secret = "env:TIDINGS_TEST_VARIABLE_NOBODY_SET"
             stored.credentials_version += 1
-        run_id, result = await scene.run(app, ["p1"])
+        run_id, result = await scene.run_push(app, ["p1"])
         [row] = await scene.ledger(run_id)
         assert (row.status, row.cause) == (DeliveryStatus.FAILED, SendCause.RETRY_HORIZON)
         assert row.attempts >= 2
@@ -115,7 +115,7 @@ async def test_a_push_that_renders_too_large_is_not_sent(scene: Scene) -> None:
     app = await scene.add_app()
     await scene.add_device(app, "big", "apns", apns_token(1), attributes={"bio": "é" * 2500})
     await scene.add_device(app, "small", "apns", apns_token(2), attributes={"bio": "hi"})
-    run_id, _ = await scene.run(
+    run_id, _ = await scene.run_push(
         app, ["big", "small"], content={"title": "About you", "body": "{{ bio }}"}
     )
     rows = {r.profile_id: r for r in await scene.ledger(run_id)}
@@ -139,7 +139,7 @@ async def test_retry_after_is_honoured(scene: Scene) -> None:
     scene.sims.fcm.set_scenario(
         Scenario(scripted={fcm_token(2): [Answer(error_code="UNAVAILABLE", retry_after_s=2)]})
     )
-    _, result = await scene.run(app, ["p1", "p2"])
+    _, result = await scene.run_push(app, ["p1", "p2"])
     assert result.counts["push.delivered"] == 2
     for simulator, token in ((scene.sims.apns, apns_token(1)), (scene.sims.fcm, fcm_token(2))):
         first, second = simulator.records(token=token)
@@ -165,7 +165,7 @@ async def test_an_expired_provider_token_mints_one_new_jwt_for_the_whole_batch(
         )
     )
     before = auth.generation
-    run_id, result = await scene.run(app, profiles)
+    run_id, result = await scene.run_push(app, profiles)
     assert result.counts["push.delivered"] == 20
     assert auth.generation == max(before, 1) + 1  # minted once (after the first one)
     # two JWTs in all: the first, and the one minted once; every accepted push carried it
@@ -191,7 +191,7 @@ async def test_an_expiry_passing_during_retries_records_the_push_expired(scene: 
         Scenario(scripted={fcm_token(1): [Answer(error_code="UNAVAILABLE", retry_after_s=30)]})
     )
     started_at = time.time()
-    run_id, result = await scene.run(app, ["late", "fine"], ttl="20s")
+    run_id, result = await scene.run_push(app, ["late", "fine"], ttl="20s")
     ledger = {r.profile_id + ":" + str(r.provider): r for r in await scene.ledger(run_id)}
     for provider in ("apns", "fcm"):
         late = ledger[f"late:{provider}"]
@@ -259,7 +259,7 @@ async def test_a_configuration_fault_stops_the_app_until_an_admin_resumes_it(
         await scene.add_device(app, profile, "fcm", fcm_token(n))
     refuse_once(scene, "InvalidProviderToken", 4)
 
-    run_id, result = await scene.run(app, profiles)
+    run_id, result = await scene.run_push(app, profiles)
     ledger = await scene.ledger(run_id)
     apns_rows = [r for r in ledger if r.provider == "apns"]
     assert {(r.status, r.attempts) for r in apns_rows} == {(DeliveryStatus.CONFIG_FAULT, 1)}
@@ -280,7 +280,7 @@ async def test_a_configuration_fault_stops_the_app_until_an_admin_resumes_it(
 
     # a later run sends nothing to APNs while the app is stopped
     before = await scene.senders(app)
-    run_id, result = await scene.run(app, profiles)
+    run_id, result = await scene.run_push(app, profiles)
     stopped = [r for r in await scene.ledger(run_id) if r.provider == "apns"]
     assert {r.status for r in stopped} == {DeliveryStatus.NOT_SENT}
     assert {r.reason for r in stopped} == {"app stopped: 403 InvalidProviderToken"}
@@ -291,20 +291,20 @@ async def test_a_configuration_fault_stops_the_app_until_an_admin_resumes_it(
     resumed = await scene.stack.http.post(f"/v1/apps/{app}/resume", json={"provider": "apns"})
     assert resumed.status_code == 200, resumed.text
     assert resumed.json()["stops"] == {}
-    run_id, result = await scene.run(app, profiles)
+    run_id, result = await scene.run_push(app, profiles)
     assert {r.status for r in await scene.ledger(run_id)} == {DELIVERED}
     assert result.stopped is None
     assert (await scene.senders(app)) is before
 
     # stopped again; new credentials clear the stop, and the worker builds a new client
     refuse_once(scene, "InvalidProviderToken", 4)
-    run_id, result = await scene.run(app, profiles)
+    run_id, result = await scene.run_push(app, profiles)
     assert result.stopped == "apns: 403 InvalidProviderToken"
     fixed = scene.credentials()
     patch = await scene.stack.http.patch(f"/v1/apps/{app}", json={"apns": fixed.body["apns"]})
     assert patch.status_code == 200, patch.text
     assert patch.json()["apns_fault"] is None
-    run_id, result = await scene.run(app, profiles)
+    run_id, result = await scene.run_push(app, profiles)
     assert {r.status for r in await scene.ledger(run_id)} == {DELIVERED}
     assert result.stopped is None
 
@@ -328,7 +328,7 @@ async def test_a_fault_of_one_push_fails_that_push_and_never_stops_the_app(
             }
         )
     )
-    run_id, result = await scene.run(app, profiles)
+    run_id, result = await scene.run_push(app, profiles)
     rows = {(r.profile_id, str(r.provider)): r for r in await scene.ledger(run_id)}
     refused = rows[("p0", "apns")]
     assert (refused.status, refused.attempts) == (DeliveryStatus.CONFIG_FAULT, 1)
@@ -351,7 +351,7 @@ async def test_a_fault_of_one_push_fails_that_push_and_never_stops_the_app(
         assert row.device_id is not None
         assert (await scene.device(row.device_id)).state == DeviceState.VALID
 
-    run_id, result = await scene.run(app, profiles)
+    run_id, result = await scene.run_push(app, profiles)
     assert {r.status for r in await scene.ledger(run_id)} == {DELIVERED}
     assert result.stopped is None
 
@@ -366,7 +366,7 @@ async def test_a_refused_push_is_not_sent_to_the_rest_of_a_paced_batch(scene: Sc
     scene.sims.apns.set_scenario(
         Scenario(scripted={apns_token(0): [Answer(reason="BadCollapseId")]})
     )
-    run_id, result = await scene.run(app, profiles)
+    run_id, result = await scene.run_push(app, profiles)
     rows = {r.profile_id: r for r in await scene.ledger(run_id)}
     assert rows["p0"].reason == "push refused: 400 BadCollapseId"
     skipped = [p for p in profiles[1:] if rows[p].status is not DELIVERED]
@@ -403,7 +403,7 @@ async def test_a_registration_racing_a_410_keeps_the_token(scene: Scene) -> None
     scene.sims.fcm.set_scenario(
         Scenario(scripted={fcm_token(3): [Answer(error_code="UNREGISTERED", latency_ms=1500)]})
     )
-    started = await scene.start(app, ["p1", "p2", "p3"])
+    started = await scene.start_push(app, ["p1", "p2", "p3"])
     # while the provider holds the requests, the app registers two of the tokens again
     for _ in range(200):
         if scene.sims.apns.records(token=apns_token(1)) and scene.sims.fcm.records(
@@ -429,12 +429,12 @@ async def test_a_410_older_than_the_registration_keeps_the_token(scene: Scene) -
     )
     an_hour_ago_ms = int((time.time() - 3600) * 1000)
     scene.sims.apns.mark_unregistered([apns_token(1)], at_ms=an_hour_ago_ms)
-    run_id, _ = await scene.run(app, ["p1"])
+    run_id, _ = await scene.run_push(app, ["p1"])
     [row] = await scene.ledger(run_id)
     assert row.status == DeliveryStatus.TOKEN_GONE
     assert (await scene.device(device)).state == DeviceState.VALID
     scene.sims.apns.mark_unregistered([apns_token(1)])  # now: after the registration
-    await scene.run(app, ["p1"])
+    await scene.run_push(app, ["p1"])
     assert (await scene.device(device)).state == DeviceState.INVALID
 
 
@@ -449,11 +449,11 @@ async def test_a_rotated_file_reference_takes_effect_without_a_restart(
     account_file.write_text(json.dumps(first))
     app = await scene.add_app(fcm={"service_account": f"file:{account_file}"})
     await scene.add_device(app, "p1", "fcm", fcm_token(1), attributes={"first_name": "A"})
-    await scene.run(app, ["p1"])
+    await scene.run_push(app, ["p1"])
 
     second = scene.sims.fcm.create_service_account(project_id=f"rot-b-{uuid.uuid4().hex[:6]}")
     account_file.write_text(json.dumps(second))
-    run_id, result = await scene.run(app, ["p1"])
+    run_id, result = await scene.run_push(app, ["p1"])
 
     [row] = await scene.ledger(run_id)
     assert row.status == DELIVERED
@@ -476,7 +476,7 @@ async def test_an_outage_shorter_than_the_retry_horizon_loses_nothing(scene: Sce
     outage = [MixEntry(percent=100, answer=Answer(status=503))]
     scene.sims.apns.set_scenario(Scenario(mix=outage))
     scene.sims.fcm.set_scenario(Scenario(mix=outage))
-    started = await scene.start(app, [f"p{n}" for n in range(6)])
+    started = await scene.start_push(app, [f"p{n}" for n in range(6)])
     for _ in range(1200):  # two attempts refused for every device
         if sum(len(s.records()) for s in (scene.sims.apns, scene.sims.fcm)) >= 2 * len(tokens):
             break
@@ -515,7 +515,7 @@ async def test_a_lost_answer_is_resent_as_the_same_push_and_counted_as_a_possibl
     )
     scene.sims.apns.set_scenario(lost)
     scene.sims.fcm.set_scenario(lost.model_copy(deep=True))
-    run_id, result = await scene.run(app, ["p1"])
+    run_id, result = await scene.run_push(app, ["p1"])
     ledger = await scene.ledger(run_id)
     assert {(r.status, r.attempts, r.unknown_outcomes) for r in ledger} == {(DELIVERED, 2, 1)}
     for simulator, token in ((scene.sims.apns, apns_token(1)), (scene.sims.fcm, fcm_token(1))):

@@ -17,12 +17,13 @@ from rich.console import Console
 from sqlalchemy import update
 from sqlmodel import col
 
-from tests.engine.conftest import APP, SceneFactory, journey, push
-from tests.store.opens import seed_opens
+from tests.scene import APP, Scene, SceneFactory, journey, push
+from tests.store.opens import forget_opens, seed_opens
 from tidings.cli.runs import report as print_report
 from tidings.journeys.best_hour import HourChoice
 from tidings.runs.cancel import cancel_run
 from tidings.runs.report import run_report
+from tidings.runs.start import StartedRun
 from tidings.runs.view import run_view
 from tidings.store.models import Interaction
 
@@ -43,6 +44,29 @@ def opens_at(zone: ZoneInfo, hour: int, days: range) -> list[datetime]:
     return [(today.replace(hour=hour) - timedelta(days=d)).astimezone(UTC) for d in days]
 
 
+# when a run starts, a zone mid-hour there and its hour: the run's window
+MidHour = tuple[datetime, ZoneInfo, int]
+
+
+def mid_hour(now: datetime) -> MidHour:
+    zone = zone_mid_hour(now)
+    return now, zone, now.astimezone(zone).hour
+
+
+def still_mid_hour(window: MidHour, now: datetime) -> bool:
+    """Still the window's hour once the run has started, and ten minutes from its end (for
+    the run to choose within it)."""
+    _, zone, current = window
+    local = now.astimezone(zone)
+    return local.hour == current and local.minute < 50
+
+
+async def in_zone(s: Scene, zone: ZoneInfo, *profile_ids: str) -> None:
+    for profile_id in profile_ids:
+        answer = await s.stack.http.patch(f"/v1/profiles/{profile_id}", json={"timezone": zone.key})
+        assert answer.status_code == 200, answer.text
+
+
 def next_local(after: datetime, zone: ZoneInfo, hour: int) -> datetime:
     local = after.astimezone(zone)
     start = local.replace(hour=hour, minute=0, second=0, microsecond=0)
@@ -53,22 +77,34 @@ def next_local(after: datetime, zone: ZoneInfo, hour: int) -> datetime:
 
 async def test_each_profile_waits_for_its_own_best_hour(scene: SceneFactory) -> None:
     async with scene() as s:
-        started_at = datetime.now(UTC)
-        zone = zone_mid_hour(started_at)
-        current = started_at.astimezone(zone).hour
+        for profile_id in ("now", "later", "new", "fan"):
+            await s.profile(profile_id)
+
+        async def start(window: MidHour) -> StartedRun:
+            _, zone, current = window
+            await in_zone(s, zone, "now", "later", "new", "fan")
+            await forget_opens(s.db, ["now", "later", "fan"])  # an earlier attempt's hours
+            await seed_opens(s.db, APP, "now", opens_at(zone, current, range(1, 7)))
+            await seed_opens(s.db, APP, "later", opens_at(zone, (current + 3) % 24, range(1, 7)))
+            # a profile outside the run whose opens make the app's best hour (22 opens in all)
+            await seed_opens(s.db, APP, "fan", opens_at(zone, (current + 5) % 24, range(1, 11)))
+            definition = journey(
+                {
+                    "id": "best",
+                    "type": "best_hour",
+                    "within": "24h",
+                    "default_hour": 4,
+                    "next": "hi",
+                },
+                push("hi"),
+            )
+            return await s.start_journey(definition, ["now", "later", "new"])
+
+        started, (started_at, zone, current) = await s.start_in_window(
+            mid_hour, start, still_holds=still_mid_hour
+        )
         later = (current + 3) % 24
         app_hour = (current + 5) % 24
-        for profile_id in ("now", "later", "new", "fan"):
-            await s.profile(profile_id, timezone=zone.key)
-        await seed_opens(s.db, APP, "now", opens_at(zone, current, range(1, 7)))
-        await seed_opens(s.db, APP, "later", opens_at(zone, later, range(1, 7)))
-        # a profile outside the run whose opens make the app's best hour (22 opens in all)
-        await seed_opens(s.db, APP, "fan", opens_at(zone, app_hour, range(1, 11)))
-        definition = journey(
-            {"id": "best", "type": "best_hour", "within": "24h", "default_hour": 4, "next": "hi"},
-            push("hi"),
-        )
-        started = await s.start(definition, ["now", "later", "new"])
 
         sent = await s.delivered(started.run_id, "hi", "now")
 
@@ -129,15 +165,24 @@ async def test_without_opens_the_default_hour_and_interactions_that_arrive_later
     scene: SceneFactory,
 ) -> None:
     async with scene() as s:
-        started_at = datetime.now(UTC)
-        zone = zone_mid_hour(started_at)
-        current = started_at.astimezone(zone).hour
-        await s.profile("first", timezone=zone.key)
+        await s.profile("first")
+
+        async def start(window: MidHour) -> StartedRun:
+            _, zone, current = window
+            await in_zone(s, zone, "first")
+            definition = journey(
+                {"id": "best", "type": "best_hour", "default_hour": current, "next": "hi"},
+                push("hi"),
+            )
+            return await s.start_journey(definition, ["first"])
+
+        started, (_, zone, current) = await s.start_in_window(
+            mid_hour, start, still_holds=still_mid_hour
+        )
         definition = journey(
             {"id": "best", "type": "best_hour", "default_hour": current, "next": "hi"},
             push("hi"),
         )
-        started = await s.start(definition, ["first"])
         sent = await s.delivered(started.run_id, "hi", "first")
         (event,) = [e for e in await s.journey_events(started.run_id) if e.kind == "best_hour"]
         assert HourChoice.from_detail(event.detail or "").source.value == "default"
@@ -153,7 +198,7 @@ async def test_without_opens_the_default_hour_and_interactions_that_arrive_later
                 .values(occurred_at=opens_at(zone, (current + 2) % 24, range(1, 2))[0])
             )
         await seed_opens(s.db, APP, "first", opens_at(zone, (current + 2) % 24, range(2, 6)))
-        again = await s.start(journey(*definition.model_dump()["nodes"]), ["first"])
+        again = await s.start_journey(journey(*definition.model_dump()["nodes"]), ["first"])
 
         async def chosen() -> bool:
             events = await s.journey_events(again.run_id)

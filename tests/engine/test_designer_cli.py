@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner, Result
 
 from starter import app as starter
-from tests.engine.conftest import Scene, SceneFactory
+from tests.scene import Scene, SceneFactory
 from tidings.cli.app import app as tidings_cli
 
 JOURNEY = """\

@@ -11,7 +11,7 @@ import uuid
 from sqlalchemy import delete, update
 from sqlmodel import col
 
-from tests.engine.conftest import Scene, SceneFactory, journey, push
+from tests.scene import Scene, SceneFactory, journey, push
 from tidings.inbound.triggers import entry_workflow_id
 from tidings.runs.start import activate_trigger
 from tidings.store.models import CustomEvent, JourneyEntry
@@ -50,7 +50,7 @@ async def test_an_event_reaches_a_waiting_journey_and_starts_a_triggered_one(
         )
         triggered = journey(push("welcome"), trigger={"event": event})
         await activate_trigger(s.db, triggered)
-        started = await s.start(waiting, ["ann"])
+        started = await s.start_journey(waiting, ["ann"])
         await s.delivered(started.run_id, "hello", "ann")
 
         outcome = await s.event("ann", event)

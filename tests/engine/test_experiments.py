@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from tests.engine.conftest import Scene, SceneFactory, journey, push
+from tests.scene import Scene, SceneFactory, journey, push
 from tidings.cli.runs import promote, report
 from tidings.journeys.model import JourneyDefinition, RandomSplitNode
 from tidings.runs.experiments import ExperimentReport, PromotionRefused
@@ -78,7 +78,7 @@ async def test_opens_skewed_to_one_branch_name_it_the_winner_with_the_right_numb
         challenger = [p for p in everyone if branch[p] == 1]
         assert len(control) >= 10
         assert len(challenger) >= 10
-        started = await s.start(definition, everyone)
+        started = await s.start_journey(definition, everyone)
         # two of the control open; every challenger but two does, one of them by a click
         # (a click is an open, as in the funnel)
         openers = control[:2] + challenger[2:]
@@ -140,7 +140,7 @@ async def test_a_balanced_split_names_no_winner_and_counts_only_events_in_the_wi
         branch = branches_of(definition, everyone)
         control = [p for p in everyone if branch[p] == 0]
         challenger = [p for p in everyone if branch[p] == 1]
-        started = await s.start(definition, everyone)
+        started = await s.start_journey(definition, everyone)
         await s.finish(started)
         for profile in control[:3] + challenger[:3]:
             await s.event(profile, "purchase")
@@ -215,7 +215,7 @@ async def run_a_promotion(s: Scene, *, promote: str) -> tuple[str, dict[str, int
     assert sum(1 - branch[p] for p in first) >= 5
     # the draw alone would send some of the later ones down the control
     assert any(branch[p] == 0 for p in later)
-    started = await s.start(definition, everyone)
+    started = await s.start_journey(definition, everyone)
     await wait_for_entries(s, started.run_id, len(everyone))
     for profile in first:
         assert (await s.event(profile, GO))["signalled"] == 1
@@ -261,7 +261,7 @@ async def test_a_promotion_asked_through_the_api_sends_later_profiles_down_the_w
     async with scene() as s:
         http = s.stack.http
         await s.profile("early")
-        early = await s.start(
+        early = await s.start_journey(
             experiment_journey("exp-early", {"goal": {"event": "x"}, "window": "1h"}, gated=True),
             ["early"],
         )

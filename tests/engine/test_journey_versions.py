@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.engine.conftest import Scene, SceneFactory, journey, push
+from tests.scene import Scene, SceneFactory, journey, push
 from tidings.journeys.model import JourneyDefinition
 from tidings.runs.start import load_stored, save_journey
 from tidings.store.models import JourneyRun
@@ -45,7 +45,7 @@ async def test_an_edit_stores_version_2_and_a_run_in_flight_keeps_its_snapshot(
         assert await save_journey(s.db, first) == 1
         assert await save_journey(s.db, first) == 1  # unchanged: no new version
 
-        in_flight = await s.start(await load_stored(s.db, journey_id), ["ann"])
+        in_flight = await s.start_journey(await load_stored(s.db, journey_id), ["ann"])
         await s.delivered(in_flight.run_id, "hello", "ann")
         # edited while the run waits in its delay
         second = welcome(journey_id, "from version 2", "1s")
@@ -61,7 +61,7 @@ async def test_an_edit_stores_version_2_and_a_run_in_flight_keeps_its_snapshot(
         assert run.definition == first.model_dump(mode="json")
 
         # a run started now takes the newest version
-        later = await s.start(await load_stored(s.db, journey_id), ["ann"])
+        later = await s.start_journey(await load_stored(s.db, journey_id), ["ann"])
         await s.finish(later)
         assert await body_sent(s, later.run_id, "bye") == "from version 2"
         assert (await run_row(s, later.run_id)).journey_version == 2

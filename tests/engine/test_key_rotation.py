@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from tests.engine.conftest import APP, SceneFactory, journey, push
+from tests.scene import APP, SceneFactory, journey, push
 from tidings.push.links import KEY_PURPOSE, LinkSigner
 from tidings.store.models import App
 from tidings.store.rotation import rotate_credentials
@@ -54,7 +54,7 @@ async def test_rotating_the_key_mid_run_loses_no_credential_push_or_link(
             {"id": "pause", "type": "delay", "duration": "2s", "next": "after"},
             linked("after"),
         )
-        started = await s.start(definition, PROFILES)
+        started = await s.start_journey(definition, PROFILES)
         first = await s.delivered(started.run_id, "before", PROFILES[0])
 
         # the run is in flight (between its two pushes) while the store is rotated

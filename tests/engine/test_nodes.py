@@ -7,10 +7,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from tests.engine.conftest import SceneFactory, journey, push
+from tests.scene import SceneFactory, journey, push
+from tidings.journeys.model import JourneyDefinition
 from tidings.journeys.predicates import AttributePredicate
 from tidings.runs.cancel import cancel_run
-from tidings.runs.start import AudienceChoice
+from tidings.runs.start import AudienceChoice, StartedRun
 from tidings.runs.view import run_view
 from workflows.nodes.random_split import branch_for, draw
 
@@ -31,46 +32,55 @@ async def test_every_node_type_walks_each_profile_its_own_way(scene: SceneFactor
         await s.profile(
             "eve", timezone="Asia/Tokyo", attributes={"plan": "pro", "first_name": "Eve"}
         )
-        # a wall-clock time 3 s away in Paris (Berlin's offset too); hours away in Tokyo
-        at = (datetime.now(UTC) + timedelta(seconds=3)).astimezone(ZoneInfo("Europe/Paris"))
-        definition = journey(
-            {
-                "id": "morning",
-                "type": "wait_until",
-                "time": at.strftime("%H:%M:%S"),
-                "next": "hello",
-            },
-            push(
-                "hello",
-                next="check",
-                content={"title": "Hi {{ first_name }}", "body": "welcome"},
-                locales={
-                    "fr": {"title": "Salut {{ first_name }}", "body": "bienvenue"},
-                    "de": {"title": "Hallo {{ first_name }}", "body": "willkommen"},
+        lead = timedelta(seconds=3)
+
+        def morning(now: datetime) -> tuple[datetime, JourneyDefinition]:
+            # a wall-clock time 3 s away in Paris (Berlin's offset too); hours away in Tokyo
+            at = (now + lead).astimezone(ZoneInfo("Europe/Paris"))
+            return at, journey(
+                {
+                    "id": "morning",
+                    "type": "wait_until",
+                    "time": at.strftime("%H:%M:%S"),
+                    "next": "hello",
                 },
-            ),
-            {
-                "id": "check",
-                "type": "condition",
-                "predicates": [
-                    {"attribute": "plan", "value": "pro"},
-                    {"fact": "had_valid_device"},
-                ],
-                "then": "pro-offer",
-                "otherwise": "split",
-            },
-            push("pro-offer", next="bye"),
-            {
-                "id": "split",
-                "type": "random_split",
-                "branches": [{"percent": 50, "next": "left"}, {"percent": 50, "next": "right"}],
-            },
-            push("left"),
-            push("right"),
-            {"id": "bye", "type": "exit"},
-            timezone="Europe/Paris",
+                push(
+                    "hello",
+                    next="check",
+                    content={"title": "Hi {{ first_name }}", "body": "welcome"},
+                    locales={
+                        "fr": {"title": "Salut {{ first_name }}", "body": "bienvenue"},
+                        "de": {"title": "Hallo {{ first_name }}", "body": "willkommen"},
+                    },
+                ),
+                {
+                    "id": "check",
+                    "type": "condition",
+                    "predicates": [
+                        {"attribute": "plan", "value": "pro"},
+                        {"fact": "had_valid_device"},
+                    ],
+                    "then": "pro-offer",
+                    "otherwise": "split",
+                },
+                push("pro-offer", next="bye"),
+                {
+                    "id": "split",
+                    "type": "random_split",
+                    "branches": [{"percent": 50, "next": "left"}, {"percent": 50, "next": "right"}],
+                },
+                push("left"),
+                push("right"),
+                {"id": "bye", "type": "exit"},
+                timezone="Europe/Paris",
+            )
+
+        async def start(window: tuple[datetime, JourneyDefinition]) -> StartedRun:
+            return await s.start_journey(window[1], ["ana", "bob", "cyd", "dan", "eve"])
+
+        started, (at, definition) = await s.start_in_window(
+            morning, start, still_holds=lambda window, now: now <= window[0] - lead / 2
         )
-        started = await s.start(definition, ["ana", "bob", "cyd", "dan", "eve"])
         right = next(branch for branch in definition.nodes if branch.id == "split")
 
         def branch(profile: str) -> str:
@@ -130,10 +140,10 @@ async def test_audiences_by_email_and_by_attribute_filter(scene: SceneFactory) -
         await s.profile("p1", email="one@example.com", attributes={"plan": "pro", "age": 30})
         await s.profile("p2", email="two@example.com", attributes={"plan": "free", "age": 17})
         await s.profile("p3", attributes={"plan": "pro", "age": 16})
-        by_email = await s.start(
+        by_email = await s.start_journey(
             journey(push("hello")), audience=AudienceChoice(emails=["two@example.com"])
         )
-        filtered = await s.start(
+        filtered = await s.start_journey(
             journey(push("hello")),
             audience=AudienceChoice(
                 where=[

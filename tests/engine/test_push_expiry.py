@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 
 from activities.contracts import ProfileVisit, PushBatch
 from activities.delivery.expiry import NOW_OR_NEVER, send_deadlines
-from tests.engine.conftest import SceneFactory, journey, push
+from tests.scene import SceneFactory, in_a_fresh_window, journey, push
 from tidings.journeys.model import PushContent
+from tidings.runs.start import StartedRun
 from tidings.sim import Answer, Scenario
 from tidings.store.reports import EXPIRED_REASON, node_funnels, run_funnel
 
@@ -72,15 +73,37 @@ async def test_a_push_held_by_quiet_hours_past_its_ttl_is_recorded_expired(
     async with scene() as s:
         night = await s.profile("night", timezone="America/New_York")
         day = await s.profile("day", timezone="Asia/Kolkata")
-        new_york = datetime.now(UTC).astimezone(ZoneInfo("America/New_York"))
-        # quiet from an hour ago until 4 s from now in New York: hours away in Kolkata
-        quiet = {
-            "start": (new_york - timedelta(hours=1)).strftime("%H:%M:%S"),
-            "end": (new_york + timedelta(seconds=4)).strftime("%H:%M:%S"),
-        }
-        short = await s.start(journey(push("hello", ttl="2s"), quiet_hours=quiet), ["night", "day"])
-        instant = await s.start(
-            journey(push("hello", ttl="0s"), quiet_hours=quiet), ["night", "day"]
+        new_york = ZoneInfo("America/New_York")
+
+        def quiet_until(at: datetime) -> dict[str, str]:
+            # quiet from an hour ago until ``at`` in New York: hours away in Kolkata
+            local = at.astimezone(new_york)
+            return {
+                "start": (local - timedelta(hours=1)).strftime("%H:%M:%S"),
+                "end": local.strftime("%H:%M:%S"),
+            }
+
+        async def start_both(at: datetime) -> tuple[StartedRun, StartedRun]:
+            quiet = quiet_until(at)
+            short = await s.start_journey(
+                journey(push("hello", ttl="2s"), quiet_hours=quiet), ["night", "day"]
+            )
+            instant = await s.start_journey(
+                journey(push("hello", ttl="0s"), quiet_hours=quiet), ["night", "day"]
+            )
+            return short, instant
+
+        async def stop_both(both: tuple[StartedRun, StartedRun]) -> None:
+            for started in both:
+                await started.handle.terminate("its quiet hours passed before it started")
+            s.sims.reset()  # the next attempt's sends are the only ones counted
+
+        lead = timedelta(seconds=4)
+        (short, instant), _ = await in_a_fresh_window(
+            lambda now: now + lead,
+            start_both,
+            still_holds=lambda at, now: now <= at - lead / 2,
+            undo=stop_both,
         )
         short_result = await s.finish(short)
         instant_result = await s.finish(instant)
@@ -115,7 +138,7 @@ async def test_a_ttl_of_0_is_sent_at_once_and_never_retried(scene: SceneFactory)
         s.sims.apns.set_scenario(
             Scenario(scripted={busy: [Answer(reason="ServiceUnavailable")] * 5})
         )
-        started = await s.start(journey(push("now", ttl="0s")), ["fine", "busy"])
+        started = await s.start_journey(journey(push("now", ttl="0s")), ["fine", "busy"])
         result = await s.finish(started)
 
         rows = {r.profile_id: r for r in await s.ledger(started.run_id)}

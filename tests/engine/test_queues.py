@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.engine.conftest import SceneFactory, journey, push
+from tests.scene import SceneFactory, journey, push
 from tidings.inbound.triggers import entry_workflow_id
 from tidings.runs.start import activate_trigger
 from tidings.settings import Settings
@@ -37,7 +37,7 @@ async def test_a_broadcast_sends_through_the_delivery_queue_and_a_trigger_locall
     async with scene(delivery_task_queue=delivery_queue) as s:
         for name in ("ann", "bob"):
             await s.profile(name, devices=("apns", "fcm"))
-        started = await s.start(journey(push("hello")), ["ann", "bob"])
+        started = await s.start_journey(journey(push("hello")), ["ann", "bob"])
         await s.finish(started)
         rows = await s.ledger(started.run_id)
         assert [r.status for r in rows] == ["delivered"] * 4
@@ -57,7 +57,7 @@ async def test_the_default_is_one_queue_and_one_worker(scene: SceneFactory) -> N
     async with scene() as s:
         assert engine_options(s.stack.settings).delivery_task_queue is None
         await s.profile("cy")
-        started = await s.start(journey(push("hello")), ["cy"])
+        started = await s.start_journey(journey(push("hello")), ["cy"])
         await s.finish(started)
         cohort = s.client.get_workflow_handle(f"{started.run_id}/cohort-000001")
         assert scheduled_queues(await cohort.fetch_history()) == [s.stack.settings.task_queue]

@@ -9,7 +9,7 @@ import re
 
 from rich.console import Console
 
-from tests.engine.conftest import SceneFactory, journey, push
+from tests.scene import SceneFactory, journey, push
 from tidings.cli.runs import report
 from tidings.journeys.model import RandomSplitNode
 from tidings.runs.report import run_report
@@ -25,7 +25,7 @@ async def test_the_report_shows_failed_sends_per_node(scene: SceneFactory) -> No
         s.sims.apns.set_scenario(
             Scenario(scripted={failing: [Answer(reason="InternalServerError")] * 4})
         )
-        started = await s.start(journey(push("hello", next="later"), push("later")), None)
+        started = await s.start_journey(journey(push("hello", next="later"), push("later")), None)
         await s.finish(started)
 
         console = Console(record=True, width=200)
@@ -53,7 +53,7 @@ async def test_a_template_failing_for_one_profile_is_that_profile_s_not_sent_rea
     async with scene(delivery_max_attempts=2) as s:
         await s.profile("ann", attributes={"badges": ["a", "b", "c"], "labels": {"[/red]": "gold"}})
         await s.profile("bob", attributes={"badges": ["a"], "labels": {}})
-        started = await s.start(
+        started = await s.start_journey(
             journey(
                 push("score", "{{ 100 // (badges | length - 1) }} points", next="label"),
                 push("label", "your label: {{ labels['[/red]'] }}"),
@@ -106,7 +106,7 @@ async def test_opened_counts_a_click_as_the_journey_does(scene: SceneFactory) ->
             push("thanks", "thanks for reading"),
             push("reminder", "you missed this"),
         )
-        started = await s.start(definition, ["opens", "clicks", "both", "ignores"])
+        started = await s.start_journey(definition, ["opens", "clicks", "both", "ignores"])
         await s.interact(await s.delivered(started.run_id, "welcome", "opens"), "opened")
         await s.interact(await s.delivered(started.run_id, "welcome", "clicks"), "clicked")
         both = await s.delivered(started.run_id, "welcome", "both")
@@ -160,7 +160,7 @@ async def test_split_branches_report_their_size_and_conversion_to_the_goal(
         split = definition.node("split")
         assert isinstance(split, RandomSplitNode)
         branch_of = {p: branch_for(split, draw(definition.id, "split", p)) for p in profiles}
-        started = await s.start(definition, profiles)
+        started = await s.start_journey(definition, profiles)
         buyer = profiles[0]
         await s.delivered(started.run_id, "ab"[branch_of[buyer]], buyer)
         assert (await s.event(buyer, "purchased"))["signalled"] == 1

@@ -10,7 +10,7 @@ from collections import Counter
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
-from tests.engine.conftest import Scene, SceneFactory, journey, push
+from tests.scene import Scene, SceneFactory, journey, push
 from tidings.runs.cancel import cancel_run
 from tidings.runs.start import StartedRun
 from tidings.runs.view import run_view
@@ -67,7 +67,7 @@ async def waiting_after_continue_as_new(s: Scene, prefix: str) -> StartedRun:
         {"id": "pause", "type": "delay", "duration": "60s", "next": "two"},
         push("two"),
     )
-    started = await s.start(definition, profiles, options=continuing(s))
+    started = await s.start_journey(definition, profiles, options=continuing(s))
     for profile in profiles:
         await s.delivered(started.run_id, "one", profile)
 
@@ -90,7 +90,7 @@ async def test_the_run_continues_as_new_while_cohorts_wait_in_a_delay(
             {"id": "pause", "type": "delay", "duration": "5s", "next": "two"},
             push("two"),
         )
-        started = await s.start(definition, profiles, options=continuing(s))
+        started = await s.start_journey(definition, profiles, options=continuing(s))
         for profile in profiles[:4]:
             await s.delivered(started.run_id, "one", profile)
 

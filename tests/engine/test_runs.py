@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from sqlmodel import select
 
-from tests.engine.conftest import Scene, SceneFactory, journey, push
+from tests.scene import Scene, SceneFactory, journey, push
 from tidings.runs.cancel import cancel_run
 from tidings.runs.view import run_view
 from tidings.sim.scenario import FixedLatency, Scenario
@@ -42,7 +42,7 @@ async def test_a_cohort_continues_as_new_mid_run_keeping_state_and_seen_events(
             push("three"),
         )
         options = dataclasses.replace(engine_options(s.stack.settings), cohort_history_limit=25)
-        started = await s.start(definition, ["x", "y"], options=options)
+        started = await s.start_journey(definition, ["x", "y"], options=options)
         cohort_id = f"{started.run_id}/cohort-000001"
         await s.delivered(started.run_id, "one", "x")
         # before x waits for it: counted as received, not as the awaited ping
@@ -95,7 +95,7 @@ async def test_cancel_mid_run_lets_sends_in_flight_settle_and_reports_both(
             {"id": "pause", "type": "delay", "duration": "60s", "next": "two"},
             push("two"),
         )
-        started = await s.start(definition, profiles)
+        started = await s.start_journey(definition, profiles)
 
         async def in_flight() -> bool:
             return any(r.status == "pending" for r in await s.ledger(started.run_id))

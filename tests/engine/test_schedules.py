@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 
-from tests.engine.conftest import APP, Scene, SceneFactory, journey, push
 from tests.engine.test_designer_cli import invoke
+from tests.scene import APP, Scene, SceneFactory, in_a_fresh_window, journey, push
 from tidings.cli.app import app as tidings_cli
 from tidings.store.models import JourneyRun
 
@@ -131,15 +131,28 @@ async def test_a_one_off_schedule_fires_once_at_its_local_time(scene: SceneFacto
         (token,) = await s.profile("solo")
         journey_id = await saved_journey(s)
         zone = ZoneInfo("Asia/Kolkata")
-        when = (datetime.now(UTC) + timedelta(seconds=4)).astimezone(zone)
-        local = when.strftime("%Y-%m-%dT%H:%M:%S")
-        created = await create(
-            s,
-            journey_id=journey_id,
-            kind="once",
-            at=local,
-            time_zone="Asia/Kolkata",
-            audience={"profile_ids": ["solo"]},
+        lead = timedelta(seconds=4)
+
+        async def create_at(when: datetime) -> dict[str, Any]:
+            return await create(
+                s,
+                journey_id=journey_id,
+                kind="once",
+                at=when.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S"),
+                time_zone="Asia/Kolkata",
+                audience={"profile_ids": ["solo"]},
+            )
+
+        async def delete(created: dict[str, Any]) -> None:
+            answer = await s.stack.http.delete(f"/v1/schedules/{created['id']}")
+            assert answer.status_code == 204, answer.text
+
+        # its time computed as it is created, and still ahead once it has been
+        created, when = await in_a_fresh_window(
+            lambda now: now + lead,
+            create_at,
+            still_holds=lambda at, now: now <= at - lead / 2,
+            undo=delete,
         )
         schedule_id = created["id"]
         try:

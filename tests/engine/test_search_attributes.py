@@ -8,7 +8,7 @@ import uuid
 
 from temporalio.client import Client
 
-from tests.engine.conftest import PATIENCE_S, SceneFactory, journey, push
+from tests.scene import PATIENCE_S, SceneFactory, journey, push
 from tidings.inbound.triggers import entry_workflow_id
 from tidings.runs.start import activate_trigger
 
@@ -32,7 +32,7 @@ async def test_runs_and_cohorts_are_listed_by_each_search_attribute(
         await s.profile("bob")
         journey_id = f"found-{uuid.uuid4().hex[:6]}"
         definition = journey(push("hi"), id=journey_id, name="Findable welcome")
-        started = await s.start(definition, ["ann", "bob"])
+        started = await s.start_journey(definition, ["ann", "bob"])
         await s.finish(started)
         run_id = started.run_id
 

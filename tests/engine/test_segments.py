@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from starter import app as starter
-from tests.engine.conftest import APP, PATIENCE_S, Scene, SceneFactory, journey, push
 from tests.engine.test_designer_cli import invoke, run_id_in
 from tests.engine.test_schedules import at_least_runs
+from tests.scene import APP, PATIENCE_S, Scene, SceneFactory, journey, push
 from tidings.cli.app import app as tidings_cli
 from tidings.worker.resources import engine_options
 from workflows.contracts import EngineOptions
@@ -77,7 +77,7 @@ async def test_a_journey_files_segment_audience_reaches_what_the_preview_counts(
         assert seen["sample"] == [f"pro-{n}" for n in range(5)]
 
         definition = journey(push("hello"), audience={"segment": "pro-users"})
-        started = await s.start(definition, options=paging_small(s))
+        started = await s.start_journey(definition, options=paging_small(s))
         result = await s.finish(started)
 
         pushed = pushed_tokens(s)

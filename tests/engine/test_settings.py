@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import update
 from sqlmodel import col
 
-from tests.engine.conftest import SceneFactory, journey, push
+from tests.scene import SceneFactory, journey, push
+from tidings.runs.start import StartedRun
 from tidings.store.models import Delivery
 from tidings.store.reports import node_funnels
 
@@ -20,23 +21,26 @@ async def test_quiet_hours_postpone_a_send_until_the_window_ends(scene: SceneFac
     async with scene() as s:
         await s.profile("night", timezone="America/New_York")
         await s.profile("day", timezone="Asia/Kolkata")
-        now = datetime.now(UTC)
-        new_york = now.astimezone(ZoneInfo("America/New_York"))
-        end = new_york + timedelta(seconds=4)
-        # quiet from an hour ago until 4 s from now in New York: hours away in Kolkata
-        definition = journey(
-            push("hello"),
-            quiet_hours={
-                "start": (new_york - timedelta(hours=1)).strftime("%H:%M:%S"),
-                "end": end.strftime("%H:%M:%S"),
-            },
-        )
-        started = await s.start(definition, ["night", "day"])
+        new_york = ZoneInfo("America/New_York")
+
+        async def start(at: datetime) -> StartedRun:
+            # quiet from an hour ago until ``at`` in New York: hours away in Kolkata
+            local = at.astimezone(new_york)
+            definition = journey(
+                push("hello"),
+                quiet_hours={
+                    "start": (local - timedelta(hours=1)).strftime("%H:%M:%S"),
+                    "end": local.strftime("%H:%M:%S"),
+                },
+            )
+            return await s.start_journey(definition, ["night", "day"])
+
+        started, end = await s.start_ahead(timedelta(seconds=4), start)
         result = await s.finish(started)
 
         rows = {r.profile_id: r for r in await s.ledger(started.run_id)}
         assert rows["night"].status == rows["day"].status == "delivered"
-        window_end = end.replace(microsecond=0).astimezone(UTC)
+        window_end = end.replace(microsecond=0)
         assert rows["night"].created_at >= window_end
         assert rows["day"].created_at < window_end
         events = await s.journey_events(started.run_id)
@@ -56,11 +60,13 @@ async def test_a_frequency_cap_is_shared_by_journeys_and_may_be_bypassed(
     async with scene(frequency_cap_24h=1) as s:
         for profile in ("p1", "p2", "p3"):
             await s.profile(profile)
-        first = await s.start(journey(push("a1")), ["p1", "p2"])
+        first = await s.start_journey(journey(push("a1")), ["p1", "p2"])
         await s.finish(first)
-        second = await s.start(journey(push("b1", next="b2"), push("b2")), ["p1", "p2", "p3"])
+        second = await s.start_journey(
+            journey(push("b1", next="b2"), push("b2")), ["p1", "p2", "p3"]
+        )
         result = await s.finish(second)
-        bypassing = await s.start(journey(push("c1"), frequency_cap="bypass"), ["p1"])
+        bypassing = await s.start_journey(journey(push("c1"), frequency_cap="bypass"), ["p1"])
         await s.finish(bypassing)
 
         rows = {(r.profile_id, r.node_id): r for r in await s.ledger(second.run_id)}
@@ -105,8 +111,8 @@ async def test_goal_events_make_profiles_leave_and_events_drive_wait_for(
             push("welcome-back"),
             push("we-miss-you"),
         )
-        goal_run = await s.start(with_goal, ["buyer", "browser"])
-        wait_run = await s.start(waiting, ["returns", "stays-away"])
+        goal_run = await s.start_journey(with_goal, ["buyer", "browser"])
+        wait_run = await s.start_journey(waiting, ["returns", "stays-away"])
         await s.delivered(goal_run.run_id, "hello", "buyer")
         await s.delivered(wait_run.run_id, "hello", "returns")
         answer = await s.event("buyer", "purchased")
@@ -137,7 +143,7 @@ async def test_the_7_day_and_30_day_cap_windows(scene: SceneFactory) -> None:
         ages = {"this-week": 3, "this-month": 20, "long-ago": 40}  # days
         for profile in ages:
             await s.profile(profile)
-        earlier = await s.start(journey(push("e1", next="e2"), push("e2")), list(ages))
+        earlier = await s.start_journey(journey(push("e1", next="e2"), push("e2")), list(ages))
         await s.finish(earlier)
         # each profile's two pushes, as if sent that many days ago
         now = datetime.now(UTC)
@@ -148,7 +154,7 @@ async def test_the_7_day_and_30_day_cap_windows(scene: SceneFactory) -> None:
                     .where(col(Delivery.profile_id) == profile)
                     .values(created_at=now - timedelta(days=days))
                 )
-        probe = await s.start(journey(push("p1", next="p2"), push("p2")), list(ages))
+        probe = await s.start_journey(journey(push("p1", next="p2"), push("p2")), list(ages))
         result = await s.finish(probe)
 
         rows = {(r.profile_id, r.node_id): r for r in await s.ledger(probe.run_id)}

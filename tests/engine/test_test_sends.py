@@ -11,8 +11,8 @@ from typing import Any
 from sqlmodel import select
 
 from activities.declarations import SEND_TEST
-from tests.engine.conftest import APP, Scene, SceneFactory
 from tests.engine.test_designer_cli import invoke
+from tests.scene import APP, Scene, SceneFactory
 from tidings.cli.app import app as tidings_cli
 from tidings.sim import Simulators
 from tidings.store.models import App, Delivery, Device, JourneyRun, Profile, Provider

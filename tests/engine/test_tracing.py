@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.engine.conftest import PATIENCE_S, SceneFactory, journey, push
+from tests.scene import PATIENCE_S, SceneFactory, journey, push
 from tidings.inbound.triggers import entry_workflow_id
 from tidings.observe import tracing
 from tidings.runs.start import activate_trigger

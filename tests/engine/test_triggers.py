@@ -10,7 +10,7 @@ import uuid
 from sqlmodel import col, select
 from temporalio.client import WorkflowExecutionStatus
 
-from tests.engine.conftest import Scene, SceneFactory, journey, push
+from tests.scene import Scene, SceneFactory, journey, push
 from tidings.inbound.triggers import entry_workflow_id
 from tidings.runs.cancel import cancel_run
 from tidings.runs.start import activate_trigger

@@ -4,7 +4,7 @@ timeout. A clicked wait takes a click only; an interaction counts for the send i
 
 from __future__ import annotations
 
-from tests.engine.conftest import SceneFactory, journey, push
+from tests.scene import SceneFactory, journey, push
 from tidings.store.models import Delivery
 
 
@@ -26,7 +26,7 @@ async def test_wait_for_takes_both_exits_on_real_interactions(scene: SceneFactor
             push("thanks", "thanks for reading"),
             push("reminder", "you missed this"),
         )
-        started = await s.start(definition, ["opens", "ignores"])
+        started = await s.start_journey(definition, ["opens", "ignores"])
         welcome = await s.delivered(started.run_id, "welcome", "opens")
         await s.interact(welcome, "opened")
         result = await s.finish(started)
@@ -63,7 +63,7 @@ async def test_a_clicked_wait_for_is_taken_by_a_real_click_not_by_an_open(
             push("thanks", "thanks for the click"),
             push("reminder", "the offer still stands"),
         )
-        started = await s.start(definition, ["clicks", "opens"])
+        started = await s.start_journey(definition, ["clicks", "opens"])
         await s.interact(await s.delivered(started.run_id, "offer", "clicks"), "clicked")
         # an open is not a click
         await s.interact(await s.delivered(started.run_id, "offer", "opens"), "opened")
@@ -102,7 +102,7 @@ async def test_a_late_open_of_an_earlier_send_is_not_taken_for_the_latest(
             {"id": "pause", "type": "delay", "duration": "1s", "next": "nudge"},
             push("thanks", "thanks for reading"),
         )
-        started = await s.start(definition, ["ann"])
+        started = await s.start_journey(definition, ["ann"])
 
         async def nth_send(visit: int) -> Delivery:
             return await s.delivered(started.run_id, "nudge", "ann", visit=visit)

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from sqlmodel import col, select
 from temporalio.client import Client
 
-from tests.harness import Stack, app_credentials, unique_ids
+from tests.harness import Stack
+from tests.scene import Scene
 from tidings.journeys import parse_definition
-from tidings.runs.start import StartedRun, start_run
-from tidings.sim import Simulators
+from tidings.runs.start import StartedRun
 from tidings.store.models import Delivery, DeliveryStatus, Interaction
 
 APP = "fwd"
@@ -26,16 +26,12 @@ class Waiting:
     workflow_of: dict[str, str]  # profile id -> its cohort's workflow id
 
 
-async def waiting_journey(
-    stack: Stack, client: Client, sims: Simulators, profiles: int, *, delay: str = "10m"
-) -> Waiting:
-    """An app, one iOS device per profile, and a push -> delay -> exit journey that has sent
-    every push and now holds every profile on the delay."""
-    team, key_id, project = unique_ids()
-    body = {"id": APP, "name": "Forwarding"} | app_credentials(
-        sims, team_id=team, key_id=key_id, project_id=project
-    )
-    assert (await stack.http.post("/v1/apps", json=body)).status_code == 201
+async def waiting_journey(scene: Scene, profiles: int, *, delay: str = "10m") -> Waiting:
+    """On a scene (tests.scene) without the forwarder: an app, one iOS device per profile,
+    and a push -> delay -> exit journey that has sent every push and now holds every
+    profile on the delay."""
+    stack = scene.stack
+    await scene.add_app(APP, name="Forwarding")
     ids = [f"p{n:03d}" for n in range(profiles)]
     items = [
         {"profile_id": p, "provider": "apns", "token": f"{n + 1:064x}"} for n, p in enumerate(ids)
@@ -57,7 +53,7 @@ async def waiting_journey(
             ],
         }
     )
-    run = await start_run(client, stack.db, stack.settings, journey, profile_ids=ids)
+    run = await scene.start_journey(journey, ids)
     rows: list[Delivery] = []
     for _ in range(600):
         async with stack.db.read() as session:

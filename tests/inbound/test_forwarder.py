@@ -15,8 +15,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from tests.api.conftest import sent_push
-from tests.harness import make_settings, real_stack
 from tests.inbound.conftest import APP, cohort_counts, outbox, waiting_journey
+from tests.scene import scene_on
 from tidings.inbound.forwarder import Forwarder, record_and_signal
 from tidings.sim import Simulators
 from tidings.store.db import Database
@@ -36,9 +36,9 @@ async def signals_received(client: Client, workflow_id: str) -> int:
 async def test_interactions_reach_their_cohort_once_in_one_signal_per_workflow(
     tmp_path: Path, database_url: str, temporal_client: Client, sims: Simulators
 ) -> None:
-    settings = make_settings(tmp_path, database_url, sims, cohort_size=4)
-    async with real_stack(settings, temporal_client) as stack:
-        waiting = await waiting_journey(stack, temporal_client, sims, profiles=10)
+    async with scene_on(tmp_path, database_url, temporal_client, sims, cohort_size=4) as scene:
+        stack = scene.stack
+        waiting = await waiting_journey(scene, profiles=10)
         workflows = set(waiting.workflow_of.values())
         assert len(workflows) == 3  # cohorts of 4, 4 and 2
         for profile, tracking in waiting.tracking.items():
@@ -75,9 +75,9 @@ async def test_interactions_reach_their_cohort_once_in_one_signal_per_workflow(
 async def test_events_for_a_finished_workflow_drain_with_a_note(
     tmp_path: Path, database_url: str, temporal_client: Client, sims: Simulators
 ) -> None:
-    settings = make_settings(tmp_path, database_url, sims)
-    async with real_stack(settings, temporal_client) as stack:
-        waiting = await waiting_journey(stack, temporal_client, sims, profiles=2, delay="1s")
+    async with scene_on(tmp_path, database_url, temporal_client, sims) as scene:
+        stack = scene.stack
+        waiting = await waiting_journey(scene, profiles=2, delay="1s")
         await waiting.run.handle.result()
         for tracking in waiting.tracking.values():
             body = {"tracking_id": tracking, "kind": "opened"}
@@ -128,9 +128,9 @@ async def test_postgres_forwarders_claim_disjoint_batches(db: Database) -> None:
 async def test_a_backend_with_its_own_temporal_client_records_and_signals(
     tmp_path: Path, database_url: str, temporal_client: Client, sims: Simulators
 ) -> None:
-    settings = make_settings(tmp_path, database_url, sims)
-    async with real_stack(settings, temporal_client) as stack:
-        waiting = await waiting_journey(stack, temporal_client, sims, profiles=1)
+    async with scene_on(tmp_path, database_url, temporal_client, sims) as scene:
+        stack = scene.stack
+        waiting = await waiting_journey(scene, profiles=1)
         [(profile, tracking)] = waiting.tracking.items()
         report = InteractionReport(
             event_id="backend-1",

@@ -13,8 +13,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig
 
-from tests.harness import make_settings, real_stack
 from tests.inbound.conftest import APP, cohort_counts, outbox, waiting_journey
+from tests.scene import scene_on
 from tidings.inbound.forwarder import ForwarderOptions, forwarding
 from tidings.inbound.triggers import EntryOptions, entry_workflow_id
 from tidings.journeys import parse_definition
@@ -57,12 +57,12 @@ async def test_interactions_posted_while_temporal_is_down_arrive_once_it_is_back
             data_converter=pydantic_data_converter,
             retry_config=RetryConfig(max_elapsed_time_millis=1000, max_retries=3),
         )
-        settings = make_settings(tmp_path, database_url, sims)
         async with (
-            real_stack(settings, client) as stack,
-            forwarding(impatient, stack.db, FAST, EntryOptions.of(stack.settings)),
+            scene_on(tmp_path, database_url, client, sims) as scene,
+            forwarding(impatient, scene.db, FAST, EntryOptions.of(scene.stack.settings)),
         ):
-            waiting = await waiting_journey(stack, client, sims, profiles=PROFILES)
+            stack = scene.stack
+            waiting = await waiting_journey(scene, profiles=PROFILES)
             workflows = set(waiting.workflow_of.values())
             triggered = parse_definition(
                 {

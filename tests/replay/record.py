@@ -26,10 +26,8 @@ from temporalio.client import Client, ScheduleActionExecutionStartWorkflow
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from tests.engine.conftest import APP, Scene, journey, push
-from tests.harness import app_credentials, make_settings, real_stack, unique_ids
-from tidings.inbound.forwarder import ForwarderOptions, forwarding
-from tidings.inbound.triggers import EntryOptions, entry_workflow_id
+from tests.scene import Scene, journey, journey_scene, push
+from tidings.inbound.triggers import entry_workflow_id
 from tidings.journeys.model import RandomSplitNode
 from tidings.runs.cancel import cancel_run
 from tidings.runs.experiments import promote_winner
@@ -73,11 +71,11 @@ async def save_run(s: Scene, started: StartedRun, name: str, cohorts: int = 1) -
 
 
 async def broadcast(s: Scene) -> None:
-    await save_run(s, await s.start(journey(push("hello")), ["a", "b"]), "broadcast")
+    await save_run(s, await s.start_journey(journey(push("hello")), ["a", "b"]), "broadcast")
 
 
 async def delay_and_signals(s: Scene) -> None:
-    started = await s.start(
+    started = await s.start_journey(
         journey(
             push("hello", next="pause"),
             {"id": "pause", "type": "delay", "duration": "2s", "next": "done"},
@@ -95,7 +93,7 @@ async def delay_and_signals(s: Scene) -> None:
 
 
 async def wait_for_interaction(s: Scene) -> None:
-    started = await s.start(
+    started = await s.start_journey(
         journey(
             push("hello", next="wait"),
             {
@@ -117,49 +115,60 @@ async def wait_for_interaction(s: Scene) -> None:
 
 
 async def every_node(s: Scene) -> None:
-    at = (datetime.now(UTC) + timedelta(seconds=2)).astimezone(ZoneInfo("Europe/Paris"))
-    started = await s.start(
-        journey(
-            {"id": "morning", "type": "wait_until", "time": at.strftime("%H:%M:%S"), "next": "hi"},
-            push("hi", next="check", locales={"fr": {"title": "salut", "body": "b"}}),
-            {
-                "id": "check",
-                "type": "condition",
-                "predicates": [
-                    {"attribute": "plan", "value": "pro"},
-                    {"fact": "delivered", "node": "hi"},
-                ],
-                "then": "split",
-                "otherwise": "out",
-            },
-            {
-                "id": "split",
-                "type": "random_split",
-                "branches": [{"percent": 50, "next": "left"}, {"percent": 50, "next": "out"}],
-            },
-            push("left"),
-            {"id": "out", "type": "exit"},
-            timezone="Europe/Paris",
-        ),
-        ["a", "b", "c"],
-    )
+    async def start(at: datetime) -> StartedRun:
+        at = at.astimezone(ZoneInfo("Europe/Paris"))
+        return await s.start_journey(
+            journey(
+                {
+                    "id": "morning",
+                    "type": "wait_until",
+                    "time": at.strftime("%H:%M:%S"),
+                    "next": "hi",
+                },
+                push("hi", next="check", locales={"fr": {"title": "salut", "body": "b"}}),
+                {
+                    "id": "check",
+                    "type": "condition",
+                    "predicates": [
+                        {"attribute": "plan", "value": "pro"},
+                        {"fact": "delivered", "node": "hi"},
+                    ],
+                    "then": "split",
+                    "otherwise": "out",
+                },
+                {
+                    "id": "split",
+                    "type": "random_split",
+                    "branches": [{"percent": 50, "next": "left"}, {"percent": 50, "next": "out"}],
+                },
+                push("left"),
+                {"id": "out", "type": "exit"},
+                timezone="Europe/Paris",
+            ),
+            ["a", "b", "c"],
+        )
+
+    started, _ = await s.start_ahead(timedelta(seconds=2), start)
     await save_run(s, started, "every-node")
 
 
 async def quiet_hours(s: Scene) -> None:
-    paris = datetime.now(UTC).astimezone(ZoneInfo("Europe/Paris"))
-    window = {
-        "start": (paris - timedelta(hours=1)).strftime("%H:%M:%S"),
-        "end": (paris + timedelta(seconds=2)).strftime("%H:%M:%S"),
-    }
-    started = await s.start(
-        journey(push("hello"), quiet_hours=window, timezone="Europe/Paris"), ["a", "b"]
-    )
+    async def start(at: datetime) -> StartedRun:
+        paris = at.astimezone(ZoneInfo("Europe/Paris"))
+        window = {
+            "start": (paris - timedelta(hours=1)).strftime("%H:%M:%S"),
+            "end": paris.strftime("%H:%M:%S"),
+        }
+        return await s.start_journey(
+            journey(push("hello"), quiet_hours=window, timezone="Europe/Paris"), ["a", "b"]
+        )
+
+    started, _ = await s.start_ahead(timedelta(seconds=2), start)
     await save_run(s, started, "quiet-hours")
 
 
 async def goal_and_event(s: Scene) -> None:
-    started = await s.start(
+    started = await s.start_journey(
         journey(
             push("hello", next="wait"),
             {
@@ -203,7 +212,7 @@ async def c_triggered_local(s: Scene) -> None:
 
 async def continue_as_new(s: Scene) -> None:
     options = dataclasses.replace(engine_options(s.stack.settings), cohort_history_limit=12)
-    started = await s.start(
+    started = await s.start_journey(
         journey(
             push("one", next="pause"),
             {"id": "pause", "type": "delay", "duration": "1s", "next": "again"},
@@ -217,7 +226,7 @@ async def continue_as_new(s: Scene) -> None:
 
 
 async def cancel(s: Scene) -> None:
-    started = await s.start(
+    started = await s.start_journey(
         journey(
             push("one", next="pause"),
             {"id": "pause", "type": "delay", "duration": "60s", "next": "two"},
@@ -249,11 +258,11 @@ async def until_continued(s: Scene, workflow_id: str) -> None:
 
 # b-: cohorts report their ends by signal and outlive the run's continue-as-new.
 async def b_broadcast(s: Scene) -> None:
-    await save_run(s, await s.start(journey(push("hello")), ["a", "b"]), "b-broadcast")
+    await save_run(s, await s.start_journey(journey(push("hello")), ["a", "b"]), "b-broadcast")
 
 
 async def b_run_continue_as_new(s: Scene) -> None:
-    started = await s.start(
+    started = await s.start_journey(
         journey(
             push("one", next="pause"),
             {"id": "pause", "type": "delay", "duration": "2s", "next": "two"},
@@ -266,7 +275,7 @@ async def b_run_continue_as_new(s: Scene) -> None:
 
 
 async def b_cancel_continued(s: Scene) -> None:
-    started = await s.start(
+    started = await s.start_journey(
         journey(
             push("one", next="pause"),
             {"id": "pause", "type": "delay", "duration": "60s", "next": "two"},
@@ -283,20 +292,25 @@ async def b_cancel_continued(s: Scene) -> None:
 
 
 async def a_ttl_quiet_hours(s: Scene) -> None:
-    paris = datetime.now(UTC).astimezone(ZoneInfo("Europe/Paris"))
-    window = {
-        "start": (paris - timedelta(hours=1)).strftime("%H:%M:%S"),
-        "end": (paris + timedelta(seconds=3)).strftime("%H:%M:%S"),
-    }
-    started = await s.start(
-        journey(push("hello", ttl="1s", next="later"), push("later", ttl="0s"), quiet_hours=window),
-        ["paris", "tokyo"],
-    )
+    async def start(at: datetime) -> StartedRun:
+        paris = at.astimezone(ZoneInfo("Europe/Paris"))
+        window = {
+            "start": (paris - timedelta(hours=1)).strftime("%H:%M:%S"),
+            "end": paris.strftime("%H:%M:%S"),
+        }
+        return await s.start_journey(
+            journey(
+                push("hello", ttl="1s", next="later"), push("later", ttl="0s"), quiet_hours=window
+            ),
+            ["paris", "tokyo"],
+        )
+
+    started, _ = await s.start_ahead(timedelta(seconds=3), start)
     await save_run(s, started, "a-ttl-quiet-hours")
 
 
 async def a_interaction_visits(s: Scene) -> None:
-    started = await s.start(
+    started = await s.start_journey(
         journey(
             push("nudge", next="wait"),
             {
@@ -376,7 +390,7 @@ async def e_experiment(s: Scene) -> None:
     definition = journey(
         gate | {"matched": "split", "timed_out": "split"}, split, push("x"), push("y")
     )
-    started = await s.start(definition, ["a", "b", "c"])
+    started = await s.start_journey(definition, ["a", "b", "c"])
 
     async def entered() -> bool:
         return sum(1 for e in await s.journey_events(started.run_id) if e.kind == "entered") == 3
@@ -403,13 +417,18 @@ async def e_experiment(s: Scene) -> None:
 async def e_best_hour(s: Scene) -> None:
     """A best_hour wait: its hours chosen by an activity, "a" (the journey's UTC) inside its
     default hour and sent at once, "tokyo" waiting for that hour in Tokyo until the cancel."""
-    hour = datetime.now(UTC).hour
-    started = await s.start(
-        journey(
-            {"id": "best", "type": "best_hour", "default_hour": hour, "next": "hello"},
-            push("hello"),
-        ),
-        ["a", "tokyo"],
+
+    async def start(hour: int) -> StartedRun:
+        return await s.start_journey(
+            journey(
+                {"id": "best", "type": "best_hour", "default_hour": hour, "next": "hello"},
+                push("hello"),
+            ),
+            ["a", "tokyo"],
+        )
+
+    started, _ = await s.start_in_window(
+        lambda now: now.hour, start, still_holds=lambda hour, now: now.hour == hour
     )
     await s.delivered(started.run_id, "hello", "a")
     await cancel_run(s.client, s.db, started.run_id)
@@ -451,25 +470,17 @@ async def record(
     upgrade(url)
     token = RECORD_INTO.set(into)
     try:
-        async with Simulators(home=home / "sim") as sims:
-            team, key, project = unique_ids()
-            # the forwarder looks often: a late open must reach its workflow within the shape
-            options = ForwarderOptions(idle_interval=timedelta(milliseconds=100))
-            async with (
-                real_stack(make_settings(home, url, sims, **settings), client) as stack,
-                forwarding(client, stack.db, options, EntryOptions.of(stack.settings)),
-            ):
-                body = {"id": APP, "name": "Journeys"} | app_credentials(
-                    sims, team_id=team, key_id=key, project_id=project
-                )
-                assert (await stack.http.post("/v1/apps", json=body)).status_code == 201
-                scene = Scene(stack, sims, client)
-                for profile, plan in (("a", "pro"), ("b", "free"), ("c", "pro")):
-                    await scene.profile(profile, locale="fr", attributes={"plan": plan})
-                await scene.profile("paris", timezone="Europe/Paris")
-                await scene.profile("tokyo", timezone="Asia/Tokyo")
-                for shape in shapes:
-                    await shape(scene)
+        async with (
+            Simulators(home=home / "sim") as sims,
+            # the forwarder looks often: a late open reaches its workflow within the shape
+            journey_scene(home, url, client, sims, **settings) as scene,
+        ):
+            for profile, plan in (("a", "pro"), ("b", "free"), ("c", "pro")):
+                await scene.profile(profile, locale="fr", attributes={"plan": plan})
+            await scene.profile("paris", timezone="Europe/Paris")
+            await scene.profile("tokyo", timezone="Asia/Tokyo")
+            for shape in shapes:
+                await shape(scene)
     finally:
         RECORD_INTO.reset(token)
 

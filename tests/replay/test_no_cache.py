@@ -13,9 +13,9 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from tests.engine.conftest import Scene
 from tests.replay import record
 from tests.replay.test_replay import each
+from tests.scene import Scene
 from workflows.cohort import CohortWorkflow
 from workflows.run import JourneyRunWorkflow
 

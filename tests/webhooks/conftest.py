@@ -1,18 +1,16 @@
-"""Webhooks on the real stack: a worker with the forwarder, the API over ASGI, the store on
-SQLite or PostgreSQL, the simulators, and a receiver of our own, a real HTTP server on
-loopback (allowed through TIDINGS_CALLBACK_ALLOWED, as ops would allow their own
-receivers). The dispatcher is driven round by round by the tests that need to know what one
-round did, and runs in the background for the others."""
+"""Webhooks on the shared scene (tests.scene: a worker with the forwarder, the API over
+ASGI, the store on SQLite or PostgreSQL, the simulators), and a receiver of our own, a
+real HTTP server on loopback (allowed through TIDINGS_CALLBACK_ALLOWED, as ops would allow
+their own receivers). The dispatcher is driven round by round by the tests that need to
+know what one round did, and runs in the background for the others."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +21,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from temporalio.client import Client
 
-from tests.engine.conftest import APP, Scene
-from tests.harness import app_credentials, make_settings, real_stack, unique_ids
-from tidings.egress import EgressPolicy
-from tidings.inbound.forwarder import ForwarderOptions, forwarding
-from tidings.inbound.triggers import EntryOptions
+from tests.scene import FAST_WEBHOOKS, Scene, SceneFactory, journey_scene
 from tidings.sim import Simulators
 from tidings.stack import serving_api
-from tidings.webhooks.dispatcher import Dispatcher, DispatcherOptions, dispatching
-
-# retries come back at once: a test waits on what happens, never on the clock
-FAST = DispatcherOptions(
-    idle_interval=timedelta(milliseconds=50),
-    initial_backoff=timedelta(milliseconds=20),
-    max_backoff=timedelta(milliseconds=100),
-    max_failures=10_000,
-)
+from tidings.webhooks.dispatcher import DispatcherOptions
 
 
 @dataclass
@@ -88,67 +74,28 @@ def receiver() -> Receiver:
     return Receiver(free_port())
 
 
-@dataclass
-class WebhookScene(Scene):
-    dispatcher: Dispatcher | None = None
-
-    async def subscribe(self, url: str, *types: str, **fields: Any) -> dict[str, Any]:
-        answer = await self.stack.http.post(
-            "/v1/webhooks", json={"url": url, "event_types": list(types)} | fields
-        )
-        assert answer.status_code == 201, answer.text
-        created: dict[str, Any] = answer.json()
-        return created
-
-    async def waiting(self, endpoint_id: str) -> dict[str, int]:
-        answer = await self.stack.http.get(f"/v1/webhooks/{endpoint_id}")
-        assert answer.status_code == 200, answer.text
-        counts: dict[str, int] = answer.json()["deliveries"]
-        return counts
-
-
-SceneFactory = Callable[..., AbstractAsyncContextManager[WebhookScene]]
-
-
 @pytest.fixture
 def webhook_scene(
     tmp_path: Path, database_url: str, temporal_client: Client, sims: Simulators
 ) -> SceneFactory:
-    """``async with webhook_scene(background=True, options=...) as s``: the stack with its
-    app; the dispatcher runs in the background unless ``background`` is False (then the
-    test calls ``s.dispatcher.dispatch_once()``)."""
+    """``async with webhook_scene(background=True, options=...) as s``: the journey scene
+    (tests.scene) with the webhook dispatcher; it runs in the background unless
+    ``background`` is False (then the test calls ``s.dispatcher.dispatch_once()``)."""
 
     @asynccontextmanager
     async def make(
-        *, background: bool = True, options: DispatcherOptions = FAST, **overrides: Any
-    ) -> AsyncIterator[WebhookScene]:
-        overrides.setdefault("callback_allowed", ["127.0.0.1"])
-        settings = make_settings(tmp_path, database_url, sims, **overrides)
-        team, key, project = unique_ids()
-        async with contextlib.AsyncExitStack() as stack_:
-            stack = await stack_.enter_async_context(real_stack(settings, temporal_client))
-            await stack_.enter_async_context(
-                forwarding(
-                    temporal_client,
-                    stack.db,
-                    ForwarderOptions(idle_interval=timedelta(milliseconds=100)),
-                    EntryOptions.of(stack.settings),
-                )
-            )
-            policy = EgressPolicy.from_settings(settings)
-            if background:
-                dispatcher = await stack_.enter_async_context(
-                    dispatching(stack.db, stack.resources.secrets, policy, options)
-                )
-            else:
-                dispatcher = Dispatcher(stack.db, stack.resources.secrets, policy, options)
-                stack_.push_async_callback(dispatcher.close)
-            body = {"id": APP, "name": "Journeys"} | app_credentials(
-                sims, team_id=team, key_id=key, project_id=project
-            )
-            answer = await stack.http.post("/v1/apps", json=body)
-            assert answer.status_code == 201, answer.text
-            yield WebhookScene(stack, sims, temporal_client, dispatcher)
+        *, background: bool = True, options: DispatcherOptions = FAST_WEBHOOKS, **overrides: Any
+    ) -> AsyncIterator[Scene]:
+        async with journey_scene(
+            tmp_path,
+            database_url,
+            temporal_client,
+            sims,
+            webhooks="background" if background else "by hand",
+            webhook_options=options,
+            **overrides,
+        ) as built:
+            yield built
 
     return make
 

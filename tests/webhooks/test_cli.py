@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from tests.engine.conftest import journey, push
-from tests.webhooks.conftest import Receiver, SceneFactory, eventually
+from tests.scene import SceneFactory, journey, push
+from tests.webhooks.conftest import Receiver, eventually
 from tidings.cli.app import app
 
 
@@ -46,7 +46,7 @@ async def test_webhooks_commands_and_the_export(
 
         for profile in ("ivy", "jon"):
             await s.profile(profile)
-        started = await s.start(journey(push("hello")), ["ivy", "jon"])
+        started = await s.start_journey(journey(push("hello")), ["ivy", "jon"])
         await s.finish(started)
         await eventually(lambda: len(receiver.received) == 1, "run.finished at the receiver")
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.engine.conftest import journey, push
-from tests.webhooks.conftest import SceneFactory
+from tests.scene import SceneFactory, journey, push
 from tidings.runs.export import export_run
 
 
@@ -16,7 +15,7 @@ async def test_the_export_streams_every_push_and_interaction_of_a_run(
         profiles = [f"p{n}" for n in range(5)]
         for profile in profiles:
             await s.profile(profile, devices=("apns", "fcm"))
-        started = await s.start(journey(push("hello")), profiles)
+        started = await s.start_journey(journey(push("hello")), profiles)
         await s.finish(started)
         rows = await s.ledger(started.run_id)
         assert len(rows) == 10

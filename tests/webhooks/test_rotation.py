@@ -9,7 +9,8 @@ import hmac
 
 from cryptography.fernet import Fernet
 
-from tests.webhooks.conftest import FAST, Receiver
+from tests.scene import FAST_WEBHOOKS
+from tests.webhooks.conftest import Receiver
 from tidings.egress import EgressPolicy
 from tidings.store.db import Database
 from tidings.store.rotation import rotate_credentials
@@ -34,7 +35,7 @@ async def test_rotated_secrets_still_sign(db: Database, receiver: Receiver) -> N
     async with db.write() as session:
         event = WebhookEvent(WebhookEventType.RUN_STARTED, "run-1", None, now, {"run_id": "r"})
         await enqueue(session, [event], now)
-    dispatcher = Dispatcher(db, SecretBox(new), policy, FAST)
+    dispatcher = Dispatcher(db, SecretBox(new), policy, FAST_WEBHOOKS)
     try:
         async with receiver.serving():
             assert (await dispatcher.dispatch_once()).sent == 1

@@ -18,14 +18,8 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from tests.engine.conftest import journey, push
-from tests.webhooks.conftest import (
-    FAST,
-    Receiver,
-    SceneFactory,
-    WebhookScene,
-    eventually,
-)
+from tests.scene import FAST_WEBHOOKS, Scene, SceneFactory, journey, push
+from tests.webhooks.conftest import Receiver, eventually
 from tidings.egress import EgressPolicy
 from tidings.store.models import WebhookDelivery
 from tidings.store.types import utcnow
@@ -67,10 +61,10 @@ def events_of(receiver: Receiver) -> list[dict[str, Any]]:
     return [json.loads(r.body) for r in receiver.received]
 
 
-async def run_journey(s: WebhookScene, profiles: list[str]) -> str:
+async def run_journey(s: Scene, profiles: list[str]) -> str:
     for profile in profiles:
         await s.profile(profile)
-    started = await s.start(journey(push("hello")), profiles)
+    started = await s.start_journey(journey(push("hello")), profiles)
     await s.finish(started)
     return started.run_id
 
@@ -188,7 +182,7 @@ async def test_events_set_aside_after_the_limit_go_out_once_requeued(
     webhook_scene: SceneFactory, receiver: Receiver
 ) -> None:
     limited = DispatcherOptions(
-        idle_interval=FAST.idle_interval,
+        idle_interval=FAST_WEBHOOKS.idle_interval,
         initial_backoff=timedelta(0),
         max_backoff=timedelta(0),
         max_failures=2,
@@ -309,7 +303,7 @@ async def test_failures_are_told_with_their_class_and_reason(
         s.sims.apns.mark_unregistered([gone])
         await s.profile("lou", devices=())
         await s.profile("max")
-        started = await s.start(journey(push("hello")), ["kim", "lou", "max"])
+        started = await s.start_journey(journey(push("hello")), ["kim", "lou", "max"])
         await s.finish(started)
         rows = {r.profile_id: r for r in await s.ledger(started.run_id)}
 
