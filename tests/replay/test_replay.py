@@ -5,16 +5,24 @@ and the foundation's histories from before the interpreter grew: a change to the
 that would make any of them take another path must go behind ``workflow.patched``. The last
 test makes sure this test can fail: a deliberately non-deterministic variant of the cohort
 workflow does not replay.
+
+Every replay runs twice: as a worker with its default workflow cache replays a history (the
+whole of it at once), and as a worker that caches no workflow (``max_cached_workflows=0``)
+meets it: from the first event again on every workflow task, so once per task, each time up
+to that task's start. The SDK's Replayer takes no cache size of its own, so the second is
+the history cut at each task it holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
@@ -25,7 +33,8 @@ from workflows.contracts import CohortInput, CohortResult, JourneyRunInput, RunR
 from workflows.run import PATCH_COHORTS_REPORT, JourneyRunWorkflow
 from workflows.scheduled import ScheduledRunWorkflow
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORY_DIR = Path(__file__).parent / "histories"
+HISTORIES = sorted(HISTORY_DIR.glob("*.json"))
 SHAPES = {"broadcast", "delay-signals", "wait-for", "every-node", "quiet-hours", "goal-event"}
 
 
@@ -33,9 +42,33 @@ def history(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(path.stem, path.read_text())
 
 
-async def each(paths: list[Path]) -> AsyncIterator[WorkflowHistory]:
+# how a worker meets a history: with its default workflow cache, or caching none
+CACHES = ["default-cache", "no-cache"]
+
+
+def as_each_task_meets_it(recorded: WorkflowHistory) -> Iterator[WorkflowHistory]:
+    """The history as a worker that caches no workflow replays it: once per workflow task,
+    from the first event up to that task's start (the task itself then runs as new code,
+    not replaying), and at last whole, whose end checks the last task's commands too."""
+    ends = [
+        index + 1
+        for index, event in enumerate(recorded.events)
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+    ]
+    if not ends or ends[-1] < len(recorded.events):
+        ends.append(len(recorded.events))
+    for end in ends:
+        yield WorkflowHistory(recorded.workflow_id, recorded.events[:end])
+
+
+async def each(paths: list[Path], cache: str = "default-cache") -> AsyncIterator[WorkflowHistory]:
     for path in paths:
-        yield history(path)
+        recorded = history(path)
+        if cache == "no-cache":
+            for cut in as_each_task_meets_it(recorded):
+                yield cut
+        else:
+            yield recorded
 
 
 def test_every_journey_shape_has_recorded_histories() -> None:
@@ -60,12 +93,25 @@ def test_every_journey_shape_has_recorded_histories() -> None:
     assert {"e-best-hour-run", "e-best-hour-cohort-1"} <= names
 
 
-async def test_the_workflows_replay_every_recorded_history() -> None:
+def test_without_a_cache_each_history_replays_once_per_workflow_task() -> None:
+    recorded = history(HISTORIES[0])
+    cuts = list(as_each_task_meets_it(recorded))
+    tasks = [
+        e for e in recorded.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+    ]
+    assert len(tasks) >= 2
+    assert [cut.events[-1] for cut in cuts[: len(tasks)]] == tasks
+    assert cuts[-1].events == recorded.events
+    assert all(len(a.events) < len(b.events) for a, b in itertools.pairwise(cuts))
+
+
+@pytest.mark.parametrize("cache", CACHES)
+async def test_the_workflows_replay_every_recorded_history(cache: str) -> None:
     replayer = Replayer(
         workflows=[JourneyRunWorkflow, CohortWorkflow, ScheduledRunWorkflow],
         data_converter=pydantic_data_converter,
     )
-    results = await replayer.replay_workflows(each(HISTORIES), raise_on_replay_failure=False)
+    results = await replayer.replay_workflows(each(HISTORIES, cache), raise_on_replay_failure=False)
     assert results.replay_failures == {}
 
 
@@ -94,22 +140,22 @@ class RunWithoutReports(JourneyRunWorkflow):
         return False
 
 
+@pytest.mark.parametrize("cache", CACHES)
 @pytest.mark.parametrize("name", ["b-broadcast-run", "b-run-continue-as-new-run-2"])
-async def test_the_run_without_its_patch_fails_the_replay_of_reporting_cohorts(name: str) -> None:
+async def test_the_run_without_its_patch_fails_the_replay_of_reporting_cohorts(
+    name: str, cache: str
+) -> None:
     replayer = Replayer(workflows=[RunWithoutReports], data_converter=pydantic_data_converter)
     with pytest.raises(NondeterminismError):
-        await replayer.replay_workflow(
-            history(Path(__file__).parent / "histories" / f"{name}.json")
-        )
+        await replayer.replay_workflows(each([HISTORY_DIR / f"{name}.json"], cache))
 
 
+@pytest.mark.parametrize("cache", CACHES)
 @pytest.mark.parametrize(
     "name",
     ["broadcast-cohort-1", "triggered-cohort", "every-node-cohort-1", "e-best-hour-cohort-1"],
 )
-async def test_a_non_deterministic_change_fails_the_replay(name: str) -> None:
+async def test_a_non_deterministic_change_fails_the_replay(name: str, cache: str) -> None:
     replayer = Replayer(workflows=[ReorderedCohort], data_converter=pydantic_data_converter)
     with pytest.raises(NondeterminismError):
-        await replayer.replay_workflow(
-            history(Path(__file__).parent / "histories" / f"{name}.json")
-        )
+        await replayer.replay_workflows(each([HISTORY_DIR / f"{name}.json"], cache))
