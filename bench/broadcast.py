@@ -1,6 +1,6 @@
 """Broadcast one push node to N profiles on the embedded stack, and measure it.
 
-    python bench/broadcast.py --profiles 5000 [--cohort-size 500]
+    python bench/broadcast.py --profiles 5000 [--cohort-size 500] [--store postgres]
 
 The last line of output is one JSON object:
   deliveries_per_s         deliveries per second through tidings (run start to run end)
@@ -9,7 +9,18 @@ The last line of output is one JSON object:
   ratio                    deliveries_per_s / ceiling_per_s
   history_events_per_push  Temporal history events (run + cohorts) per delivered push
   pushes                   pushes the simulators accepted during the journey
+  devices_missing          seeded devices the simulators accepted no push for
+  pushes_beyond_one        pushes accepted beyond one per device
+  cpu_us_per_push          CPU microseconds per delivered push, by process (bench, worker,
+                           temporal, simulators), from run start to run end
+  ceiling_cpu_us_per_push  CPU microseconds per push of the senders alone (the ceiling's)
   worker_peak_rss_mb       peak resident memory of the worker process
+  temporal_rss_mb          the Temporal dev server's resident memory at the run's end
+  temporal_db_mb           its SQLite database's size; store_mb: tidings' store's size
+  seeding_profiles_per_s   profiles (with their devices) written per second before the run
+
+--store postgres runs it on a fresh database of a local PostgreSQL server (--postgres).
+The ceiling is measured on the first --ceiling-sample devices (50,000): a steady rate.
 """
 
 from __future__ import annotations
@@ -27,12 +38,17 @@ from common import (
     BenchStack,
     SeededDevice,
     WorkerProcess,
+    bench_database,
     bench_home,
     bench_stack,
+    cpu_seconds,
+    cpu_us_per_unit,
     emit,
     history_events,
     log,
+    rss_mb,
     seed,
+    store_size_mb,
 )
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -186,34 +202,69 @@ async def compare(args: argparse.Namespace) -> None:
             )
 
 
+async def exactly_once(stack: BenchStack, devices: list[SeededDevice]) -> dict[str, int]:
+    """What each seeded device received, counted at the simulators: the devices that got no
+    push, and the pushes accepted beyond one per device."""
+    accepted: dict[str, int] = {}
+    for provider in ("apns", "fcm"):
+        summary = await stack.sims.summary(provider)
+        accepted.update({token: s.accepted for token, s in summary.tokens.items()})
+    missing = sum(1 for d in devices if accepted.get(d.token, 0) == 0)
+    extra = sum(max(0, count - 1) for count in accepted.values())
+    return {"devices_missing": missing, "pushes_beyond_one": extra}
+
+
 async def main(args: argparse.Namespace) -> None:
     if args.baseline:
         await compare(args)
         return
-    with bench_home(args.home) as home:
+    with bench_home(args.home) as home, bench_database(args.store, args.postgres) as url:
         overrides = {"cohort_size": args.cohort_size} if args.cohort_size else {}
-        async with bench_stack(home, **overrides) as stack:
+        async with bench_stack(home, url, **overrides) as stack:
+            seeding_started = time.perf_counter()
             devices = await seed(stack, args.profiles)
-            log(f"seeded {args.profiles} profiles, {len(devices)} devices")
+            seeding_s = time.perf_counter() - seeding_started
+            log(f"seeded {args.profiles} profiles, {len(devices)} devices in {seeding_s:.1f} s")
             async with WorkerProcess(stack.env, home) as worker:
+                await polling(stack, worker)
+                cpu_before = cpu_seconds()
                 elapsed, events, counts = await run_journey(stack)
+                cpu_after = cpu_seconds()
+                temporal_rss_mb = rss_mb("temporal")
+            received = await exactly_once(stack, devices)
             accepted = await stack.sims.stats()
             pushes = accepted["apns"]["accepted"] + accepted["fcm"]["accepted"]
             delivered = Counts.of(counts).push("delivered")
-            ceiling_elapsed, ceiling_delivered = await measure_ceiling(stack, devices)
+            # the transport ceiling is a steady rate: a sample of the devices measures it
+            sample = devices if args.ceiling_sample <= 0 else devices[: args.ceiling_sample]
+            ceiling_cpu_before = cpu_seconds()
+            ceiling_elapsed, ceiling_delivered = await measure_ceiling(stack, sample)
+            ceiling_cpu = cpu_us_per_unit(ceiling_cpu_before, cpu_seconds(), ceiling_delivered)
             deliveries_per_s = delivered / elapsed
             ceiling_per_s = ceiling_delivered / ceiling_elapsed
             emit(
                 {
+                    "store": args.store,
                     "profiles": args.profiles,
                     "devices": len(devices),
                     "cohort_size": stack.settings.cohort_size,
+                    "seeding_profiles_per_s": round(args.profiles / seeding_s, 1),
                     "deliveries_per_s": round(deliveries_per_s, 1),
                     "ceiling_per_s": round(ceiling_per_s, 1),
+                    "ceiling_devices": len(sample),
                     "ratio": round(deliveries_per_s / ceiling_per_s, 3),
                     "history_events_per_push": round(events / max(1, delivered), 4),
                     "pushes": pushes,
+                    **received,
+                    "cpu_us_per_push": cpu_us_per_unit(cpu_before, cpu_after, delivered),
+                    # the senders alone (in this process), for the worker's figure above
+                    "ceiling_cpu_us_per_push": ceiling_cpu["bench"],
                     "worker_peak_rss_mb": worker.peak_rss_mb,
+                    "temporal_rss_mb": temporal_rss_mb,
+                    "temporal_db_mb": round(
+                        (home / "temporal" / "temporal.db").stat().st_size / 2**20, 1
+                    ),
+                    "store_mb": await store_size_mb(stack.settings.resolved_database_url),
                 }
             )
 
@@ -231,4 +282,16 @@ if __name__ == "__main__":
         "side by side in one stack, and report this tree's overhead",
     )
     parser.add_argument("--rounds", type=int, default=2, help="with --baseline: runs of each")
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="with --store postgres: a server on which a fresh database is made and dropped",
+    )
+    parser.add_argument(
+        "--ceiling-sample",
+        type=int,
+        default=50_000,
+        help="devices the transport ceiling is measured on (0: all of them)",
+    )
     asyncio.run(main(parser.parse_args()))

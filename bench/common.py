@@ -335,3 +335,94 @@ async def history_events(client: Client, workflow_id_prefix: str) -> tuple[int, 
 def emit(result: dict[str, Any]) -> None:
     """The benchmark's last line of output: one JSON object."""
     print(json.dumps(result, sort_keys=True), flush=True)
+
+
+def process_roles() -> dict[str, list[psutil.Process]]:
+    """This process and each process it started, by role: bench, api, worker, temporal,
+    simulators."""
+    found: dict[str, list[psutil.Process]] = {}
+    me = psutil.Process()
+    for process in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            command = " ".join(process.cmdline())
+            role = (
+                "bench"
+                if process.pid == me.pid
+                else "temporal"
+                if "temporal" in command and "start-dev" in command
+                else "simulators"
+                if "tidings.sim" in command
+                else "worker"
+                if "worker.py" in command
+                else "api"
+                if "main()" in command
+                else None
+            )
+            if role:
+                found.setdefault(role, []).append(process)
+    return found
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) so far of this process and each process it started, by role."""
+    found: dict[str, float] = {}
+    for role, processes in process_roles().items():
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                found[role] = found.get(role, 0.0) + times.user + times.system
+    return found
+
+
+def cpu_us_per_unit(
+    before: dict[str, float], after: dict[str, float], units: int
+) -> dict[str, float]:
+    """CPU microseconds each role spent per unit between two :func:`cpu_seconds` readings."""
+    return {
+        role: round((after[role] - before.get(role, 0.0)) * 1e6 / max(1, units), 1)
+        for role in sorted(after)
+    }
+
+
+def rss_mb(role: str) -> float:
+    """Resident memory now of the processes of a role, in MiB."""
+    total = 0
+    for process in process_roles().get(role, []):
+        with contextlib.suppress(psutil.Error):
+            total += process.memory_info().rss
+    return round(total / 2**20, 1)
+
+
+@contextlib.contextmanager
+def bench_database(store: str, server_url: str) -> Iterator[str | None]:
+    """The store's URL for one benchmark: None for SQLite (a file in the run's directory), or
+    a fresh PostgreSQL database on ``server_url``'s server, dropped afterwards."""
+    if store == "sqlite":
+        yield None
+        return
+    import psycopg  # only the PostgreSQL runs need the driver here
+
+    name = f"tidings_bench_{os.getpid()}_{int(time.time())}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def store_size_mb(database_url: str) -> float:
+    """The store's size on disk: the SQLite file (with its WAL), or the PostgreSQL
+    database's."""
+    if database_url.startswith("sqlite"):
+        path = Path(database_url.split("///", 1)[1])
+        files = [path, path.with_name(path.name + "-wal")]
+        return round(sum(f.stat().st_size for f in files if f.exists()) / 2**20, 1)
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cursor = await conn.execute("SELECT pg_database_size(current_database())")
+        row = await cursor.fetchone()
+    assert row is not None
+    return round(int(row[0]) / 2**20, 1)

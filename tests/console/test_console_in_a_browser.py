@@ -178,6 +178,19 @@ async def test_a_designer_runs_watches_checks_and_cancels_a_journey_in_the_brows
             await page.screenshot(path=artifact(f"run-{store}"), full_page=True)
             await assert_labelled(page)
 
+            # the run's NDJSON export, downloaded from its page: what the API streams
+            async with page.expect_download() as downloading:
+                await page.locator("#export").click()
+            download = await downloading.value
+            assert download.suggested_filename == f"{run_id}.ndjson"
+            lines = (await download.path()).read_text().splitlines()
+            from_api = await s.stack.http.get(f"/v1/runs/{run_id}/export")
+            assert from_api.status_code == 200, from_api.text
+            assert lines == from_api.text.splitlines()
+            records = [json.loads(line)["record"] for line in lines]
+            assert records[0] == "run"
+            assert records.count("push") == 4  # every ledger row, not-sent ones among them
+
             # every push, its outcome: the one whose token is gone among them
             await page.get_by_role("link", name=re.compile("Every push of this run")).click()
             ledger_rows = sum(n.sent + sum(n.not_sent.values()) for n in report.nodes)

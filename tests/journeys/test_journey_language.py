@@ -33,7 +33,9 @@ def issues(data: dict[str, object]) -> list[str]:
     return [str(issue) for issue in caught.value.issues]
 
 
-@pytest.mark.parametrize("name", ["welcome.yaml", "reengage.yaml", "onboarding.yaml"])
+@pytest.mark.parametrize(
+    "name", ["welcome.yaml", "reengage.yaml", "onboarding.yaml", "weekly_digest.yaml"]
+)
 def test_the_examples_are_valid(name: str) -> None:
     assert load_definition(EXAMPLES / name).nodes
 

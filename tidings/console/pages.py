@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from sqlmodel import col, select
 from temporalio.client import Client
 
@@ -30,6 +30,7 @@ from tidings.journeys.predicates import parse_where
 from tidings.runs.cancel import cancel_run
 from tidings.runs.errors import RunNotFound, StartError
 from tidings.runs.experiments import PromotionRefused, promote_winner
+from tidings.runs.export import check_run, export_run
 from tidings.runs.journeys import (
     JourneyProblem,
     JourneyProblems,
@@ -319,6 +320,24 @@ async def pushes(
         pushes=rows,
         outcome=outcome,
         next_after=rows[-1].id if more and rows else None,
+    )
+
+
+@router.get("/runs/{run_id}/export.ndjson")
+async def export(request: Request, run_id: str) -> Response:
+    """The run's pushes and interactions as NDJSON, what the API's export streams, for a
+    signed-in browser to download."""
+    if not signed_in(request):
+        return to_login(request)
+    db = state_of(request).db
+    try:
+        await check_run(db, run_id)
+    except RunNotFound:
+        return page(request, "missing.html", "No such run", status=404, what=run_id)
+    return StreamingResponse(
+        export_run(db, run_id),
+        media_type="application/x-ndjson",
+        headers={"content-disposition": f'attachment; filename="{run_id}.ndjson"'},
     )
 
 
