@@ -2,26 +2,42 @@
 SQLite and PostgreSQL: the segment `engaged` saved from its file, the journey
 `weekly_digest.yaml` saved from its file (its app the scene's), a weekly schedule created
 by the CLI and fired now; the firing's run reaches the segment's profiles only, each at its
-best hour (the current one: the test chooses the time zone so that it has ten minutes left),
+best hour (the current one: the test chooses the time zone so that it has ten minutes left
+when the schedule fires, and fires it anew if the hour turned meanwhile),
 down one of the experiment's two branches, one push per device counted at the simulators.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import yaml
 
-from tests.engine.conftest import APP, SceneFactory
-from tests.engine.test_best_hour import opens_at, zone_mid_hour
+from tests.engine.test_best_hour import MidHour, in_zone, mid_hour, opens_at, still_mid_hour
 from tests.engine.test_designer_cli import invoke
 from tests.engine.test_schedules import at_least_runs
-from tests.store.opens import seed_opens
+from tests.scene import APP, Scene, SceneFactory, in_a_fresh_window, now_utc
+from tests.store.opens import forget_opens, seed_opens
 from tidings.cli.app import app as tidings_cli
 from tidings.journeys.best_hour import HourChoice
+from tidings.runs.cancel import cancel_run
 from tidings.runs.report import run_report
+from tidings.store.models import JourneyRun
+
+OPENED = ["ana", "ben", "chloe", "dan", "gone"]
+
+
+async def opened_at_the_hour(s: Scene, window: MidHour) -> None:
+    """Every profile in the zone of the window, and the openers' opens at its hour on each
+    of the last six days (none left from an earlier hour)."""
+    _, zone, current = window
+    await in_zone(s, zone, *OPENED, "silent")
+    await forget_opens(s.db, OPENED)
+    for name in OPENED:
+        await seed_opens(s.db, APP, name, opens_at(zone, current, range(1, 7)))
+
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "tidings" / "journeys" / "examples"
 SCHEDULE = "weekly-digest"
@@ -55,21 +71,16 @@ async def test_the_weekly_digest_example_runs_as_its_header_says(
     journey_file.write_text(yaml.safe_dump(definition))
 
     async with scene() as s:
-        started_at = datetime.now(UTC)
-        zone: ZoneInfo = zone_mid_hour(started_at)
-        current = started_at.astimezone(zone).hour
         engaged = ["ana", "ben", "chloe", "dan"]
         tokens: dict[str, list[str]] = {}
         for name in engaged:
             devices = ("apns", "fcm") if name == "ana" else ("apns",)
-            tokens[name] = await s.profile(
-                name, devices=devices, timezone=zone.key, attributes={"first_name": name}
-            )
-            await seed_opens(s.db, APP, name, opens_at(zone, current, range(1, 7)))
+            tokens[name] = await s.profile(name, devices=devices, attributes={"first_name": name})
         # reachable but never opened, and opened but unreachable: outside the segment
-        (silent,) = await s.profile("silent", timezone=zone.key)
-        await s.profile("gone", devices=(), timezone=zone.key)
-        await seed_opens(s.db, APP, "gone", opens_at(zone, current, range(1, 7)))
+        (silent,) = await s.profile("silent")
+        await s.profile("gone", devices=())
+        # the hours of the opens are set again as the schedule fires (below)
+        await opened_at_the_hour(s, mid_hour(now_utc()))
 
         segment_create = commands[0]
         segment_create[-1] = str(EXAMPLES / "segments" / "engaged.yaml")
@@ -100,10 +111,24 @@ async def test_the_weekly_digest_example_runs_as_its_header_says(
             assert listed.exit_code == 0, listed.output
             assert SCHEDULE in listed.output
 
-            # fire it now, besides its Mondays
-            fired = await s.stack.http.post(f"/v1/schedules/{SCHEDULE}/trigger")
-            assert fired.status_code in (200, 202), fired.text
-            (run,) = await at_least_runs(s, SCHEDULE, 1)
+            # fire it now, besides its Mondays, the hour of the opens taken as it fires
+            fired_runs: list[JourneyRun] = []
+
+            async def fire(window: MidHour) -> JourneyRun:
+                await opened_at_the_hour(s, window)
+                fired = await s.stack.http.post(f"/v1/schedules/{SCHEDULE}/trigger")
+                assert fired.status_code in (200, 202), fired.text
+                found = await at_least_runs(s, SCHEDULE, len(fired_runs) + 1)
+                fired_runs.append(found[-1])
+                return found[-1]
+
+            async def take_back(run: JourneyRun) -> None:
+                await cancel_run(s.client, s.db, run.id)
+                s.sims.reset()  # the next firing's sends are the only ones counted
+
+            run, (_, _, current) = await in_a_fresh_window(
+                mid_hour, fire, still_holds=still_mid_hour, undo=take_back
+            )
             rows = {}
             for name in engaged:
 
