@@ -10,6 +10,10 @@ The last line of output is one JSON object:
   history_events_per_push  Temporal history events (run + cohorts) per delivered push
   pushes                   pushes the simulators accepted during the journey
   worker_peak_rss_mb       peak resident memory of the worker process
+  cohort_history           the largest of the first cohorts' histories (up to 20, all of
+                           their runs): events, bytes, and its largest event's bytes
+                           (Temporal warns at 10,240 events or 10 MB a history, and refuses
+                           a payload over 2 MB)
 """
 
 from __future__ import annotations
@@ -62,7 +66,27 @@ JOURNEY = {
 }
 
 
-async def run_journey(stack: BenchStack) -> tuple[float, int, dict[str, int]]:
+COHORTS_SIZED = 20
+
+
+async def largest_history(stack: BenchStack, run_id: str, cohorts: int) -> dict[str, int]:
+    """The largest history among the run's first cohorts (every run of each workflow id):
+    events, bytes, and the largest single event, against Temporal's limits."""
+    largest = {"events": 0, "bytes": 0, "largest_event_bytes": 0}
+    for n in range(1, min(cohorts, COHORTS_SIZED) + 1):
+        workflow_id = f"{run_id}/cohort-{n:06d}"
+        async for execution in stack.client.list_workflows(f'WorkflowId = "{workflow_id}"'):
+            history = await stack.client.get_workflow_handle(
+                workflow_id, run_id=execution.run_id
+            ).fetch_history()
+            sizes = [event.ByteSize() for event in history.events]
+            largest["events"] = max(largest["events"], len(sizes))
+            largest["bytes"] = max(largest["bytes"], sum(sizes))
+            largest["largest_event_bytes"] = max(largest["largest_event_bytes"], *sizes)
+    return largest
+
+
+async def run_journey(stack: BenchStack) -> tuple[float, int, dict[str, int], dict[str, int]]:
     db = Database(stack.settings.resolved_database_url)
     try:
         started_at = time.perf_counter()
@@ -79,7 +103,12 @@ async def run_journey(stack: BenchStack) -> tuple[float, int, dict[str, int]]:
             break
         await asyncio.sleep(0.2)
     log(f"run {started.run_id}: {result.cohorts} cohorts, {executions} executions, {events} events")
-    return elapsed, events, result.counts
+    return (
+        elapsed,
+        events,
+        result.counts,
+        await largest_history(stack, started.run_id, result.cohorts),
+    )
 
 
 async def measure_ceiling(stack: BenchStack, devices: list[SeededDevice]) -> tuple[float, int]:
@@ -166,7 +195,7 @@ async def compare(args: argparse.Namespace) -> None:
                 for name, tree, env in workers if round_no % 2 else workers[::-1]:
                     async with WorkerProcess(env, home, tree) as worker:
                         await polling(stack, worker)
-                        elapsed, _, counts = await run_journey(stack)
+                        elapsed, _, counts, _ = await run_journey(stack)
                     delivered = Counts.of(counts).push("delivered")
                     rate = round(delivered / elapsed, 1)
                     log(f"round {round_no} {name}: {rate} deliveries/s")
@@ -196,7 +225,7 @@ async def main(args: argparse.Namespace) -> None:
             devices = await seed(stack, args.profiles)
             log(f"seeded {args.profiles} profiles, {len(devices)} devices")
             async with WorkerProcess(stack.env, home) as worker:
-                elapsed, events, counts = await run_journey(stack)
+                elapsed, events, counts, cohort_history = await run_journey(stack)
             accepted = await stack.sims.stats()
             pushes = accepted["apns"]["accepted"] + accepted["fcm"]["accepted"]
             delivered = Counts.of(counts).push("delivered")
@@ -214,6 +243,7 @@ async def main(args: argparse.Namespace) -> None:
                     "history_events_per_push": round(events / max(1, delivered), 4),
                     "pushes": pushes,
                     "worker_peak_rss_mb": worker.peak_rss_mb,
+                    "cohort_history": cohort_history,
                 }
             )
 
