@@ -106,28 +106,36 @@ async def accepted_at(
     """When the simulators first accepted a push for each profile (any of its devices), and
     how many pushes they accepted beyond one per device. Polls the simulators' counters
     (cheap) and reads the records once they can all be in (``others``: pushes to other
-    devices expected meanwhile)."""
+    devices expected meanwhile), and once more at the deadline, whatever the count."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + deadline_s
-    received: dict[str, float] = {}
-    extra = 0
     while loop.time() < deadline:
         if await accepted_count(stack) - already >= len(tokens) + others:
-            received.clear()
-            seen: set[str] = set()
-            extra = 0
-            for provider in ("apns", "fcm"):
-                for record in await stack.sims.accepted(provider):
-                    profile_id = tokens.get(record.token)
-                    if profile_id is None:
-                        continue
-                    extra += record.token in seen
-                    seen.add(record.token)
-                    received[profile_id] = min(received.get(profile_id, 1e18), record.received_at)
-            if len(seen) == len(tokens):
-                break
+            received, extra, seen = await read_accepted(stack, tokens)
+            if seen == len(tokens):
+                return received, extra
         await asyncio.sleep(0.5)
+    received, extra, _ = await read_accepted(stack, tokens)
     return received, extra
+
+
+async def read_accepted(
+    stack: BenchStack, tokens: dict[str, str]
+) -> tuple[dict[str, float], int, int]:
+    """From the simulators' records: per profile its first accepted push, the pushes
+    accepted beyond one per device, and how many of the devices got one."""
+    received: dict[str, float] = {}
+    seen: set[str] = set()
+    extra = 0
+    for provider in ("apns", "fcm"):
+        for record in await stack.sims.accepted(provider):
+            profile_id = tokens.get(record.token)
+            if profile_id is None:
+                continue
+            extra += record.token in seen
+            seen.add(record.token)
+            received[profile_id] = min(received.get(profile_id, 1e18), record.received_at)
+    return received, extra, len(seen)
 
 
 async def until_accepted(stack: BenchStack, count: int) -> None:
