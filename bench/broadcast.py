@@ -21,6 +21,10 @@ The last line of output is one JSON object:
 
 --store postgres runs it on a fresh database of a local PostgreSQL server (--postgres).
 The ceiling is measured on the first --ceiling-sample devices (50,000): a steady rate.
+  cohort_history           the largest of the first cohorts' histories (up to 20, all of
+                           their runs): events, bytes, and its largest event's bytes
+                           (Temporal warns at 10,240 events or 10 MB a history, and refuses
+                           a payload over 2 MB)
 """
 
 from __future__ import annotations
@@ -78,7 +82,27 @@ JOURNEY = {
 }
 
 
-async def run_journey(stack: BenchStack) -> tuple[float, int, dict[str, int]]:
+COHORTS_SIZED = 20
+
+
+async def largest_history(stack: BenchStack, run_id: str, cohorts: int) -> dict[str, int]:
+    """The largest history among the run's first cohorts (every run of each workflow id):
+    events, bytes, and the largest single event, against Temporal's limits."""
+    largest = {"events": 0, "bytes": 0, "largest_event_bytes": 0}
+    for n in range(1, min(cohorts, COHORTS_SIZED) + 1):
+        workflow_id = f"{run_id}/cohort-{n:06d}"
+        async for execution in stack.client.list_workflows(f'WorkflowId = "{workflow_id}"'):
+            history = await stack.client.get_workflow_handle(
+                workflow_id, run_id=execution.run_id
+            ).fetch_history()
+            sizes = [event.ByteSize() for event in history.events]
+            largest["events"] = max(largest["events"], len(sizes))
+            largest["bytes"] = max(largest["bytes"], sum(sizes))
+            largest["largest_event_bytes"] = max(largest["largest_event_bytes"], *sizes)
+    return largest
+
+
+async def run_journey(stack: BenchStack) -> tuple[float, int, dict[str, int], dict[str, int]]:
     db = Database(stack.settings.resolved_database_url)
     try:
         started_at = time.perf_counter()
@@ -95,7 +119,12 @@ async def run_journey(stack: BenchStack) -> tuple[float, int, dict[str, int]]:
             break
         await asyncio.sleep(0.2)
     log(f"run {started.run_id}: {result.cohorts} cohorts, {executions} executions, {events} events")
-    return elapsed, events, result.counts
+    return (
+        elapsed,
+        events,
+        result.counts,
+        await largest_history(stack, started.run_id, result.cohorts),
+    )
 
 
 async def measure_ceiling(stack: BenchStack, devices: list[SeededDevice]) -> tuple[float, int]:
@@ -182,7 +211,7 @@ async def compare(args: argparse.Namespace) -> None:
                 for name, tree, env in workers if round_no % 2 else workers[::-1]:
                     async with WorkerProcess(env, home, tree) as worker:
                         await polling(stack, worker)
-                        elapsed, _, counts = await run_journey(stack)
+                        elapsed, _, counts, _ = await run_journey(stack)
                     delivered = Counts.of(counts).push("delivered")
                     rate = round(delivered / elapsed, 1)
                     log(f"round {round_no} {name}: {rate} deliveries/s")
@@ -228,7 +257,7 @@ async def main(args: argparse.Namespace) -> None:
             async with WorkerProcess(stack.env, home) as worker:
                 await polling(stack, worker)
                 cpu_before = cpu_seconds()
-                elapsed, events, counts = await run_journey(stack)
+                elapsed, events, counts, cohort_history = await run_journey(stack)
                 cpu_after = cpu_seconds()
                 temporal_rss_mb = rss_mb("temporal")
             received = await exactly_once(stack, devices)
@@ -265,6 +294,7 @@ async def main(args: argparse.Namespace) -> None:
                         (home / "temporal" / "temporal.db").stat().st_size / 2**20, 1
                     ),
                     "store_mb": await store_size_mb(stack.settings.resolved_database_url),
+                    "cohort_history": cohort_history,
                 }
             )
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,8 +183,14 @@ class SeededDevice:
     token: str
 
 
-async def seed(stack: BenchStack, profiles: int, seed: int = 1) -> list[SeededDevice]:
-    """N profiles with about 1.5 devices each, iOS and Android mixed, written in bulk."""
+async def seed(
+    stack: BenchStack,
+    profiles: int,
+    seed: int = 1,
+    attributes: Callable[[int], dict[str, Any]] | None = None,
+) -> list[SeededDevice]:
+    """N profiles with about 1.5 devices each, iOS and Android mixed, written in bulk;
+    ``attributes`` adds attributes to the n-th profile's."""
     rng = random.Random(seed)
     db = Database(stack.settings.resolved_database_url)
     box = SecretBox.from_settings(None, stack.home)
@@ -202,7 +208,7 @@ async def seed(stack: BenchStack, profiles: int, seed: int = 1) -> list[SeededDe
             profile_rows.append(
                 {
                     "id": profile_id,
-                    "attributes": {"first_name": f"P{n}"},
+                    "attributes": {"first_name": f"P{n}"} | (attributes(n) if attributes else {}),
                     "created_at": now,
                     "updated_at": now,
                 }

@@ -31,6 +31,7 @@ class Answer:
 @dataclass
 class LoadResult:
     elapsed_s: float  # first request queued to last answer read
+    started_at: float = 0.0  # wall clock (time.time()) when the first request was due
     answers: list[Answer] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # connections that broke, and why
 
@@ -90,6 +91,7 @@ async def post_open_loop(
 
     workers = [asyncio.create_task(connection()) for _ in range(connections)]
     started = time.perf_counter()
+    result.started_at = time.time()
     for index, request in enumerate(requests):
         delay = started + index / rate - time.perf_counter()
         if delay > 0:

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         description="Task queue of the journey interpreter (workflows, audience and records "
         "activities).",
     )
+    triggered_task_queue: str | None = Field(
+        default=None,
+        description="Task queue of triggered entries (a cohort of one each), polled by every "
+        "interpreter worker beside its own, so an entry's workflow tasks never queue behind "
+        "a broadcast's. Default: the interpreter's queue name followed by `-triggered`.",
+    )
     delivery_task_queue: str | None = Field(
         default=None,
         description="Task queue of the delivery activities, so delivery workers can scale on "
@@ -160,7 +166,7 @@ class Settings(BaseSettings):
     )
 
     # --- engine -------------------------------------------------------------------------------
-    cohort_size: int = Field(default=500, ge=1, le=5000)
+    cohort_size: int = Field(default=1000, ge=1, le=5000)
     cohort_window: int = Field(
         default=8, ge=1, le=1000, description="Cohort workflows running at once per journey run."
     )
@@ -268,6 +274,10 @@ class Settings(BaseSettings):
             return []
         text = self.secret_key.get_secret_value().replace(",", " ")
         return [key.encode() for key in text.split()]
+
+    @property
+    def triggered_queue(self) -> str:
+        return self.triggered_task_queue or f"{self.task_queue}-triggered"
 
     @property
     def delivery_queue(self) -> str:

@@ -36,7 +36,7 @@ from tidings.temporal.client import configured_address, connect
 from tidings.temporal.devserver import StackError, TemporalEndpoint, temporal_endpoint
 from tidings.webhooks.dispatcher import dispatching
 from tidings.worker.main import run_worker
-from tidings.worker.resources import build_worker, worker_resources
+from tidings.worker.resources import QUEUE_ROLES, build_workers, worker_resources
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +83,16 @@ async def serving_api(app: object, host: str, port: int) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def running(worker: Any) -> AsyncIterator[None]:
-    """Run a Temporal worker in this event loop while the context lasts."""
-    task = asyncio.create_task(worker.run())
+async def running(*workers: Any) -> AsyncIterator[None]:
+    """Run Temporal workers in this event loop while the context lasts."""
+    tasks = [asyncio.create_task(worker.run()) for worker in workers]
     try:
         yield
     finally:
-        await worker.shutdown()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.gather(*(worker.shutdown() for worker in workers))
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 @contextlib.asynccontextmanager
@@ -110,7 +111,7 @@ async def engine(settings: Settings) -> AsyncIterator[tuple[Client, Database]]:
             return
         async with (
             worker_resources(settings) as resources,
-            running(build_worker(client, settings, resources)),
+            running(*build_workers(client, settings, resources, QUEUE_ROLES)),
             # beside every worker, the forwarder of interactions and custom events, and the
             # dispatcher of the webhook outbox
             forwarding(client, resources.db, entries=EntryOptions.of(settings)),

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         COHORT_REPORT_SIGNAL,
         INTERACTIONS_SIGNAL,
         PROMOTE_SIGNAL,
+        REPORT_REQUEST_SIGNAL,
         BranchPromotion,
         CohortInput,
         CohortProgress,
@@ -77,6 +78,9 @@ class CohortWorkflow:
         self._woken = False
         self._busy: set[str] = set()
         self._tasks: dict[asyncio.Task[None], list[str]] = {}
+        # whether a successful end is reported to the run by signal (else the run counts
+        # this cohort's completion as its child's)
+        self._report_success = not cohort.report_only_when_asked
 
     @workflow.signal(name=INTERACTIONS_SIGNAL)
     def interactions(self, batch: InteractionBatch) -> None:
@@ -117,6 +121,12 @@ class CohortWorkflow:
         (the run and the store record one promotion per split)."""
         self._state.promotions.setdefault(promotion.node_id, promotion.branch)
 
+    @workflow.signal(name=REPORT_REQUEST_SIGNAL)
+    def report_requested(self) -> None:
+        """The run that started this cohort continues as new: only a report reaches the
+        next run."""
+        self._report_success = True
+
     @workflow.query
     def counts(self) -> dict[str, int]:
         return dict(self._state.counts)
@@ -133,8 +143,9 @@ class CohortWorkflow:
     @workflow.run
     async def run(self, cohort: CohortInput) -> CohortResult:
         """Interpret the journey, then report the end (its counts, or what failed it) to the
-        run that asked for reports: the run may have continued as new since it started this
-        cohort, so it counts the report, not the child's completion."""
+        run that asked for reports: a failure always, a success once the run has asked (it
+        is about to continue as new, and the next run counts the report, not the child's
+        completion)."""
         try:
             result = await self._interpret(cohort)
         except (FailureError, asyncio.CancelledError) as error:
@@ -146,7 +157,7 @@ class CohortWorkflow:
         return result
 
     async def _report(self, cohort: CohortInput, result: CohortResult, error: str | None) -> None:
-        if cohort.report_to is None:
+        if cohort.report_to is None or (error is None and not self._report_success):
             return
         report = CohortReport(workflow.info().workflow_id, result, error)
         try:
@@ -207,7 +218,13 @@ class CohortWorkflow:
             if not self._tasks and (state.cancelled or not state.active()):
                 break
             if not self._tasks and self._history_full(cohort):
-                workflow.continue_as_new(dataclasses.replace(cohort, snapshot=state.snapshot()))
+                workflow.continue_as_new(
+                    dataclasses.replace(
+                        cohort,
+                        snapshot=state.snapshot(),
+                        report_only_when_asked=not self._report_success,
+                    )
+                )
             steps_now = 0
             wake = state.next_wake(self._busy)
             if self._tasks and wake is not None and not self._steps_may_overlap():

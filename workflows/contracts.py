@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
 class EngineOptions:
     """Tuning a starter takes from its settings; workflows cannot read the environment."""
 
-    cohort_size: int = 500
+    cohort_size: int = 1000
     cohort_window: int = 8
     audience_page_size: int = 2000
     delivery_heartbeat_timeout: timedelta = timedelta(seconds=30)
@@ -111,6 +111,10 @@ class CohortInput:
     # the workflow id of the run to report the cohort's end to (None: report nothing; the
     # cohorts of runs from before reports, and triggered entries, which have no run)
     report_to: str | None = None
+    # report to ``report_to`` only a failure, or once the run asks (REPORT_REQUEST_SIGNAL,
+    # before it continues as new): otherwise the run counts the cohort's completion as its
+    # child's, which costs both histories fewer events than a signal
+    report_only_when_asked: bool = False
     # experiment splits promoted before the cohort started: node id -> the winning branch
     promotions: dict[str, int] = field(default_factory=dict)
 
@@ -173,6 +177,9 @@ PROMOTE_SIGNAL = "promote-branch"
 # Run workflow: a cohort it started has ended (its counts, or its failure). Cohorts report by
 # signal to the run's workflow id, which outlives the run's continue-as-new.
 COHORT_REPORT_SIGNAL = "cohort-report"
+# Cohort workflow: report your end to the run by signal (COHORT_REPORT_SIGNAL), whatever
+# ``report_only_when_asked`` said: the run that started you is about to continue as new.
+REPORT_REQUEST_SIGNAL = "report-end"
 
 
 @dataclass(frozen=True)

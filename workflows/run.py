@@ -5,12 +5,15 @@ know of each profile (time zone, the attributes conditions read); at most ``coho
 cohorts run at once. A cancel stops new cohorts, asks the running ones to stop taking steps,
 and waits for their sends in flight to settle before the run records itself as cancelled.
 
-Cohorts outlive the run's continue-as-new: they are started with ``ParentClosePolicy.ABANDON``
-and each reports its end by signalling the run's workflow id, which stays the same across
-continue-as-new. The run carries the ids of the cohorts still running in its progress and
-counts each report once by cohort id, so a run whose history is full continues as new at
-once, and a journey with a day-long delay never holds its audience back a day. Runs started
-before this (no patch marker) wait for every running cohort before they continue as new.
+Cohorts outlive the run's continue-as-new: they are started with ``ParentClosePolicy.ABANDON``,
+and the run carries the ids of the cohorts still running in its progress and counts each end
+once by cohort id, so a run whose history is full continues as new at once, and a journey
+with a day-long delay never holds its audience back a day. A cohort's end reaches the run
+that started it as its child's completion; before continuing as new, the run asks its
+running cohorts to report their end instead, by signalling its workflow id, which stays the
+same across continue-as-new (a failed cohort always reports). Runs recorded before that
+patch had every cohort report; runs started before cohorts reported at all (no patch
+marker) wait for every running cohort before they continue as new.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         CANCEL_SIGNAL,
         COHORT_REPORT_SIGNAL,
         PROMOTE_SIGNAL,
+        REPORT_REQUEST_SIGNAL,
         BranchPromotion,
         CohortInput,
         CohortReport,
@@ -63,6 +67,11 @@ STORE_RETRY = RetryPolicy(
 # Cohorts report their end by signal and outlive the run's continue-as-new (DESIGN.md
 # decision 7: runs recorded before this replay on the old path).
 PATCH_COHORTS_REPORT = "run-cohorts-report"
+# Cohorts report a successful end only when asked, before the run continues as new (a
+# failure always): the run counts the others' completions as its children's, a signal, its
+# acknowledgement and a workflow task fewer a cohort. Runs recorded before this ask every
+# cohort for a report.
+PATCH_REPORTS_ON_REQUEST = "run-cohorts-report-on-request"
 # Experiment splits with ``promote: auto``: the run looks for a winner on a timer. Asked only
 # by runs of journeys that have one, so no other history carries the marker.
 PATCH_AUTO_PROMOTE = "run-auto-promote"
@@ -91,6 +100,8 @@ class JourneyRunWorkflow:
         self._worked = False
         # promotions not yet passed on to the running cohorts
         self._unsent_promotions: list[BranchPromotion] = []
+        # the cohorts this run starts report a successful end only when asked
+        self._reports_on_request = False
 
     @workflow.query
     def progress(self) -> RunProgress:
@@ -138,6 +149,7 @@ class JourneyRunWorkflow:
         if self._cohorts_report():
             # (runs from before this lost such a cancel, and replay as they ran)
             progress.cancelled = progress.cancelled or cancelled_early
+            self._reports_on_request = self._cohorts_report_on_request()
             await self._run_cohorts(run)
         else:
             await self._run_cohorts_awaiting_each(run)
@@ -188,6 +200,10 @@ class JourneyRunWorkflow:
             if not running and (progress.cancelled or self._audience_done()):
                 return
             if self._worked and self._history_full(options):
+                if self._reports_on_request:
+                    await self._ask_for_reports()
+                    self._count_ended()
+                    progress.running_cohorts = list(running)
                 workflow.continue_as_new(dataclasses.replace(run, progress=progress))
             if not progress.cancelled:
                 self._worked = await self._start_cohorts(run) or self._worked
@@ -231,6 +247,7 @@ class JourneyRunWorkflow:
                         facts,
                         report_to=workflow.info().workflow_id,
                         promotions=dict(progress.promotions),
+                        report_only_when_asked=self._reports_on_request,
                     ),
                 )
             )
@@ -274,12 +291,35 @@ class JourneyRunWorkflow:
             )
 
     @staticmethod
-    async def _signal_cohort(cohort_id: str, signal: str, argument: BranchPromotion) -> bool:
+    async def _signal_cohort(
+        cohort_id: str, signal: str, argument: BranchPromotion | None = None
+    ) -> bool:
+        handle = workflow.get_external_workflow_handle(cohort_id)
         try:
-            await workflow.get_external_workflow_handle(cohort_id).signal(signal, argument)
+            if argument is None:
+                await handle.signal(signal)
+            else:
+                await handle.signal(signal, argument)
         except FailureError:
             return False  # it has closed
         return True
+
+    async def _ask_for_reports(self) -> None:
+        """Before continuing as new: the cohorts this run started would end as its
+        children, unseen by the next run, so ask each to report by signal. One that has
+        closed already cannot be asked: its end reaches this run as its child's, awaited
+        here. (Cohorts a previous run started were asked by it.)"""
+        asked = [
+            (cohort_id, handle)
+            for cohort_id, handle in self._running.items()
+            if handle is not None and not handle.done()
+        ]
+        reached = await asyncio.gather(
+            *(self._signal_cohort(cohort_id, REPORT_REQUEST_SIGNAL) for cohort_id, _ in asked)
+        )
+        closed = [handle for (_, handle), ok in zip(asked, reached, strict=True) if not ok]
+        if closed:
+            await workflow.wait_condition(lambda: all(h.done() for h in closed))
 
     def _judge_experiments(self, run: JourneyRunInput) -> asyncio.Task[None] | None:
         """With experiment splits to promote automatically, a task that asks an activity for
@@ -430,6 +470,12 @@ class JourneyRunWorkflow:
         """Whether this run's cohorts report by signal and may outlive it (else: the path of
         runs recorded before)."""
         return workflow.patched(PATCH_COHORTS_REPORT)
+
+    @staticmethod
+    def _cohorts_report_on_request() -> bool:
+        """Whether the cohorts this run starts report a successful end only when asked
+        (else: every cohort reports, the path of runs recorded before)."""
+        return workflow.patched(PATCH_REPORTS_ON_REQUEST)
 
     def _audience_done(self) -> bool:
         return self._progress.exhausted and not self._progress.buffered

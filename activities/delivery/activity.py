@@ -16,7 +16,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -49,6 +49,7 @@ from tidings.observe.context import bound
 from tidings.observe.metrics import count_pushes
 from tidings.push import AppSenders, Outcome, SenderRegistry, SendResult
 from tidings.push.credentials import AppCredentials
+from tidings.push.sender import urgent_sends
 from tidings.store.apps import credentials_generation, open_credentials
 from tidings.store.db import Database
 from tidings.store.fences import AttemptFence, release_fence, take_fence
@@ -103,7 +104,10 @@ class DeliveryActivities(DeliveryActivity):
         # SQLite, a restarting PostgreSQL) must never look like a dead worker to Temporal, or
         # it would start a second attempt that sends the same open rows at the same time
         ids = bound(app_id=batch.app_id, run_id=batch.run_id, workflow_id=batch.workflow_id)
-        with ids:
+        # a local activity is a triggered entry's send: it takes the senders' urgent lane,
+        # so a broadcast sending meanwhile does not hold it back
+        lane = urgent_sends() if activity.info().is_local else nullcontext()
+        with ids, lane:
             async with self._heartbeating():
                 return await self._deliver(batch)
 

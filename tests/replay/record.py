@@ -291,6 +291,25 @@ async def b_cancel_continued(s: Scene) -> None:
     await save_run(s, started, "b-cancel-continued", cohorts=2)
 
 
+# f-: cohorts report a successful end only when the run asks, before it continues as new;
+# the others' ends reach the run as its children's completions.
+async def f_broadcast(s: Scene) -> None:
+    await save_run(s, await s.start(journey(push("hello")), ["a", "b"]), "f-broadcast")
+
+
+async def f_run_continue_as_new(s: Scene) -> None:
+    started = await s.start(
+        journey(
+            push("one", next="pause"),
+            {"id": "pause", "type": "delay", "duration": "2s", "next": "two"},
+            push("two"),
+        ),
+        ["a", "b", "c"],
+        options=continuing_run(s),
+    )
+    await save_run(s, started, "f-run-continue-as-new", cohorts=3)
+
+
 async def a_ttl_quiet_hours(s: Scene) -> None:
     async def start(at: datetime) -> StartedRun:
         paris = at.astimezone(ZoneInfo("Europe/Paris"))
@@ -454,6 +473,8 @@ SHAPES: list[Callable[[Scene], Awaitable[None]]] = [
     d_scheduled,
     e_experiment,
     e_best_hour,
+    f_broadcast,
+    f_run_continue_as_new,
 ]
 
 

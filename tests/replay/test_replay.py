@@ -85,6 +85,11 @@ def test_every_journey_shape_has_recorded_histories() -> None:
         assert any(n.startswith(f"{shape}-run") for n in names), shape
         assert any(n.startswith(f"{shape}-cohort-") for n in names), shape
     assert {"b-run-continue-as-new-run-1", "b-run-continue-as-new-run-2"} <= names
+    # cohorts that report only when asked, by a run about to continue as new
+    for shape in ("f-broadcast", "f-run-continue-as-new"):
+        assert any(n.startswith(f"{shape}-run") for n in names), shape
+        assert any(n.startswith(f"{shape}-cohort-") for n in names), shape
+    assert {"f-run-continue-as-new-run-1", "f-run-continue-as-new-run-2"} <= names
     # a schedule's firing, and the run it started as its child
     assert {"d-scheduled-firing", "d-scheduled-run", "d-scheduled-cohort-1"} <= names
     # an experiment split judged by the run, promoted, and taken by later profiles

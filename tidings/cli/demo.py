@@ -46,7 +46,7 @@ from tidings.store.models import Delivery
 from tidings.store.reports import Funnel, run_funnel
 from tidings.temporal.client import connect
 from tidings.temporal.devserver import free_port, temporal_endpoint
-from tidings.worker.resources import build_worker, worker_resources
+from tidings.worker.resources import QUEUE_ROLES, build_workers, worker_resources
 
 APP_ID = "demo"
 BUNDLE_ID = "com.example.tidings.demo"
@@ -110,7 +110,7 @@ async def run_demo(settings: Settings, options: DemoOptions, console: Console) -
             client = await connect(temporal.address)
             async with (
                 worker_resources(settings) as resources,
-                running(build_worker(client, settings, resources)),
+                running(*build_workers(client, settings, resources, QUEUE_ROLES)),
                 serving_api(
                     _api_with_console(settings, resources.db, client),
                     settings.api_host,

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDReusePolicy
@@ -34,7 +35,7 @@ from tidings.settings import Settings
 from tidings.store.db import Database
 from tidings.store.journey_events import running_entries
 from tidings.store.models import CustomEvent, JourneyRun, Profile
-from tidings.store.triggers import NewEntry, active_triggers, entries_of_profile, prior_visits
+from tidings.store.triggers import NewEntry, active_triggers, entries_of_profiles, prior_visits
 from tidings.store.types import utcnow
 from tidings.temporal.search import start_options
 from workflows.cohort import CohortWorkflow
@@ -65,14 +66,15 @@ def signal_event(event: CustomEvent) -> InteractionEvent:
 
 @dataclass(frozen=True)
 class EntryOptions:
-    """Where triggered entries run: the workers' task queue and engine options."""
+    """Where triggered entries run: their own task queue, which every interpreter worker
+    polls beside the interpreter's, and engine options."""
 
     task_queue: str
     engine: EngineOptions
 
     @classmethod
     def of(cls, settings: Settings) -> EntryOptions:
-        return cls(settings.task_queue, engine_options(settings))
+        return cls(settings.triggered_queue, engine_options(settings))
 
 
 @dataclass
@@ -119,7 +121,7 @@ class EntryStarter:
             triggers = {
                 name: await active_triggers(session, name) for name in {e.name for e in events}
             }
-            known = {p: await self._known(session, p) for p in by_profile}
+            known = await self._known(session, list(by_profile))
         plans: dict[int, EventPlan] = {}
 
         async def one_profile(profile_id: str) -> None:
@@ -136,16 +138,25 @@ class EntryStarter:
         await asyncio.gather(*(one_profile(p) for p in by_profile))
         return plans
 
-    async def _known(self, session: AsyncSession, profile_id: str) -> _Known:
-        entries = {}
-        for entry in await entries_of_profile(session, profile_id):
-            entries[entry.journey_id] = (entry.run_id, entry.workflow_id, entry.last_entered_at)
-            await self._snapshot(session, entry.run_id)
-        return _Known(
-            await session.get(Profile, profile_id),
-            entries,
-            await running_entries(session, profile_id),
-        )
+    async def _known(self, session: AsyncSession, profile_ids: list[str]) -> dict[str, _Known]:
+        """What the round must know of each of its profiles: three queries for all of
+        them, not three a profile."""
+        entries = await entries_of_profiles(session, profile_ids)
+        listening = await running_entries(session, profile_ids)
+        profiles = {
+            profile.id: profile
+            for profile in (
+                await session.exec(select(Profile).where(col(Profile.id).in_(profile_ids)))
+            ).all()
+        }
+        known: dict[str, _Known] = {}
+        for profile_id in profile_ids:
+            mine = {}
+            for entry in entries[profile_id]:
+                mine[entry.journey_id] = (entry.run_id, entry.workflow_id, entry.last_entered_at)
+                await self._snapshot(session, entry.run_id)
+            known[profile_id] = _Known(profiles.get(profile_id), mine, listening[profile_id])
+        return known
 
     async def _plan_event(
         self, event: CustomEvent, triggers: list[JourneyRun], known: _Known, plan: EventPlan

@@ -31,10 +31,12 @@ from tidings.push.message import apns_payload, apns_priority
 from tidings.push.outcome import Outcome, SendResult, apns_gone_at, apns_known, classify_apns
 from tidings.push.sender import (
     NOT_PROCESSED_RESENDS,
+    URGENT_SENDS,
     ProviderRoutes,
     ResultSink,
     SendItem,
     seconds_left,
+    urgent_slots,
 )
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class ApnsSender:
         self.credentials = credentials
         self._timeout_s = timeout_s
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._urgent_slots = asyncio.Semaphore(urgent_slots(max_in_flight))
         ssl_context = routes.ssl_context() or ssl.create_default_context()
         options = {
             "topic": credentials.bundle_id,
@@ -94,8 +97,10 @@ class ApnsSender:
     async def send_batch(
         self, items: Sequence[SendItem], on_result: ResultSink | None = None
     ) -> list[SendResult]:
+        slots = self._urgent_slots if URGENT_SENDS.get() else self._slots
+
         async def one(index: int, item: SendItem) -> SendResult:
-            async with self._slots:
+            async with slots:
                 started = time.perf_counter()
                 result = await self._send_in_slot(item)
                 PROVIDER_LATENCY.labels("apns", result.outcome.value).observe(
@@ -110,7 +115,7 @@ class ApnsSender:
 
     async def send(self, item: SendItem) -> SendResult:
         """One push; every answer and every failure becomes a classified result."""
-        async with self._slots:
+        async with self._urgent_slots if URGENT_SENDS.get() else self._slots:
             return await self._send_in_slot(item)
 
     async def _send_in_slot(self, item: SendItem) -> SendResult:

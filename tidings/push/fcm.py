@@ -32,11 +32,13 @@ from tidings.push.masking import mask_token
 from tidings.push.message import PushMessage, android_tag, fcm_apns_headers, fcm_aps_dictionary
 from tidings.push.outcome import Outcome, SendResult, classify_fcm, fcm_known
 from tidings.push.sender import (
+    URGENT_SENDS,
     InFlightLimit,
     ProviderRoutes,
     ResultSink,
     SendItem,
     seconds_left,
+    urgent_slots,
 )
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ class FcmSender:
         )
         self._chunk = max(1, min(FCM_BATCH_LIMIT, max_in_flight))
         self._in_flight = InFlightLimit(max_in_flight)
+        self._urgent_in_flight = InFlightLimit(urgent_slots(max_in_flight))
 
     @property
     def app(self) -> firebase_admin.App:
@@ -145,7 +148,8 @@ class FcmSender:
                 await recorded  # the request's share of the in-flight bound until recorded
             return result
 
-        async with self._in_flight.hold(len(messages)):
+        limit = self._urgent_in_flight if URGENT_SENDS.get() else self._in_flight
+        async with limit.hold(len(messages)):
             return list(await asyncio.gather(*(one(i, m) for i, m in enumerate(messages))))
 
     @staticmethod

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -73,6 +74,29 @@ class ProviderRoutes:
                 raise ValueError(f"TIDINGS_APNS_ENDPOINT must be host:port, got {apns_endpoint!r}")
             route = (host, int(port))
         return cls(apns_route=route, fcm_endpoint=fcm_endpoint, ca_file=ca_file)
+
+
+# Sends of triggered entries (a cohort of one; its delivery a local activity) take in-flight
+# slots of their own, beside the ones a broadcast's batches share, so a trigger's push never
+# queues behind thousands of a broadcast's in the same sender: the delivery activity marks
+# them (``urgent_sends``) and each sender picks the lane per request.
+URGENT_SENDS: ContextVar[bool] = ContextVar("tidings_urgent_sends", default=False)
+# one slot in this many is reserved for urgent sends, at least one
+URGENT_SHARE = 16
+
+
+def urgent_slots(max_in_flight: int) -> int:
+    return max(1, max_in_flight // URGENT_SHARE)
+
+
+@contextmanager
+def urgent_sends() -> Iterator[None]:
+    """The sends made in this context (and the tasks it starts) take the urgent lane."""
+    token = URGENT_SENDS.set(True)
+    try:
+        yield
+    finally:
+        URGENT_SENDS.reset(token)
 
 
 class InFlightLimit:

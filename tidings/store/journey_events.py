@@ -3,7 +3,7 @@ the routing of custom events to running journeys."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlmodel import col, select
@@ -48,14 +48,19 @@ async def write_journey_events(
         await session.exec(statement, params=rows[start : start + BATCH])
 
 
-async def running_entries(session: AsyncSession, profile_id: str) -> list[tuple[str, JourneyRun]]:
-    """(cohort workflow id, run) of every running audience run the profile entered whose
-    journey listens for custom events."""
+async def running_entries(
+    session: AsyncSession, profile_ids: Collection[str]
+) -> dict[str, list[tuple[str, JourneyRun]]]:
+    """Per profile, (cohort workflow id, run) of every running audience run it entered whose
+    journey listens for custom events: one query for all of them."""
+    found: dict[str, list[tuple[str, JourneyRun]]] = {p: [] for p in profile_ids}
     result = await session.exec(
-        select(col(JourneyEvent.workflow_id), JourneyRun)
+        select(col(JourneyEvent.profile_id), col(JourneyEvent.workflow_id), JourneyRun)
         .join(JourneyRun, col(JourneyRun.id) == col(JourneyEvent.run_id))
-        .where(col(JourneyEvent.profile_id) == profile_id)
+        .where(col(JourneyEvent.profile_id).in_(list(profile_ids)))
         .where(col(JourneyEvent.kind) == "entered")
         .where(col(JourneyRun.status) == RunStatus.RUNNING.value)
     )
-    return [(workflow_id, run) for workflow_id, run in result.all()]
+    for profile_id, workflow_id, run in result.all():
+        found[profile_id].append((workflow_id, run))
+    return found

@@ -79,14 +79,6 @@ class QueueChoiceError(ValueError):
     """A worker asked to serve queues the settings do not separate."""
 
 
-def build_worker(client: Client, settings: Settings, resources: WorkerResources) -> Worker:
-    """One worker serving both roles (the default process)."""
-    workers = build_workers(client, settings, resources, QUEUE_ROLES)
-    if len(workers) != 1:
-        raise QueueChoiceError("delivery runs on a queue of its own: use build_workers")
-    return workers[0]
-
-
 def check_roles(settings: Settings, roles: Sequence[str]) -> bool:
     """Refuse (QueueChoiceError) roles the settings cannot serve apart; whether delivery has
     a task queue of its own."""
@@ -108,9 +100,10 @@ def build_workers(
     client: Client, settings: Settings, resources: WorkerResources, roles: Sequence[str]
 ) -> list[Worker]:
     """The Temporal workers serving ``roles`` (interpreter: the journey workflows and their
-    audience and records activities; delivery: the push sends). On one task queue (the
-    default) both roles are one worker; with TIDINGS_DELIVERY_TASK_QUEUE each role is a worker
-    of its own, and a process may serve either or both."""
+    audience and records activities, and triggered entries on a queue of their own; delivery:
+    the push sends). On one task queue (the default) both roles are one worker beside the
+    triggered entries'; with TIDINGS_DELIVERY_TASK_QUEUE each role is a worker of its own, and
+    a process may serve either or both."""
     separate = check_roles(settings, roles)
     delivery = DeliveryActivities(
         resources.db,
@@ -168,6 +161,24 @@ def build_workers(
                 ),
                 graceful_shutdown_timeout=grace,
                 # traced when tracing is on, also on a client that was connected without it
+                interceptors=interceptors,
+            )
+        )
+        # triggered entries poll with slots of their own: a broadcast's workflow and
+        # activity tasks never stand between an entry and its worker
+        workers.append(
+            Worker(
+                worker_client,
+                task_queue=settings.triggered_queue,
+                workflows=[CohortWorkflow],
+                activities=interpreter_activities,
+                max_concurrent_activities=16,
+                max_cached_workflows=(
+                    settings.workflow_cache_size
+                    if settings.workflow_cache_size is not None
+                    else SDK_WORKFLOW_CACHE_SIZE
+                ),
+                graceful_shutdown_timeout=grace,
                 interceptors=interceptors,
             )
         )
