@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter, pydantic_data_converter
 from temporalio.converter import CompositePayloadConverter
 
 from activities.contracts import FrequencyCap
@@ -14,6 +14,7 @@ from tidings.journeys import parse_definition
 from tidings.store.types import utcnow
 from tidings.temporal.converter import (
     SharedCachePydanticPayloadConverter,
+    warm_type_adapters,
     with_shared_type_adapters,
 )
 from workflows.contracts import CohortInput, EngineOptions, InteractionBatch, InteractionEvent
@@ -74,3 +75,19 @@ def test_payloads_are_the_stock_converters_bytes_both_ways() -> None:
         for _ in range(2):
             for reader in (SharedCachePydanticPayloadConverter(), stock):
                 assert reader.from_payloads(written, [type(value)]) == [value]
+
+
+def test_the_contract_types_adapters_are_built_before_any_workflow_runs() -> None:
+    built = warm_type_adapters()
+    # every dataclass of both contract modules: inputs, results, signals
+    assert built >= 20
+    cache = SharedCachePydanticPayloadConverter().converters[b"json/plain"]
+    assert isinstance(cache, PydanticJSONPlainPayloadConverter)
+    info = cache._type_adapter.cache_info()
+    assert info.currsize >= built
+    # a workflow's input then decodes from the adapter built at start
+    written = cache.to_payload(cohort_input())
+    assert written is not None
+    assert cache.from_payload(written, CohortInput) == cohort_input()
+    assert cache._type_adapter.cache_info().hits > info.hits
+    assert cache._type_adapter.cache_info().misses == info.misses

@@ -294,11 +294,11 @@ async def b_cancel_continued(s: Scene) -> None:
 # f-: cohorts report a successful end only when the run asks, before it continues as new;
 # the others' ends reach the run as its children's completions.
 async def f_broadcast(s: Scene) -> None:
-    await save_run(s, await s.start(journey(push("hello")), ["a", "b"]), "f-broadcast")
+    await save_run(s, await s.start_journey(journey(push("hello")), ["a", "b"]), "f-broadcast")
 
 
 async def f_run_continue_as_new(s: Scene) -> None:
-    started = await s.start(
+    started = await s.start_journey(
         journey(
             push("one", next="pause"),
             {"id": "pause", "type": "delay", "duration": "2s", "next": "two"},

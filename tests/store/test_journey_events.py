@@ -91,12 +91,15 @@ async def test_running_entries_are_the_running_runs_a_profile_entered(db: Databa
     await write(db, "r-other", "r-other/c1", JourneyEventRecord("ann", "postponed", "p"))
     await write(db, "r-other", "r-other/c2", JourneyEventRecord("bob", "entered", "e"))
     async with db.read() as session:
-        ann = await running_entries(session, "ann")
-        bob = await running_entries(session, "bob")
-        nobody = await running_entries(session, "cy")
-    assert [(w, r.id) for w, r in ann] == [("r-running/c1", "r-running")]
-    assert [(w, r.id) for w, r in bob] == [("r-other/c2", "r-other")]
-    assert nobody == []
+        found = await running_entries(session, ["ann", "bob", "cy"])
+        nobody = await running_entries(session, [])
+    # one query for every profile asked about, each with its own entries
+    assert {p: [(w, r.id) for w, r in entries] for p, entries in found.items()} == {
+        "ann": [("r-running/c1", "r-running")],
+        "bob": [("r-other/c2", "r-other")],
+        "cy": [],
+    }
+    assert nobody == {}
 
 
 async def test_a_user_maps_to_one_profile_remaps_and_pages_both_ways(db: Database) -> None:

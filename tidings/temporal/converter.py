@@ -17,6 +17,7 @@ bound keeps those few entries (and the run they belong to) from accumulating.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
 from temporalio.converter import (
@@ -29,7 +30,28 @@ from temporalio.converter import (
 # enough for every input, result and signal type of the journey workflows, several times
 TYPE_ADAPTER_CACHE_SIZE = 256
 
+# the modules whose types are every workflow's inputs, results and signals
+CONTRACT_MODULES = ("workflows.contracts", "activities.contracts")
+
+
 _SHARED_JSON = PydanticJSONPlainPayloadConverter(max_cached_type_adapters=TYPE_ADAPTER_CACHE_SIZE)
+
+
+def warm_type_adapters() -> int:
+    """Build the adapters of every contract type now, in the worker's main thread, before
+    any workflow runs. Built by the first workflow tasks instead, several threads at once
+    while modules they name may still be importing, an adapter could be left "not fully
+    defined", and stay so in the cache for the process' life, failing every workflow task
+    of its type; and no workflow task pays for building one. Returns how many were built."""
+    built = 0
+    for name in CONTRACT_MODULES:
+        module = importlib.import_module(name)
+        for value in vars(module).values():
+            defined_here = getattr(value, "__module__", None) == module.__name__
+            if defined_here and isinstance(value, type) and dataclasses.is_dataclass(value):
+                _SHARED_JSON._type_adapter(value)
+                built += 1
+    return built
 
 
 class SharedCachePydanticPayloadConverter(CompositePayloadConverter):

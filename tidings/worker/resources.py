@@ -26,7 +26,7 @@ from tidings.runs.options import engine_options as engine_options  # re-exported
 from tidings.settings import Settings
 from tidings.store.db import Database
 from tidings.store.secrets import SecretBox
-from tidings.temporal.converter import with_shared_type_adapters
+from tidings.temporal.converter import warm_type_adapters, with_shared_type_adapters
 from workflows.cohort import CohortWorkflow
 from workflows.run import JourneyRunWorkflow
 from workflows.scheduled import ScheduledRunWorkflow
@@ -121,7 +121,9 @@ def build_workers(
     records = RecordActivities(resources.db)
     # test sends go out beside the deliveries, through the same senders (activities/test_send)
     test_sends = TestSendActivities(resources.db, resources.senders, resources.secrets)
-    # the same connection, with a converter whose type adapters outlive each workflow run
+    # the same connection, with a converter whose type adapters outlive each workflow run,
+    # built here before any workflow thread starts
+    warm_type_adapters()
     worker_client = Client(
         **(client.config() | {"data_converter": with_shared_type_adapters(client.data_converter)})
     )
