@@ -85,7 +85,12 @@ class Scene:
         tokens = []
         for provider in devices:
             token = apns_token() if provider == "apns" else fcm_token()
-            device = {"profile_id": profile_id, "provider": provider, "token": token}
+            device = {
+                "profile_id": profile_id,
+                "create_profile": True,
+                "provider": provider,
+                "token": token,
+            }
             answer = await self.stack.http.post(f"/v1/apps/{APP}/devices", json=device)
             assert answer.status_code in (200, 201), answer.text
             tokens.append(token)
