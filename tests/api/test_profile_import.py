@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from sqlmodel import col, select
 
 from tests.api.conftest import Api
-from tidings.imports.records import RecordSplitter
+from tidings.imports.records import Record, RecordSplitter
 from tidings.store.models import AppUserMapping, Device, Profile
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
@@ -219,7 +219,7 @@ async def test_a_streamed_body_is_written_chunk_by_chunk_and_later_rows_win(api:
 def test_records_are_cut_on_line_breaks_outside_quotes_and_bounded() -> None:
     splitter = RecordSplitter(csv=True, max_record_bytes=16)
     body = b'a,"b\nc"\r\n' + b"x" * 40 + b'\n"q""\n""",1\nlast'
-    records = []
+    records: list[Record] = []
     for start in range(0, len(body), 3):
         records.extend(splitter.feed(body[start : start + 3]))
     records.extend(splitter.close())
