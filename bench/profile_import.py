@@ -5,7 +5,8 @@ one answers, PostgreSQL.
     python bench/profile_import.py --profiles 100000
 
 Imports N profiles as NDJSON (email, time zone, two attributes, a user mapping and one device
-each) into a fresh store, then the same N again (every row an update), and the same as CSV.
+each) into a fresh store, then the same N again (every row an update), the same as CSV, and
+N more profiles alone (email and an attribute: no mapping, no device).
 Prints one JSON object as its last line.
 """
 
@@ -57,6 +58,15 @@ def ndjson(profiles: int) -> bytes:
     return b"".join(json.dumps(_row(n)).encode() + b"\n" for n in range(profiles))
 
 
+def bare_ndjson(profiles: int) -> bytes:
+    """Profiles alone (no mapping, no device), under other ids."""
+    rows = (
+        {"id": f"q{n:08d}", "email": f"q{n}@example.com", "attributes": {"orders": n % 17}}
+        for n in range(profiles)
+    )
+    return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+
+
 def csv_body(profiles: int) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out)
@@ -98,6 +108,7 @@ async def measure(db: Database, profiles: int) -> dict[str, Any]:
         "ndjson_new": await timed(db, body, ImportFormat.NDJSON, profiles),
         "ndjson_again": await timed(db, body, ImportFormat.NDJSON, profiles),
         "csv_again": await timed(db, csv_body(profiles), ImportFormat.CSV, profiles),
+        "profiles_only_new": await timed(db, bare_ndjson(profiles), ImportFormat.NDJSON, profiles),
     }
     log(json.dumps(result))
     return result
