@@ -392,7 +392,7 @@ async def test_a_batch_answers_bad_fields_per_item_and_keeps_the_good_ones(api: 
 async def test_fcm_tokens_are_limited_to_4096_bytes_not_characters(api: Api) -> None:
     await api.create_app("fcm4k")
 
-    def register(token: str) -> dict[str, str]:
+    def register(token: str) -> dict[str, object]:
         return {"profile_id": "p", "create_profile": True, "provider": "fcm", "token": token}
 
     fits_ascii, fits_utf8 = "a" * 4096, "é" * 2048  # both exactly 4096 bytes
