@@ -27,13 +27,13 @@ from typing import Any
 
 import httpx
 import psutil
-from sqlalchemy import insert
 from temporalio.client import Client
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tidings.imports.service import ImportFormat, import_profiles  # noqa: E402
 from tidings.push.credentials import (  # noqa: E402
     ApnsTokenCredentials,
     AppCredentials,
@@ -44,9 +44,8 @@ from tidings.sim import SimulatorClient, read_endpoints  # noqa: E402
 from tidings.store.apps import set_credentials  # noqa: E402
 from tidings.store.db import Database  # noqa: E402
 from tidings.store.migrate import upgrade  # noqa: E402
-from tidings.store.models import App, Device, Profile  # noqa: E402
+from tidings.store.models import App  # noqa: E402
 from tidings.store.secrets import SecretBox  # noqa: E402
-from tidings.store.types import utcnow  # noqa: E402
 from tidings.temporal.client import connect  # noqa: E402
 from tidings.temporal.devserver import free_port, start_dev_server  # noqa: E402
 
@@ -194,45 +193,35 @@ async def seed(
     rng = random.Random(seed)
     db = Database(stack.settings.resolved_database_url)
     box = SecretBox.from_settings(None, stack.home)
-    now = utcnow()
     devices: list[SeededDevice] = []
     try:
         async with db.write() as session:
             app = App(id=APP_ID, name="Bench", credentials_version=0)
             set_credentials(app, box, apns=stack.credentials.apns, fcm=stack.credentials.fcm)
             session.add(app)
-        profile_rows = []
-        device_rows = []
+        rows: list[bytes] = []
         for n in range(profiles):
             profile_id = f"p{n:07d}"
-            profile_rows.append(
-                {
-                    "id": profile_id,
-                    "attributes": {"first_name": f"P{n}"} | (attributes(n) if attributes else {}),
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+            row: dict[str, Any] = {
+                "id": profile_id,
+                "attributes": {"first_name": f"P{n}"} | (attributes(n) if attributes else {}),
+            }
+            row["devices"] = []
             for d in range(1 if rng.random() < 0.5 else 2):
                 provider = "apns" if rng.random() < 0.5 else "fcm"
                 token = device_token(n, d, provider)
                 devices.append(SeededDevice(profile_id, provider, token))
-                device_rows.append(
-                    {
-                        "app_id": APP_ID,
-                        "profile_id": profile_id,
-                        "provider": provider,
-                        "token": token,
-                        "state": "valid",
-                        "registered_at": now,
-                        "created_at": now,
-                    }
-                )
-        async with db.write() as session:
-            for table, rows in ((Profile, profile_rows), (Device, device_rows)):
-                statement = insert(table)
-                for start in range(0, len(rows), 5000):
-                    await session.exec(statement, params=rows[start : start + 5000])
+                row["devices"].append({"app": APP_ID, "provider": provider, "token": token})
+            rows.append(json.dumps(row).encode() + b"\n")
+
+        async def body() -> AsyncIterator[bytes]:
+            for start in range(0, len(rows), 1000):
+                yield b"".join(rows[start : start + 1000])
+
+        # the bulk import's own path (POST /v1/profiles/import without HTTP)
+        report = await import_profiles(db, body(), ImportFormat.NDJSON)
+        if report.failed:
+            raise RuntimeError(f"seeding failed: {report.errors[:3]}")
     finally:
         await db.dispose()
     return devices

@@ -191,7 +191,12 @@ class Scene:
                 f"/v1/profiles/{profile_id}", json={"attributes": attributes}
             )
             assert put.status_code == 200, put.text
-        body: dict[str, Any] = {"profile_id": profile_id, "provider": provider, "token": token}
+        body: dict[str, Any] = {
+            "profile_id": profile_id,
+            "create_profile": True,
+            "provider": provider,
+            "token": token,
+        }
         if environment:
             body["environment"] = environment
         answer = await self.stack.http.post(f"/v1/apps/{app_id}/devices", json=body)
@@ -215,7 +220,12 @@ class Scene:
         tokens = []
         for provider in devices:
             token = fresh_apns_token() if provider == "apns" else fresh_fcm_token()
-            device = {"profile_id": profile_id, "provider": provider, "token": token}
+            device = {
+                "profile_id": profile_id,
+                "create_profile": True,
+                "provider": provider,
+                "token": token,
+            }
             answer = await self.stack.http.post(f"/v1/apps/{app_id}/devices", json=device)
             assert answer.status_code in (200, 201), answer.text
             tokens.append(token)

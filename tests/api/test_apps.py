@@ -79,10 +79,17 @@ async def test_deleting_an_app_removes_its_devices_mappings_and_keys(api: Api) -
     key = await api.create_app("gone")
     await api.create_app("kept")
     for app_id in ("gone", "kept"):
-        device = {"profile_id": "p", "provider": "fcm", "token": f"{app_id}-token"}
+        device = {
+            "profile_id": "p",
+            "create_profile": True,
+            "provider": "fcm",
+            "token": f"{app_id}-token",
+        }
         assert (await api.admin.post(f"/v1/apps/{app_id}/devices", json=device)).is_success
         assert (
-            await api.admin.put(f"/v1/apps/{app_id}/users/u", json={"profile_id": "p"})
+            await api.admin.put(
+                f"/v1/apps/{app_id}/users/u", json={"profile_id": "p", "create_profile": True}
+            )
         ).is_success
     assert (await api.admin.delete("/v1/apps/gone")).status_code == 204
     assert (await api.admin.get("/v1/apps/gone")).json()["error"]["code"] == "app_not_found"

@@ -40,7 +40,12 @@ async def test_concurrent_registrations_of_one_token_end_with_one_row(api: Api) 
             *(
                 backend.post(
                     "/v1/apps/busy/devices",
-                    json={"profile_id": f"p{n % 5}", "provider": "apns", "token": token},
+                    json={
+                        "profile_id": f"p{n % 5}",
+                        "create_profile": True,
+                        "provider": "apns",
+                        "token": token,
+                    },
                 )
                 for n in range(20)
             )
@@ -59,7 +64,12 @@ async def test_concurrent_batches_sharing_tokens_neither_deadlock_nor_duplicate(
     tokens = [apns(n) for n in range(30)]
 
     def batch(order: list[str], profile: str) -> dict[str, object]:
-        return {"items": [{"profile_id": profile, "provider": "apns", "token": t} for t in order]}
+        return {
+            "items": [
+                {"profile_id": profile, "create_profile": True, "provider": "apns", "token": t}
+                for t in order
+            ]
+        }
 
     answers = await asyncio.gather(
         api.admin.post("/v1/apps/bat/devices/batch", json=batch(tokens, "x")),
@@ -76,11 +86,16 @@ async def test_concurrent_batches_sharing_tokens_neither_deadlock_nor_duplicate(
 async def test_a_batch_answers_each_item_and_keeps_the_valid_ones(api: Api) -> None:
     await api.create_app("mix")
     items = [
-        {"profile_id": "a", "provider": "apns", "token": apns(1)},
-        {"profile_id": "a", "provider": "apns", "token": "not-hex"},
-        {"profile_id": "b", "provider": "fcm", "token": "fcm-token:APA91b-1"},
-        {"profile_id": "b", "provider": "fcm", "token": "has space"},
-        {"profile_id": "c", "provider": "apns", "token": "ab" * 101},
+        {"profile_id": "a", "create_profile": True, "provider": "apns", "token": apns(1)},
+        {"profile_id": "a", "create_profile": True, "provider": "apns", "token": "not-hex"},
+        {
+            "profile_id": "b",
+            "create_profile": True,
+            "provider": "fcm",
+            "token": "fcm-token:APA91b-1",
+        },
+        {"profile_id": "b", "create_profile": True, "provider": "fcm", "token": "has space"},
+        {"profile_id": "c", "create_profile": True, "provider": "apns", "token": "ab" * 101},
     ]
     answer = await api.admin.post("/v1/apps/mix/devices/batch", json={"items": items})
     assert answer.status_code == 200, answer.text
@@ -106,7 +121,8 @@ async def test_refresh_replaces_the_token_and_keeps_the_profile(api: Api) -> Non
     await api.create_app("ref")
     first = (
         await api.admin.post(
-            "/v1/apps/ref/devices", json={"profile_id": "r", "provider": "apns", "token": apns(1)}
+            "/v1/apps/ref/devices",
+            json={"profile_id": "r", "create_profile": True, "provider": "apns", "token": apns(1)},
         )
     ).json()
     refreshed = await api.admin.post(
@@ -118,7 +134,8 @@ async def test_refresh_replaces_the_token_and_keeps_the_profile(api: Api) -> Non
     assert await stored_devices(api) == [("r", apns(2))]
     # the new token was registered already (to someone else): that device is kept, for "r"
     await api.admin.post(
-        "/v1/apps/ref/devices", json={"profile_id": "s", "provider": "apns", "token": apns(3)}
+        "/v1/apps/ref/devices",
+        json={"profile_id": "s", "create_profile": True, "provider": "apns", "token": apns(3)},
     )
     merged = await api.admin.post(
         "/v1/apps/ref/devices/refresh", json={"old_token": apns(2), "new_token": apns(3)}
@@ -141,7 +158,12 @@ async def test_cleanup_one_device_all_of_a_profile_or_a_batch(api: Api) -> None:
     for profile, n in (("a", 1), ("a", 2), ("a", 3), ("b", 4), ("b", 5), ("c", 6)):
         await api.admin.post(
             "/v1/apps/cln/devices",
-            json={"profile_id": profile, "provider": "apns", "token": apns(n)},
+            json={
+                "profile_id": profile,
+                "create_profile": True,
+                "provider": "apns",
+                "token": apns(n),
+            },
         )
     one = await api.admin.post(
         "/v1/apps/cln/devices/cleanup", json={"profile_id": "a", "token": apns(1).upper()}
@@ -175,7 +197,8 @@ async def test_devices_are_listed_with_their_state(api: Api) -> None:
     ids = {}
     for name, n in (("valid", 1), ("invalid", 2), ("quarantined", 3), ("stale", 4)):
         answer = await api.admin.post(
-            "/v1/apps/lst/devices", json={"profile_id": "p", "provider": "apns", "token": apns(n)}
+            "/v1/apps/lst/devices",
+            json={"profile_id": "p", "create_profile": True, "provider": "apns", "token": apns(n)},
         )
         ids[name] = answer.json()["id"]
     now = utcnow()
@@ -203,7 +226,8 @@ async def test_devices_are_listed_with_their_state(api: Api) -> None:
     assert [d["id"] for d in only_valid["items"]] == [ids["valid"]]
     # registering the stale token again revives it
     await api.admin.post(
-        "/v1/apps/lst/devices", json={"profile_id": "p", "provider": "apns", "token": apns(4)}
+        "/v1/apps/lst/devices",
+        json={"profile_id": "p", "create_profile": True, "provider": "apns", "token": apns(4)},
     )
     read = (await api.admin.get(f"/v1/apps/lst/devices/{ids['stale']}")).json()
     assert read["state"] == "valid"
@@ -222,7 +246,7 @@ async def test_tokens_are_masked_in_logs(api: Api, caplog: pytest.LogCaptureFixt
     await api.create_app("log")
     caplog.set_level("DEBUG", logger="tidings")
     token = "c0ffee" * 20
-    body = {"profile_id": "p", "provider": "apns", "token": token}
+    body = {"profile_id": "p", "create_profile": True, "provider": "apns", "token": token}
     assert (await api.admin.post("/v1/apps/log/devices", json=body)).is_success
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "c0ffee…" in logged
@@ -233,12 +257,16 @@ async def test_mappings_are_looked_up_both_ways(api: Api) -> None:
     key = await api.create_app("map")
     async with api.client(key) as backend:
         for user, profile in (("u1", "p1"), ("u2", "p1"), ("u3", "p2")):
-            answer = await backend.put(f"/v1/apps/map/users/{user}", json={"profile_id": profile})
+            answer = await backend.put(
+                f"/v1/apps/map/users/{user}", json={"profile_id": profile, "create_profile": True}
+            )
             assert answer.status_code == 200, answer.text
         assert (await backend.get("/v1/apps/map/users/u2")).json()["profile_id"] == "p1"
         reverse = (await backend.get("/v1/apps/map/users", params={"profile_id": "p1"})).json()
         assert [m["app_user_id"] for m in reverse["items"]] == ["u1", "u2"]
-        moved = await backend.put("/v1/apps/map/users/u2", json={"profile_id": "p2"})
+        moved = await backend.put(
+            "/v1/apps/map/users/u2", json={"profile_id": "p2", "create_profile": True}
+        )
         assert moved.json()["profile_id"] == "p2"
         reverse = (await backend.get("/v1/apps/map/users", params={"profile_id": "p2"})).json()
         assert [m["app_user_id"] for m in reverse["items"]] == ["u2", "u3"]
@@ -257,7 +285,12 @@ def crossing_batches(tokens: list[str], prefix: str) -> list[dict[str, object]]:
     def batch(owner: list[int]) -> dict[str, object]:
         return {
             "items": [
-                {"profile_id": f"{prefix}{owner[i]:03d}", "provider": "apns", "token": tokens[i]}
+                {
+                    "profile_id": f"{prefix}{owner[i]:03d}",
+                    "create_profile": True,
+                    "provider": "apns",
+                    "token": tokens[i],
+                }
                 for i in range(n)
             ]
         }
@@ -302,13 +335,24 @@ async def test_concurrent_batches_with_crossing_profiles_all_succeed(api: Api) -
 async def test_a_batch_answers_bad_fields_per_item_and_keeps_the_good_ones(api: Api) -> None:
     await api.create_app("fields")
     items: list[object] = [
-        {"profile_id": "good-1", "provider": "apns", "token": apns(1)},
-        {"profile_id": "a/b", "provider": "apns", "token": apns(2)},  # not one path segment
-        {"profile_id": "good-2", "provider": "webpush", "token": "x"},
-        {"profile_id": "good-3", "provider": "fcm"},  # no token
-        {"profile_id": "good-4", "provider": "fcm", "token": "t", "colour": "red"},
+        {"profile_id": "good-1", "create_profile": True, "provider": "apns", "token": apns(1)},
+        {
+            "profile_id": "a/b",
+            "create_profile": True,
+            "provider": "apns",
+            "token": apns(2),
+        },  # not one path segment
+        {"profile_id": "good-2", "create_profile": True, "provider": "webpush", "token": "x"},
+        {"profile_id": "good-3", "create_profile": True, "provider": "fcm"},  # no token
+        {
+            "profile_id": "good-4",
+            "create_profile": True,
+            "provider": "fcm",
+            "token": "t",
+            "colour": "red",
+        },
         42,  # not an object
-        {"profile_id": "good-5", "provider": "fcm", "token": "fcm:5"},
+        {"profile_id": "good-5", "create_profile": True, "provider": "fcm", "token": "fcm:5"},
     ]
     answer = await api.admin.post("/v1/apps/fields/devices/batch", json={"items": items})
     assert answer.status_code == 200, answer.text
@@ -348,8 +392,8 @@ async def test_a_batch_answers_bad_fields_per_item_and_keeps_the_good_ones(api: 
 async def test_fcm_tokens_are_limited_to_4096_bytes_not_characters(api: Api) -> None:
     await api.create_app("fcm4k")
 
-    def register(token: str) -> dict[str, str]:
-        return {"profile_id": "p", "provider": "fcm", "token": token}
+    def register(token: str) -> dict[str, object]:
+        return {"profile_id": "p", "create_profile": True, "provider": "fcm", "token": token}
 
     fits_ascii, fits_utf8 = "a" * 4096, "é" * 2048  # both exactly 4096 bytes
     over_utf8 = "é" * 2048 + "a"  # 2049 characters, 4097 bytes
@@ -378,7 +422,8 @@ async def test_fcm_tokens_are_limited_to_4096_bytes_not_characters(api: Api) -> 
 async def test_an_invalidated_device_is_listed_with_when_and_why(api: Api) -> None:
     await api.create_app("gone")
     answer = await api.admin.post(
-        "/v1/apps/gone/devices", json={"profile_id": "p", "provider": "apns", "token": apns(7)}
+        "/v1/apps/gone/devices",
+        json={"profile_id": "p", "create_profile": True, "provider": "apns", "token": apns(7)},
     )
     device_id = answer.json()["id"]
     registered = datetime.fromisoformat(answer.json()["registered_at"])
@@ -419,7 +464,12 @@ async def test_stale_tokens_are_listed_stale_and_not_targeted_by_a_send(
         for token in (fresh, stale):
             answer = await stack.http.post(
                 "/v1/apps/stale/devices",
-                json={"profile_id": "p", "provider": "apns", "token": token},
+                json={
+                    "profile_id": "p",
+                    "create_profile": True,
+                    "provider": "apns",
+                    "token": token,
+                },
             )
             ids[token] = answer.json()["id"]
         async with stack.db.write() as session:
@@ -452,7 +502,8 @@ async def test_stale_tokens_are_listed_stale_and_not_targeted_by_a_send(
         assert {r.token for r in sims.apns.accepted()} == {fresh}
         # registering it again revives it: the next run reaches it
         await stack.http.post(
-            "/v1/apps/stale/devices", json={"profile_id": "p", "provider": "apns", "token": stale}
+            "/v1/apps/stale/devices",
+            json={"profile_id": "p", "create_profile": True, "provider": "apns", "token": stale},
         )
         assert await run_once("second") == {"delivered"}
         assert sorted(r.token for r in sims.apns.accepted()) == sorted([fresh, fresh, stale])
@@ -497,7 +548,8 @@ async def test_a_store_error_is_answered_500_and_logged_without_values(
     caplog.set_level("INFO", logger="sqlalchemy.engine")
     answers = [
         await api.admin.post(
-            "/v1/apps/leak/devices", json={"profile_id": "p", "provider": "apns", "token": token}
+            "/v1/apps/leak/devices",
+            json={"profile_id": "p", "create_profile": True, "provider": "apns", "token": token},
         ),
         await api.admin.put("/v1/profiles/ann", json={"email": email}),
     ]
@@ -522,8 +574,13 @@ async def test_a_token_of_a_platform_the_app_has_no_credentials_for_is_kept_with
     key = await api.create_app("fcm-only")
     added = await api.admin.patch("/v1/apps/fcm-only", json={"fcm": offline_credentials()["fcm"]})
     assert added.status_code == 200, added.text
-    ios = {"profile_id": "ann", "provider": "apns", "token": apns(1)}
-    android = {"profile_id": "ann", "provider": "fcm", "token": "ann-android"}
+    ios = {"profile_id": "ann", "create_profile": True, "provider": "apns", "token": apns(1)}
+    android = {
+        "profile_id": "ann",
+        "create_profile": True,
+        "provider": "fcm",
+        "token": "ann-android",
+    }
     expected = [
         {
             "code": "provider_not_configured",

@@ -39,11 +39,18 @@ async def stored_events(api: Api) -> list[tuple[str, str]]:
 async def test_an_app_key_posts_events_only_for_profiles_its_app_knows(api: Api) -> None:
     key_a = await api.create_app("app-a")
     await api.create_app("app-b")
-    device = {"profile_id": "bob", "provider": "apns", "token": TOKEN}
+    device = {"profile_id": "bob", "create_profile": True, "provider": "apns", "token": TOKEN}
     assert (await api.admin.post("/v1/apps/app-b/devices", json=device)).status_code == 200
-    mapped = await api.admin.put("/v1/apps/app-a/users/u-ann", json={"profile_id": "ann"})
+    mapped = await api.admin.put(
+        "/v1/apps/app-a/users/u-ann", json={"profile_id": "ann", "create_profile": True}
+    )
     assert mapped.status_code == 200
-    carol = {"profile_id": "carol", "provider": "fcm", "token": "carol-token"}
+    carol = {
+        "profile_id": "carol",
+        "create_profile": True,
+        "provider": "fcm",
+        "token": "carol-token",
+    }
     assert (await api.admin.post("/v1/apps/app-a/devices", json=carol)).status_code == 200
 
     async with api.client(key_a) as app_a:
@@ -75,7 +82,7 @@ async def test_a_reused_event_id_names_another_apps_profile_to_nobody(api: Api) 
     key_a = await api.create_app("app-a")
     await api.create_app("app-b")
     for app, profile, token in (("app-a", "ann", TOKEN), ("app-b", "bob", "cd" * 32)):
-        device = {"profile_id": profile, "provider": "apns", "token": token}
+        device = {"profile_id": profile, "create_profile": True, "provider": "apns", "token": token}
         assert (await api.admin.post(f"/v1/apps/{app}/devices", json=device)).status_code == 200
     assert (await api.admin.post("/v1/events", json=event("bob", "shared"))).status_code == 202
     async with api.client(key_a) as app_a:
@@ -86,3 +93,38 @@ async def test_a_reused_event_id_names_another_apps_profile_to_nobody(api: Api) 
     # the admin is told which
     told = await api.admin.post("/v1/events", json=event("ann", "shared"))
     assert "'order_placed' of profile 'bob'" in told.json()["error"]["message"]
+
+
+async def test_an_event_may_name_its_profile_by_the_app_user_id(api: Api) -> None:
+    key_a = await api.create_app("app-a")
+    await api.create_app("app-b")
+    mapped = await api.admin.put(
+        "/v1/apps/app-a/users/u-ann", json={"profile_id": "ann", "create_profile": True}
+    )
+    assert mapped.status_code == 200
+    by_user = {"app_user_id": "u-ann", "name": "order_placed"}
+    async with api.client(key_a) as backend:
+        own = await backend.post("/v1/events", json=by_user | {"event_id": "u1"})
+        assert own.status_code == 202, own.text
+        unknown = await backend.post(
+            "/v1/events", json=by_user | {"app_user_id": "u-nobody", "event_id": "u2"}
+        )
+        assert unknown.status_code == 404
+        assert unknown.json()["error"]["code"] == "unknown_app_user"
+        other_app = await backend.post(
+            "/v1/events", json=by_user | {"app": "app-b", "event_id": "u3"}
+        )
+        assert other_app.status_code == 403
+    admin = await api.admin.post("/v1/events", json=by_user | {"app": "app-a", "event_id": "u4"})
+    assert admin.status_code == 202, admin.text
+    no_app = await api.admin.post("/v1/events", json=by_user | {"event_id": "u5"})
+    assert no_app.status_code == 422
+    both = await api.admin.post(
+        "/v1/events", json=by_user | {"profile_id": "ann", "app": "app-a", "event_id": "u6"}
+    )
+    assert both.status_code == 422
+    # an event never creates a profile
+    ghost = await api.admin.post("/v1/events", json=event("ghost", "u7"))
+    assert ghost.status_code == 404
+    assert ghost.json()["error"]["code"] == "unknown_profile"
+    assert await stored_events(api) == [("u1", "ann"), ("u4", "ann")]

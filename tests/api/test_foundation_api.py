@@ -91,16 +91,23 @@ async def test_device_registration_is_an_idempotent_upsert_that_moves_tokens(
     assert (await api.post("/v1/apps", json={"id": "a1", "name": "A1"})).status_code == 201
     token = "ab" * 32
     first = await api.post(
-        "/v1/apps/a1/devices", json={"profile_id": "alice", "provider": "apns", "token": token}
+        "/v1/apps/a1/devices",
+        json={"profile_id": "alice", "create_profile": True, "provider": "apns", "token": token},
     )
     assert first.status_code == 200, first.text
     again = await api.post(
-        "/v1/apps/a1/devices", json={"profile_id": "alice", "provider": "apns", "token": token}
+        "/v1/apps/a1/devices",
+        json={"profile_id": "alice", "create_profile": True, "provider": "apns", "token": token},
     )
     assert again.json()["id"] == first.json()["id"]
     moved = await api.post(
         "/v1/apps/a1/devices",
-        json={"profile_id": "bob", "provider": "apns", "token": token.upper()},
+        json={
+            "profile_id": "bob",
+            "create_profile": True,
+            "provider": "apns",
+            "token": token.upper(),
+        },
     )
     assert moved.json()["id"] == first.json()["id"]
     assert moved.json()["profile_id"] == "bob"
@@ -123,7 +130,8 @@ async def test_bad_tokens_are_refused_with_the_reason(
 ) -> None:
     await api.post("/v1/apps", json={"id": "a2", "name": "A2"})
     answer = await api.post(
-        "/v1/apps/a2/devices", json={"profile_id": "p", "provider": provider, "token": token}
+        "/v1/apps/a2/devices",
+        json={"profile_id": "p", "create_profile": True, "provider": provider, "token": token},
     )
     assert answer.status_code == 422
     assert answer.json()["error"]["code"] == "invalid_token"

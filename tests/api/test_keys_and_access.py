@@ -26,7 +26,7 @@ async def test_a_key_is_shown_once_stored_as_a_digest_and_revocable(api: Api) ->
     }
 
     async with api.client(key) as backend:
-        device = {"profile_id": "ann", "provider": "apns", "token": TOKEN}
+        device = {"profile_id": "ann", "create_profile": True, "provider": "apns", "token": TOKEN}
         assert (await backend.post("/v1/apps/shop/devices", json=device)).status_code == 200
         key_id = key.split("_")[1]
         revoked = await api.admin.delete(f"/v1/apps/shop/keys/{key_id}")
@@ -46,9 +46,11 @@ async def test_a_key_is_shown_once_stored_as_a_digest_and_revocable(api: Api) ->
 async def test_an_app_key_cannot_touch_another_app_and_nothing_changes(api: Api) -> None:
     key_a = await api.create_app("app-a")
     await api.create_app("app-b")
-    device = {"profile_id": "bob", "provider": "apns", "token": TOKEN}
+    device = {"profile_id": "bob", "create_profile": True, "provider": "apns", "token": TOKEN}
     assert (await api.admin.post("/v1/apps/app-b/devices", json=device)).status_code == 200
-    mapping = await api.admin.put("/v1/apps/app-b/users/u-1", json={"profile_id": "bob"})
+    mapping = await api.admin.put(
+        "/v1/apps/app-b/users/u-1", json={"profile_id": "bob", "create_profile": True}
+    )
     assert mapping.status_code == 200
     tracking_b = await sent_push(api.db, app_id="app-b", profile_id="bob")
 
@@ -73,7 +75,9 @@ async def test_an_app_key_cannot_touch_another_app_and_nothing_changes(api: Api)
             ),
             await app_a.get("/v1/apps/app-b/devices"),
             await app_a.delete("/v1/apps/app-b/devices/1"),
-            await app_a.put("/v1/apps/app-b/users/u-1", json={"profile_id": "mallory"}),
+            await app_a.put(
+                "/v1/apps/app-b/users/u-1", json={"profile_id": "mallory", "create_profile": True}
+            ),
             await app_a.get("/v1/apps/app-b/users/u-1"),
             await app_a.delete("/v1/apps/app-b/users/u-1"),
             await app_a.post(

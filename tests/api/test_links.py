@@ -154,7 +154,8 @@ async def test_a_real_push_carries_a_tracked_link_that_records_the_click(
         )
         assert (await stack.http.post("/v1/apps", json=body)).status_code == 201
         await stack.http.post(
-            "/v1/apps/shop/devices", json={"profile_id": "p", "provider": "apns", "token": token}
+            "/v1/apps/shop/devices",
+            json={"profile_id": "p", "create_profile": True, "provider": "apns", "token": token},
         )
         journey = parse_definition(
             {

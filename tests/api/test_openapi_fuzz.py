@@ -159,7 +159,12 @@ def test_the_limits_answer_within_the_spec(limited_schema: BaseSchema) -> None:
     checks = {"excluded_checks": [positive_data_acceptance, ignored_auth]}
     # a body over the limit: 413, as documented
     batch = operation("POST", "/v1/apps/{app_id}/devices/batch")
-    big = {"items": [{"profile_id": "p", "provider": "fcm", "token": "t" * 4096}] * 300}
+    big = {
+        "items": [
+            {"profile_id": "p", "create_profile": True, "provider": "fcm", "token": "t" * 4096}
+        ]
+        * 300
+    }
     case = batch.Case(
         path_parameters={"app_id": "shop"},
         headers={"Authorization": f"Bearer {ADMIN_KEY}"},

@@ -96,10 +96,13 @@ async def test_erasing_a_profile_keeps_only_anonymous_counts(api: Api) -> None:
     token = "ef" * 32
     device = (
         await api.admin.post(
-            "/v1/apps/shop/devices", json={"profile_id": "eve", "provider": "apns", "token": token}
+            "/v1/apps/shop/devices",
+            json={"profile_id": "eve", "create_profile": True, "provider": "apns", "token": token},
         )
     ).json()
-    await api.admin.put("/v1/apps/shop/users/eve-in-app", json={"profile_id": "eve"})
+    await api.admin.put(
+        "/v1/apps/shop/users/eve-in-app", json={"profile_id": "eve", "create_profile": True}
+    )
     tracking = await sent_push(api.db, app_id="shop", profile_id="eve", device_id=device["id"])
     opened = await api.admin.post(
         "/v1/interactions", json={"tracking_id": tracking, "kind": "opened", "device_token": token}

@@ -94,7 +94,12 @@ async def test_a_body_over_the_limit_is_answered_413_without_reading_past_it(api
 async def test_the_limit_takes_a_full_batch_of_the_longest_tokens(api: Api) -> None:
     key = await api.create_app("shop")
     items = [
-        {"profile_id": f"p{n:03d}", "provider": "fcm", "token": f"{n:03d}" + "t" * 4093}
+        {
+            "profile_id": f"p{n:03d}",
+            "create_profile": True,
+            "provider": "fcm",
+            "token": f"{n:03d}" + "t" * 4093,
+        }
         for n in range(100)
     ]
     async with api.client(key) as backend:

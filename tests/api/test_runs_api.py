@@ -77,7 +77,12 @@ async def test_a_run_over_the_api_and_the_cli_gives_the_same_numbers(
             plan = "pro" if n % 2 == 0 else "free"
             put = await http.put(f"/v1/profiles/p{n}", json={"attributes": {"plan": plan}})
             assert put.status_code == 200, put.text
-            device = {"profile_id": f"p{n}", "provider": "apns", "token": apns_token(n)}
+            device = {
+                "profile_id": f"p{n}",
+                "create_profile": True,
+                "provider": "apns",
+                "token": apns_token(n),
+            }
             assert (await http.post(f"/v1/apps/{APP}/devices", json=device)).status_code == 200
         sims.apns.mark_unregistered([apns_token(2)])
 

@@ -166,7 +166,7 @@ async def _seed(http: httpx.AsyncClient, sims: Simulators) -> str:
     assert created.status_code == 201, created.text
     assert (await http.put("/v1/profiles/ada", json={"attributes": {}})).status_code in (200, 201)
     token = "ab" * 32
-    device = {"profile_id": "ada", "provider": "apns", "token": token}
+    device = {"profile_id": "ada", "create_profile": True, "provider": "apns", "token": token}
     answer = await http.post(f"/v1/apps/{APP}/devices", json=device)
     assert answer.status_code in (200, 201), answer.text
     return token

@@ -34,7 +34,8 @@ async def waiting_journey(scene: Scene, profiles: int, *, delay: str = "10m") ->
     await scene.add_app(APP, name="Forwarding")
     ids = [f"p{n:03d}" for n in range(profiles)]
     items = [
-        {"profile_id": p, "provider": "apns", "token": f"{n + 1:064x}"} for n, p in enumerate(ids)
+        {"profile_id": p, "create_profile": True, "provider": "apns", "token": f"{n + 1:064x}"}
+        for n, p in enumerate(ids)
     ]
     for start in range(0, len(items), 100):
         answer = await stack.http.post(

@@ -55,7 +55,7 @@ async def test_refused_events_back_off_are_set_aside_and_go_out_once_requeued(
     api: Api, temporal_client: Client
 ) -> None:
     key = await api.create_app(APP)
-    device = {"profile_id": "ann", "provider": "apns", "token": TOKEN}
+    device = {"profile_id": "ann", "create_profile": True, "provider": "apns", "token": TOKEN}
     assert (await api.admin.post(f"/v1/apps/{APP}/devices", json=device)).status_code == 200
     trigger = f"joined-{uuid.uuid4().hex[:6]}"
     definition = parse_definition(

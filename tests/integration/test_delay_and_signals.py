@@ -29,7 +29,12 @@ async def test_delay_holds_profiles_and_signals_are_deduplicated(
             sims, team_id=team, key_id=key, project_id=project
         )
         assert (await stack.http.post("/v1/apps", json=body)).status_code == 201
-        device = {"profile_id": "ann", "provider": "apns", "token": "cd" * 32}
+        device = {
+            "profile_id": "ann",
+            "create_profile": True,
+            "provider": "apns",
+            "token": "cd" * 32,
+        }
         assert (await stack.http.post("/v1/apps/waits/devices", json=device)).status_code == 200
         journey = parse_definition(
             {

@@ -71,7 +71,12 @@ async def test_push_journey_reaches_every_valid_device_once(
             for provider, token in devices:
                 answer = await stack.http.post(
                     f"/v1/apps/{APP}/devices",
-                    json={"profile_id": profile, "provider": provider, "token": token},
+                    json={
+                        "profile_id": profile,
+                        "create_profile": True,
+                        "provider": provider,
+                        "token": token,
+                    },
                 )
                 assert answer.status_code == 200, answer.text
                 if token not in gone:

@@ -106,7 +106,12 @@ async def test_push_counters_equal_the_ledger_and_both_endpoints_serve(
             token, provider = (f"{n:064x}", "apns") if n % 2 else (fcm_token(n), "fcm")
             answer = await stack.http.post(
                 f"/v1/apps/{app}/devices",
-                json={"profile_id": f"q{n}", "provider": provider, "token": token},
+                json={
+                    "profile_id": f"q{n}",
+                    "create_profile": True,
+                    "provider": provider,
+                    "token": token,
+                },
             )
             assert answer.status_code == 200, answer.text
         sims.apns.mark_unregistered([t for t in gone if not t.startswith("fcm")])

@@ -13,6 +13,7 @@ from tidings.store.devices import (
     ListedState,
     Registration,
     clean_up,
+    create_missing_profiles,
     find_device,
     list_devices,
     register_device,
@@ -40,6 +41,8 @@ async def register(
 ) -> Device:
     provider = Provider.APNS if not token.startswith("fcm") else Provider.FCM
     async with db.write() as session:
+        # a device names a profile that exists: registration creates none
+        await create_missing_profiles(session, [profile_id], now or utcnow())
         return await register_device(
             session,
             app_id=app_id,
@@ -104,6 +107,7 @@ async def test_an_audience_larger_than_one_query_keeps_every_target_once(db: Dat
     now = utcnow()
     registrations = [Registration("app", f"p{n:04d}", Provider.APNS, apns(n)) for n in range(1000)]
     async with db.write() as session:
+        await create_missing_profiles(session, [r.profile_id for r in registrations], now)
         await register_devices(session, registrations, now)
     profiles = [f"p{n:04d}" for n in range(1000)] * 2  # every profile named twice
     tokens = await targets_of(db, "app", profiles, now)
@@ -189,6 +193,7 @@ async def test_a_batch_answers_per_item_and_a_token_given_twice_ends_with_the_la
         Registration("app", "cy", Provider.APNS, apns(1)),
     ]
     async with db.write() as session:
+        await create_missing_profiles(session, ["ann", "bob", "cy"], utcnow())
         answers = await register_devices(session, batch, utcnow())
     assert answers[1] is None
     assert answers[0] is not None

@@ -9,6 +9,7 @@ from sqlmodel import col, select
 
 from activities.contracts import JourneyEventRecord
 from tidings.store.db import Database
+from tidings.store.devices import create_missing_profiles
 from tidings.store.journey_events import running_entries, write_journey_events
 from tidings.store.mappings import find_mapping, list_mappings, map_user, unmap_user
 from tidings.store.models import App, AppUserMapping, JourneyEvent, JourneyRun, RunStatus
@@ -107,6 +108,8 @@ async def test_a_user_maps_to_one_profile_remaps_and_pages_both_ways(db: Databas
     async with db.write() as session:
         session.add(App(id="app", name="app"))
         session.add(App(id="other", name="other"))
+        # a mapping names a profile that exists: mapping creates none
+        await create_missing_profiles(session, ["ann", "bob", "cy"], now)
     async with db.write() as session:
         for n in range(5):
             await map_user(session, app_id="app", app_user_id=f"u{n}", profile_id="ann", now=now)

@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import col, select
 
 from tidings.store.db import Database
-from tidings.store.devices import ensure_profiles, register_device
+from tidings.store.devices import create_missing_profiles, register_device
 from tidings.store.models import App, AppUserMapping, Profile, Provider
 from tidings.store.pages import keyset
 from tidings.store.profiles import (
@@ -105,8 +105,8 @@ async def test_profiles_page_in_id_order_without_gaps_or_repeats_under_inserts(
 ) -> None:
     now = utcnow()
     async with db.write() as session:
-        await ensure_profiles(session, [f"p{n:02d}" for n in range(10)], now)
-        await ensure_profiles(session, ["p03"], now)  # already there: no second row
+        await create_missing_profiles(session, [f"p{n:02d}" for n in range(10)], now)
+        await create_missing_profiles(session, ["p03"], now)  # already there: no second row
     seen: list[str] = []
     after: str | None = None
     while True:
@@ -119,7 +119,7 @@ async def test_profiles_page_in_id_order_without_gaps_or_repeats_under_inserts(
         if after == "p03":
             # a profile added behind the cursor is not listed; one ahead of it is
             async with db.write() as session:
-                await ensure_profiles(session, ["p00a", "p99"], now)
+                await create_missing_profiles(session, ["p00a", "p99"], now)
     assert seen == sorted(seen)
     assert len(seen) == len(set(seen)) == 11
     assert "p99" in seen
@@ -139,7 +139,7 @@ async def test_a_profile_is_known_to_an_app_by_a_device_or_a_user_mapping(db: Da
     async with db.write() as session:
         for app_id in ("a", "b", "c"):
             session.add(App(id=app_id, name=app_id))
-        await ensure_profiles(session, ["ann"], now)
+        await create_missing_profiles(session, ["ann"], now)
         await session.flush()
         await register_device(
             session,

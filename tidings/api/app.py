@@ -29,6 +29,7 @@ from tidings.api.routers import (
     keys,
     links,
     mappings,
+    profile_import,
     profiles,
     runs,
     schedules,
@@ -135,7 +136,17 @@ def create_app(
     app.add_middleware(RequestMetrics)  # outermost of all: refused requests count too
     tracing.instrument(app)
 
-    for module in (apps, keys, profiles, erasures, mappings, devices, interactions, compat):
+    for module in (
+        apps,
+        keys,
+        profile_import,
+        profiles,
+        erasures,
+        mappings,
+        devices,
+        interactions,
+        compat,
+    ):
         app.include_router(module.router)
     # journeys, runs, schedules, test sends and segments (tidings.runs)
     for module in (journeys, runs, schedules, timeline, triggers, test_sends, segments):

@@ -39,12 +39,17 @@ DEFAULT_BODY_LIMIT = 1 << 20
 # The compatible surface's single items carry their key in the body, so anyone may send one
 # and it is read before the key is known: no more than the longest item needs.
 COMPAT_ITEM_BODY_LIMIT = 128 << 10
+# A bulk import is streamed and written a chunk at a time; this bounds one request's work.
+IMPORT_BODY_LIMIT = 512 << 20
+IMPORT_PATH = "/v1/profiles/import"
 
 
 def body_limit(path: str) -> int:
     """The most a request body to ``path`` (a request's path or a route's template) may hold."""
     if path.startswith(COMPAT_PREFIX) and not path.rstrip("/").endswith("/batch"):
         return COMPAT_ITEM_BODY_LIMIT
+    if path == IMPORT_PATH:
+        return IMPORT_BODY_LIMIT
     return DEFAULT_BODY_LIMIT
 
 

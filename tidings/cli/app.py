@@ -15,6 +15,7 @@ from rich.text import Text
 
 from tidings.cli import designer as designer_cli
 from tidings.cli import export as export_cli
+from tidings.cli import profiles as profiles_cli
 from tidings.cli import schedules as schedules_cli
 from tidings.cli import segments as segments_cli
 from tidings.cli import webhooks as webhooks_cli
@@ -57,6 +58,7 @@ app.add_typer(triggers_app, name="triggers")
 app.add_typer(schedules_cli.app, name="schedules")
 app.add_typer(webhooks_cli.app, name="webhooks")
 app.add_typer(segments_cli.app, name="segments")
+app.add_typer(profiles_cli.app, name="profiles")
 app.command()(designer_cli.start)
 app.command("test-send")(designer_cli.try_push)
 runs_app.command("list")(designer_cli.runs)

@@ -196,20 +196,31 @@ async def _seed(
         _ok(await http.patch(f"/v1/apps/{APP_ID}", json=credentials))
     profile_ids = []
     unregistered: dict[str, list[str]] = {"apns": [], "fcm": []}
+    rows = []
     for index in range(options.profiles):
         profile_id = f"demo-{index:05d}"
         profile_ids.append(profile_id)
         attributes = {"first_name": rng.choice(FIRST_NAMES), "plan": rng.choice(PLANS)}
-        _ok(await http.put(f"/v1/profiles/{profile_id}", json={"attributes": attributes}))
         # about 1.5 devices per profile, iOS and Android mixed
-        devices = 1 if rng.random() < 0.5 else 2
-        for device in range(devices):
+        devices = []
+        for device in range(1 if rng.random() < 0.5 else 2):
             provider = "apns" if rng.random() < 0.5 else "fcm"
             token = demo_token(index, device, provider)
-            body = {"profile_id": profile_id, "provider": provider, "token": token}
-            _ok(await http.post(f"/v1/apps/{APP_ID}/devices", json=body))
+            devices.append({"app": APP_ID, "provider": provider, "token": token})
             if rng.random() < options.unregistered_share:
                 unregistered[provider].append(token)
+        rows.append({"id": profile_id, "attributes": attributes, "devices": devices})
+    # every profile and device in one bulk import, not a request each
+    lines = "".join(json.dumps(row) + "\n" for row in rows)
+    imported = _ok(
+        await http.post(
+            "/v1/profiles/import",
+            content=lines.encode(),
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+    )
+    if imported.json()["failed"]:
+        raise RuntimeError(f"the demo's profiles were not all imported: {imported.text}")
     # The app was uninstalled after it registered: the providers now answer "gone".
     await sims.mark_unregistered("apns", unregistered["apns"])
     await sims.mark_unregistered("fcm", unregistered["fcm"])

@@ -121,11 +121,12 @@ async def logout() -> Response:
 
 
 def install_console(app: FastAPI) -> None:
-    from tidings.console import pages, schedules, segments, webhooks
+    from tidings.console import pages, profile_import, schedules, segments, webhooks
 
     app.include_router(router)
     app.include_router(pages.router)
     app.include_router(schedules.router)
     app.include_router(webhooks.router)
     app.include_router(segments.router)
+    app.include_router(profile_import.router)
     app.mount(f"{BASE}/static", StaticFiles(directory=HERE / "static"), name="console-static")

@@ -3,6 +3,9 @@
 A token is unique per app. Registering it for another profile moves it there, so one device
 never receives a push twice through two profiles.
 
+A device's profile must exist: registering never creates one by itself. A caller that asks
+for it creates the missing profiles first (:func:`create_missing_profiles`).
+
 Writes that touch several rows take their locks in one global order, so concurrent requests
 never deadlock on PostgreSQL: first every profile they create (one statement, in id order),
 then every device (in app and token order).
@@ -62,12 +65,19 @@ def token_variants(token: str) -> list[str]:
     return list(dict.fromkeys([token, token.lower()]))
 
 
-async def ensure_profile(session: AsyncSession, profile_id: str, now: datetime) -> None:
-    await ensure_profiles(session, [profile_id], now)
+async def existing_profiles(session: AsyncSession, profile_ids: Iterable[str]) -> set[str]:
+    ids = sorted(set(profile_ids))
+    if not ids:
+        return set()
+    found = await session.exec(select(col(Profile.id)).where(col(Profile.id).in_(ids)))
+    return set(found.all())
 
 
-async def ensure_profiles(session: AsyncSession, profile_ids: Iterable[str], now: datetime) -> None:
-    """Create the profiles that do not exist yet, in one statement and in id order: two
+async def create_missing_profiles(
+    session: AsyncSession, profile_ids: Iterable[str], now: datetime
+) -> None:
+    """Create (empty) the profiles that do not exist yet, for a caller that asked for it, in
+    one statement and in id order: two
     transactions creating overlapping sets then wait for each other in the same order, where
     one-by-one inserts in request order deadlock on PostgreSQL."""
     ids = sorted(set(profile_ids))
@@ -96,9 +106,8 @@ async def register_device(
 
     One ``INSERT ... ON CONFLICT DO UPDATE``: concurrent registrations of the same token end
     with one row on both backends (SQLite serialises writers; PostgreSQL's upsert waits for
-    the other transaction instead of failing)."""
+    the other transaction instead of failing). The profile must exist."""
     token = check_token(provider, token)
-    await ensure_profile(session, profile_id, now)
     return await _upsert(
         session,
         Registration(app_id, profile_id, provider, token, environment),
@@ -124,11 +133,10 @@ class Registration:
 async def register_devices(
     session: AsyncSession, registrations: Sequence[Registration], now: datetime
 ) -> list[Device | None]:
-    """Register a batch in the global lock order (profiles first, in one sorted statement,
-    then devices by app and token), each device in a savepoint of its own. Answers per item,
-    in the given order: the device, or None when the store refused that item (the others are
-    kept). A token given twice ends with the later item's profile."""
-    await ensure_profiles(session, [r.profile_id for r in registrations], now)
+    """Register a batch in the global lock order (devices by app and token, after any profiles
+    the caller created), each device in a savepoint of its own. Answers per item, in the
+    given order: the device, or None when the store refused that item (its profile is gone,
+    say; the others are kept). A token given twice ends with the later item's profile."""
     devices: list[Device | None] = [None] * len(registrations)
     # sorted() is stable: a token given twice is written in request order
     for index in sorted(range(len(registrations)), key=lambda i: registrations[i].lock_order):

@@ -8,7 +8,6 @@ from sqlalchemy import delete
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tidings.store.devices import ensure_profile
 from tidings.store.dialect import insert_for
 from tidings.store.models import AppUserMapping
 from tidings.store.pages import Page, keyset
@@ -17,8 +16,8 @@ from tidings.store.pages import Page, keyset
 async def map_user(
     session: AsyncSession, *, app_id: str, app_user_id: str, profile_id: str, now: datetime
 ) -> AppUserMapping:
-    """Map (or re-map) the app's user to a profile; one upsert, safe under concurrency."""
-    await ensure_profile(session, profile_id, now)
+    """Map (or re-map) the app's user to a profile, which must exist; one upsert, safe under
+    concurrency."""
     statement = insert_for(session, AppUserMapping).values(
         app_id=app_id, app_user_id=app_user_id, profile_id=profile_id, created_at=now
     )

@@ -23,16 +23,17 @@ from pydantic import (
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     ValidationError,
+    model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.api.deps import AppAccess, AppId, ReadSession, State, WriteSession
-from tidings.api.errors import ERROR_RESPONSES, ApiError, ErrorBody
+from tidings.api.errors import ERROR_RESPONSES, ApiError, ErrorBody, responses
 from tidings.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from tidings.api.routers.apps import PROVIDER_NAMES, app_or_404, sends_to
-from tidings.api.types import IDENTIFIER, ProfileIdText
+from tidings.api.types import IDENTIFIER, AppUserIdText, ProfileIdText
 from tidings.push.masking import mask_token
 from tidings.store.devices import (
     DeviceView,
@@ -50,6 +51,14 @@ from tidings.store.devices import (
     view_of,
 )
 from tidings.store.models import App, Device, Provider
+from tidings.store.owners import (
+    Owner,
+    OwnerConflict,
+    OwnerRef,
+    OwnerUnknown,
+    apply_owners,
+    plan_owner,
+)
 from tidings.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -67,9 +76,22 @@ router = APIRouter(
 
 
 class DeviceRegistration(BaseModel):
+    """The device's owner is named by `profile_id`, by `app_user_id` (the app's own user id,
+    through the user mapping), or by both (the user is then mapped to that profile). An
+    unknown one is refused (404 `unknown_profile` / `unknown_app_user`) unless
+    `create_profile` is true."""
+
     model_config = ConfigDict(extra="forbid")
 
-    profile_id: ProfileIdText
+    profile_id: ProfileIdText | None = None
+    app_user_id: AppUserIdText | None = Field(
+        default=None, description="the app's own user id, mapped to a profile"
+    )
+    create_profile: bool = Field(
+        default=False,
+        description="create the profile (empty) if it does not exist; with `app_user_id` "
+        "alone, a new profile (id `p-<hex>`) is created and the user mapped to it",
+    )
     provider: Provider = Field(description="apns for iOS tokens, fcm for Android tokens")
     token: Token = Field(
         description="APNs: even-length hex, 64 to 200 characters; FCM: no whitespace, at most 4 KB"
@@ -77,6 +99,16 @@ class DeviceRegistration(BaseModel):
     environment: Literal["production", "sandbox"] | None = Field(
         default=None, description="APNs only: the gateway the token belongs to"
     )
+
+    @model_validator(mode="after")
+    def _named_owner(self) -> DeviceRegistration:
+        if self.profile_id is None and self.app_user_id is None:
+            raise ValueError("give profile_id or app_user_id (or both)")
+        return self
+
+    @property
+    def owner(self) -> OwnerRef:
+        return OwnerRef(self.profile_id, self.app_user_id, self.create_profile)
 
 
 class DevicePublic(BaseModel):
@@ -151,21 +183,36 @@ def _invalid_token(error: InvalidToken, loc: list[str]) -> ApiError:
     return ApiError(422, "invalid_token", str(error), [{"loc": loc, "msg": str(error)}])
 
 
+def owner_error(error: OwnerUnknown | OwnerConflict, loc: list[str | int]) -> ApiError:
+    if isinstance(error, OwnerConflict):
+        status_code, code, field = 409, "app_user_mapped_elsewhere", error.field
+    else:
+        status_code, code, field = 404, error.code, error.field
+    return ApiError(status_code, code, str(error), [{"loc": [*loc, field], "msg": str(error)}])
+
+
 async def _register(session: AsyncSession, app_id: str, body: DeviceRegistration) -> Device:
+    now = utcnow()
+    check_token(body.provider, body.token)  # a malformed request is answered as such first
+    try:
+        owner = await plan_owner(session, app_id, body.owner)
+    except (OwnerUnknown, OwnerConflict) as error:
+        raise owner_error(error, ["body"]) from None
+    await apply_owners(session, app_id, [owner], now)
     device = await register_device(
         session,
         app_id=app_id,
-        profile_id=body.profile_id,
+        profile_id=owner.profile_id,
         provider=body.provider,
         token=body.token,
         environment=body.environment,
-        now=utcnow(),
+        now=now,
     )
     log.debug("app %s: token %s registered", app_id, mask_token(device.token))
     return device
 
 
-@router.post("")
+@router.post("", responses=responses(404, 409))
 async def register(
     app_id: AppId, body: DeviceRegistration, session: WriteSession, state: State
 ) -> DeviceRegistered:
@@ -215,7 +262,9 @@ class BatchItemAnswer(BaseModel):
     error: ErrorBody | None = Field(
         default=None,
         description="why it failed: code invalid_token (the token's form), invalid_item (a "
-        "field of the item; details name each) or conflict (the store refused it)",
+        "field of the item; details name each), unknown_profile or unknown_app_user (not "
+        "created: the item did not ask for it), app_user_mapped_elsewhere, or conflict (the "
+        "store refused it)",
     )
     field: str | None = Field(
         default=None, description="the item's field at fault (the first, if several)"
@@ -264,23 +313,42 @@ async def register_batch(
     a platform the app has no credentials for is registered with a warning. Concurrent
     batches never deadlock: their writes take locks in one global order."""
     app = await app_or_404(session, app_id)
+    now = utcnow()
     answers: dict[int, BatchItemAnswer] = {}
-    good: list[tuple[int, DeviceRegistration]] = []
+    good: list[tuple[int, DeviceRegistration, Owner]] = []
+    # an app user created by an earlier item is the same profile for a later one
+    planned: dict[str, Owner] = {}
     for index, raw in enumerate(body.items):
         checked = _checked(index, raw)
         if isinstance(checked, BatchItemAnswer):
             answers[index] = checked
-        else:
-            good.append((index, checked))
+            continue
+        user = checked.app_user_id
+        try:
+            owner = (
+                Owner(planned[user].profile_id)
+                if user is not None and user in planned
+                else await plan_owner(session, app_id, checked.owner)
+            )
+        except (OwnerUnknown, OwnerConflict) as error:
+            problem = owner_error(error, ["body", "items", index])
+            answers[index] = _failed(
+                index, problem.code, problem.message, error.field, problem.details
+            )
+            continue
+        if user is not None:
+            planned.setdefault(user, owner)
+        good.append((index, checked, owner))
+    await apply_owners(session, app_id, [owner for _, _, owner in good], now)
     devices = await register_devices(
         session,
         [
-            Registration(app_id, item.profile_id, item.provider, item.token, item.environment)
-            for _, item in good
+            Registration(app_id, owner.profile_id, item.provider, item.token, item.environment)
+            for _, item, owner in good
         ],
-        utcnow(),
+        now,
     )
-    for (index, _), device in zip(good, devices, strict=True):
+    for (index, _, _), device in zip(good, devices, strict=True):
         if device is None:
             answers[index] = _failed(index, "conflict", "the device conflicts with stored data")
             continue

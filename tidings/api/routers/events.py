@@ -8,8 +8,11 @@ events: while Temporal is down they wait in the store. ``GET /v1/events/{event_i
 what forwarding did; ``GET /v1/events?forwarding=failed`` lists the events Temporal kept
 refusing, and ``POST /v1/events/requeue`` gives them another round.
 
-An app's key may post events only for the profiles its app knows (one of its devices or user
-mappings names the profile); the admin key for any profile. Any other profile answers the
+An event names its profile by ``profile_id`` or by ``app_user_id`` (the app's own user id,
+through the user mapping: the caller's app, or ``app`` for the admin key); an unknown one
+answers 404 ``unknown_profile`` / ``unknown_app_user``, and no profile is ever created by an
+event. An app's key may post events only for the profiles its app knows (one of its devices
+or user mappings names the profile); the admin key for any profile. Any other profile answers the
 same 404 as a profile that does not exist, so a key never learns which profiles other apps
 hold. An app's key lists, reads and requeues only the events it posted.
 """
@@ -21,12 +24,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.api.deps import Caller, CallerOf, ReadSession, State, WriteSession
 from tidings.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from tidings.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from tidings.api.types import AppUserIdText
 from tidings.journeys.predicates import EventName
 from tidings.observe.tracing import current_traceparent
 from tidings.store.custom_events import (
@@ -36,6 +41,7 @@ from tidings.store.custom_events import (
     requeue_failed,
     store_event,
 )
+from tidings.store.mappings import find_mapping
 from tidings.store.models import CustomEvent, Profile
 from tidings.store.outbox import ForwardState
 from tidings.store.profiles import known_to_app
@@ -60,7 +66,17 @@ router = APIRouter(
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    profile_id: Annotated[str, Field(min_length=1, max_length=128)]
+    profile_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    app_user_id: AppUserIdText | None = Field(
+        default=None,
+        description="instead of profile_id: the app's own user id, through the user mapping",
+    )
+    app: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the app whose user `app_user_id` is: required with the admin key; an "
+        "app's key may only name its own app (the default)",
+    )
     name: EventName
     event_id: Annotated[
         str, Field(min_length=1, max_length=120, description="idempotency key of the event")
@@ -77,6 +93,14 @@ class EventIn(BaseModel):
                 f"properties take {size} bytes as JSON; at most {MAX_PROPERTIES_BYTES}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _one_owner(self) -> EventIn:
+        if (self.profile_id is None) == (self.app_user_id is None):
+            raise ValueError("give exactly one of profile_id and app_user_id")
+        if self.app is not None and self.app_user_id is None:
+            raise ValueError("app goes with app_user_id")
+        return self
 
 
 class EventAccepted(BaseModel):
@@ -97,11 +121,11 @@ def _unknown_profile(profile_id: str) -> ApiError:
     return ApiError(404, "unknown_profile", f"no profile {profile_id!r}")
 
 
-def _reused(body: EventIn, row: CustomEvent, caller: Caller) -> ApiError:
+def _reused(body: EventIn, profile_id: str, row: CustomEvent, caller: Caller) -> ApiError:
     """The 409 of an event id stored for another event; it names that event only to the admin
     or for the caller's own profile (another app's profile is none of its business)."""
     message = f"event id {body.event_id!r} was stored for another event"
-    if caller.is_admin or row.profile_id == body.profile_id:
+    if caller.is_admin or row.profile_id == profile_id:
         message += f" ({row.name!r} of profile {row.profile_id!r})"
     return ApiError(409, "conflict", message)
 
@@ -113,22 +137,25 @@ async def post_event(body: EventIn, state: State, caller: CallerOf) -> EventAcce
     mapping of the app)."""
     now = utcnow()
     async with state.db.write() as session:
-        # the id alone: loading the profile (its attributes) is the forwarder's business
-        known = await session.exec(
-            select(col(Profile.id)).where(col(Profile.id) == body.profile_id)
-        )
-        if known.first() is None:
-            raise _unknown_profile(body.profile_id)
-        # 404, not 403: a 403 would tell the key the profile exists in another app
-        if caller.app_id is not None and not await known_to_app(
-            session, caller.app_id, body.profile_id
-        ):
-            raise _unknown_profile(body.profile_id)
+        if body.app_user_id is not None:
+            profile_id = await _mapped_profile(session, body, caller)
+        else:
+            assert body.profile_id is not None
+            profile_id = body.profile_id
+            # the id alone: loading the profile (its attributes) is the forwarder's business
+            known = await session.exec(select(col(Profile.id)).where(col(Profile.id) == profile_id))
+            if known.first() is None:
+                raise _unknown_profile(profile_id)
+            # 404, not 403: a 403 would tell the key the profile exists in another app
+            if caller.app_id is not None and not await known_to_app(
+                session, caller.app_id, profile_id
+            ):
+                raise _unknown_profile(profile_id)
         row, created = await store_event(
             session,
             EventReport(
                 event_id=body.event_id,
-                profile_id=body.profile_id,
+                profile_id=profile_id,
                 name=body.name,
                 properties=body.properties,
                 occurred_at=body.occurred_at or now,
@@ -137,8 +164,8 @@ async def post_event(body: EventIn, state: State, caller: CallerOf) -> EventAcce
             ),
             now,
         )
-    if not created and (row.profile_id, row.name) != (body.profile_id, body.name):
-        raise _reused(body, row, caller)
+    if not created and (row.profile_id, row.name) != (profile_id, body.name):
+        raise _reused(body, profile_id, row, caller)
     return EventAccepted(
         event_id=row.event_id,
         duplicate=not created,
@@ -146,6 +173,27 @@ async def post_event(body: EventIn, state: State, caller: CallerOf) -> EventAcce
         started=[],
         signalled=0,
     )
+
+
+async def _mapped_profile(session: AsyncSession, body: EventIn, caller: Caller) -> str:
+    """The profile the app user is mapped to; 404 unknown_app_user when there is none (an
+    event never creates a profile: nothing could reach someone tidings does not know)."""
+    app = body.app or caller.app_id
+    if app is None:
+        message = "app is required with app_user_id (the admin key belongs to no app)"
+        raise ApiError(422, "invalid_request", message, [{"loc": ["body", "app"], "msg": message}])
+    if caller.app_id is not None and app != caller.app_id:
+        raise ApiError(403, "forbidden", "an app's key posts events for its own app's users")
+    assert body.app_user_id is not None
+    mapping = await find_mapping(session, app, body.app_user_id)
+    if mapping is None:
+        raise ApiError(
+            404,
+            "unknown_app_user",
+            f"app {app!r} has no user {body.app_user_id!r} mapped",
+            [{"loc": ["body", "app_user_id"], "msg": "no such user mapped"}],
+        )
+    return mapping.profile_id
 
 
 class EventOutcome(BaseModel):

@@ -6,15 +6,16 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tidings.api.deps import AppAccess, AppId, ReadSession, WriteSession
-from tidings.api.errors import ERROR_RESPONSES, ApiError
+from tidings.api.errors import ERROR_RESPONSES, ApiError, responses
 from tidings.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from tidings.api.routers.apps import app_or_404
 from tidings.api.types import IDENTIFIER, ProfileIdText
+from tidings.store.devices import create_missing_profiles
 from tidings.store.mappings import find_mapping, list_mappings, map_user, unmap_user
-from tidings.store.models import AppUserMapping
+from tidings.store.models import AppUserMapping, Profile
 from tidings.store.types import utcnow
 
 AppUserId = Annotated[
@@ -34,6 +35,9 @@ class MappingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     profile_id: ProfileIdText
+    create_profile: bool = Field(
+        default=False, description="create the profile (empty) if it does not exist"
+    )
 
 
 class MappingPublic(BaseModel):
@@ -51,12 +55,22 @@ def not_found(app_id: str, app_user_id: str) -> ApiError:
     return ApiError(404, "mapping_not_found", f"app {app_id!r} has no user {app_user_id!r} mapped")
 
 
-@router.put("/{app_user_id}")
+@router.put("/{app_user_id}", responses=responses(404))
 async def map_to_profile(
     app_id: AppId, app_user_id: AppUserId, body: MappingIn, session: WriteSession
 ) -> MappingPublic:
-    """Map the app's user to a profile (created empty if it does not exist), or re-map it."""
+    """Map the app's user to a profile, or re-map it. An unknown profile is refused (404
+    `unknown_profile`) unless `create_profile` is true (it is then created empty)."""
     await app_or_404(session, app_id)
+    if body.create_profile:
+        await create_missing_profiles(session, [body.profile_id], utcnow())
+    elif await session.get(Profile, body.profile_id) is None:
+        message = (
+            f'no profile {body.profile_id!r} (create it first, or send "create_profile": true)'
+        )
+        raise ApiError(
+            404, "unknown_profile", message, [{"loc": ["body", "profile_id"], "msg": message}]
+        )
     mapping = await map_user(
         session, app_id=app_id, app_user_id=app_user_id, profile_id=body.profile_id, now=utcnow()
     )

@@ -16,6 +16,12 @@ callback URL's host resolved; it must reach a public address unless ops allow-li
 :mod:`tidings.api.routers.compat.callbacks`). A batch writes its devices in the same global
 lock order as the native batch (profiles first, then devices by app and token), so
 concurrent batches never deadlock.
+
+``UserId`` is the profile id. The original registers a device for any user id (the profile
+lives in the marketing system, not in the push service), and its contract has no failure
+for an unknown one, so this surface asks for the profile to be created: an unknown
+``UserId`` gets an empty profile, as it would with ``"create_profile": true`` on the native
+API (which never creates one unasked).
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ from tidings.store.devices import (
     Registration,
     check_token,
     clean_up,
+    create_missing_profiles,
     register_devices,
 )
 from tidings.store.keys import key_valid_for
@@ -282,6 +289,10 @@ async def _register_all(session: AsyncSession, items: Sequence[_Item]) -> list[O
     """Store the items' devices in the global lock order, then their tracked outcomes."""
     now = utcnow()
     storing = [item for item in items if item.registration is not None]
+    # the compat contract registers for any UserId: its profile is created if missing
+    await create_missing_profiles(
+        session, [i.registration.profile_id for i in storing if i.registration is not None], now
+    )
     devices = await register_devices(
         session, [item.registration for item in storing if item.registration is not None], now
     )
