@@ -38,7 +38,7 @@ from tidings.temporal.client import connect
 from tidings.temporal.devserver import free_port, start_dev_server
 
 APP = "shared-stack"
-WORKER_SAYS = r"worker on task queue 'tidings' \(Temporal (\S+), store"
+WORKER_SAYS = r"worker on task queues? 'tidings'[^(]* \(Temporal (\S+), store"
 
 
 def journey(run: int) -> dict[str, object]:

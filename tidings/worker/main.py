@@ -53,7 +53,8 @@ async def run_worker(
         ):
             workers = build_workers(client, settings, resources, roles)
             log.info(
-                "worker on task queue %s (Temporal %s, store %s)",
+                "worker on task %s %s (Temporal %s, store %s)",
+                "queue" if len(workers) == 1 else "queues",
                 ", ".join(repr(w.task_queue) for w in workers),
                 address,
                 resources.db.describe(),
