@@ -32,9 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import time
-from pathlib import Path
 
 from common import (
     APP_ID,
@@ -48,6 +46,7 @@ from common import (
     cpu_seconds,
     cpu_us_per_unit,
     emit,
+    export_tree,
     history_events,
     log,
     rss_mb,
@@ -160,16 +159,6 @@ async def measure_ceiling(stack: BenchStack, devices: list[SeededDevice]) -> tup
         return time.perf_counter() - started_at, delivered
     finally:
         await registry.close()
-
-
-def export_tree(ref: str, into: Path) -> Path:
-    """The tree of git ``ref`` as plain files (the checkout itself is left alone)."""
-    into.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", ref], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
 
 
 async def polling(stack: BenchStack, worker: WorkerProcess) -> None:

@@ -327,6 +327,16 @@ async def history_events(client: Client, workflow_id_prefix: str) -> tuple[int, 
     return events, executions
 
 
+def export_tree(ref: str, into: Path) -> Path:
+    """The tree of git ``ref`` as plain files (the checkout itself is left alone)."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
 def emit(result: dict[str, Any]) -> None:
     """The benchmark's last line of output: one JSON object."""
     print(json.dumps(result, sort_keys=True), flush=True)
