@@ -209,13 +209,13 @@ def check_row(line: int, text: str, columns: list[str] | None) -> CheckedRow | R
         first = error.errors(include_input=False, include_url=False)[0]
         field = _field(tuple(first["loc"]), columns is not None)
         return RowError(line, field, first["msg"])
-    devices = []
+    # the row was validated just now and nothing else holds it: its checked values replace
+    # the raw ones in place (a model_copy per row took a third of an import's CPU)
     for index, device in enumerate(row.devices):
         try:
-            token = check_token(device.provider, device.token)
+            device.token = check_token(device.provider, device.token)
         except InvalidToken as problem:
             field = "device.token" if columns is not None else f"devices.{index}.token"
             return RowError(line, field, str(problem))
-        devices.append(device.model_copy(update={"token": token}))
-    row = row.model_copy(update={"devices": devices, "email": normalise_email(row.email)})
+    row.email = normalise_email(row.email)
     return CheckedRow(line, row)

@@ -27,6 +27,7 @@ from tidings.store.types import utcnow
 BOM = b"\xef\xbb\xbf"
 MAX_RECORD_BYTES = 256 << 10
 CHUNK_ROWS = 2000
+YIELD_EVERY_ROWS = 50
 MAX_ERRORS_LISTED = 1000
 
 
@@ -87,6 +88,7 @@ class _Importer:
         self.chunk: list[CheckedRow] = []
         self.keys: set[tuple[str, ...]] = set()
         self.writing: asyncio.Task[None] | None = None
+        self.since_yield = 0
 
     async def take(self, record: Record) -> None:
         data = record.data
@@ -134,6 +136,15 @@ class _Importer:
         chunk, self.chunk, self.keys = self.chunk, [], set()
         await self.written()
         self.writing = asyncio.create_task(self._write(chunk))
+
+    async def let_writer_on(self) -> None:
+        """Now and then, yield to the chunk being written: checking rows never awaits, so
+        without this the store would only be sent the previous chunk once the next one is
+        full, and never work while rows are checked."""
+        self.since_yield += 1
+        if self.writing is not None and self.since_yield >= YIELD_EVERY_ROWS:
+            self.since_yield = 0
+            await asyncio.sleep(0)
 
     async def written(self) -> None:
         if self.writing is not None:
@@ -195,6 +206,7 @@ async def import_profiles(
         async for piece in body:
             for record in splitter.feed(piece):
                 await importer.take(record)
+                await importer.let_writer_on()
         for record in splitter.close():
             await importer.take(record)
         await importer.flush()

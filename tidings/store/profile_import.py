@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import String, any_, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -65,10 +66,20 @@ async def known_apps(session: AsyncSession, app_ids: Iterable[str]) -> set[str]:
     return set((await session.exec(select(col(App.id)).where(col(App.id).in_(ids)))).all())
 
 
+def _one_of(session: AsyncSession, column: Any, values: list[str]) -> Any:
+    """``column IN values``; on PostgreSQL ``= ANY(array)``, one parameter rather than a
+    chunk's worth, which SQLAlchemy would render and psycopg bind one by one."""
+    if _is_postgresql(session):
+        return column == any_(bindparam("values", values, type_=ARRAY(String)))
+    return column.in_(values)
+
+
 async def _owners(session: AsyncSession, column: Any, values: list[str]) -> dict[str, str]:
     if not values:
         return {}
-    found = await session.exec(select(column, col(Profile.id)).where(column.in_(values)))
+    found = await session.exec(
+        select(column, col(Profile.id)).where(_one_of(session, column, values))
+    )
     return {value: owner for value, owner in found.all()}
 
 
@@ -122,7 +133,11 @@ async def write_chunk(
         return ChunkWritten(0, 0, refused)
     ids = [r.id for r in accepted]
     existing = set(
-        (await session.exec(select(col(Profile.id)).where(col(Profile.id).in_(ids)))).all()
+        (
+            await session.exec(
+                select(col(Profile.id)).where(_one_of(session, col(Profile.id), ids))
+            )
+        ).all()
     )
     await _upsert_profiles(session, accepted, now)
     await _upsert_mappings(session, accepted, now)
