@@ -88,9 +88,12 @@ class _Importer:
         self.chunk: list[CheckedRow] = []
         self.keys: set[tuple[str, ...]] = set()
         self.writing: asyncio.Task[None] | None = None
-        self.since_yield = 0
 
     async def take(self, record: Record) -> None:
+        if self.writing is not None and self.report.rows % YIELD_EVERY_ROWS == 0:
+            # checking rows never awaits: without a turn now and then, the chunk being
+            # written would only reach the store once the next one is full
+            await asyncio.sleep(0)
         data = record.data
         if self.first and data.startswith(BOM):
             data = data[len(BOM) :]
@@ -136,15 +139,6 @@ class _Importer:
         chunk, self.chunk, self.keys = self.chunk, [], set()
         await self.written()
         self.writing = asyncio.create_task(self._write(chunk))
-
-    async def let_writer_on(self) -> None:
-        """Now and then, yield to the chunk being written: checking rows never awaits, so
-        without this the store would only be sent the previous chunk once the next one is
-        full, and never work while rows are checked."""
-        self.since_yield += 1
-        if self.writing is not None and self.since_yield >= YIELD_EVERY_ROWS:
-            self.since_yield = 0
-            await asyncio.sleep(0)
 
     async def written(self) -> None:
         if self.writing is not None:
@@ -206,7 +200,6 @@ async def import_profiles(
         async for piece in body:
             for record in splitter.feed(piece):
                 await importer.take(record)
-                await importer.let_writer_on()
         for record in splitter.close():
             await importer.take(record)
         await importer.flush()
