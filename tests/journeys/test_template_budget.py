@@ -4,6 +4,8 @@ and validation reports the template by node and field instead of hanging or cras
 
 from __future__ import annotations
 
+import gc
+import time
 from pathlib import Path
 from typing import Any
 
@@ -244,3 +246,26 @@ def test_validation_takes_profile_values_for_numbers_too(template: str) -> None:
         "nodes": [{"id": "hello", "type": "push", "content": {"title": template, "body": "b"}}],
     }
     assert parse_definition(data).id == "j"
+
+
+def test_a_garbage_collection_during_a_render_is_not_charged_to_the_template(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The collector's pass over the whole heap runs in whichever thread allocated last:
+    inside a render, it must not make a trivial template look like a runaway one, while the
+    template's own CPU still counts."""
+    heap = [[i] for i in range(1_000_000)]  # a worker's heap: a full collection walks it all
+    started = time.thread_time()
+    gc.collect()
+    collection_cost = time.thread_time() - started
+    monkeypatch.setattr(limits, "TIME_LIMIT_S", collection_cost / 2)
+    with limits.budget():
+        gc.collect()
+        limits.tick()
+    with limits.budget():
+        busy_until = time.thread_time() + collection_cost
+        while time.thread_time() < busy_until:
+            pass
+        with pytest.raises(limits.BudgetExceeded):
+            limits.tick()
+    assert len(heap) == 1_000_000
