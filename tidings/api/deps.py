@@ -66,7 +66,9 @@ class ApiState:
         return self.interactions
 
 
-def api_state(request: Request) -> ApiState:
+# Dependencies are coroutines even where they never await: FastAPI runs a plain function's
+# dependency in its thread pool, a thread hop on every request.
+async def api_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.tidings
     return state
 
@@ -184,7 +186,7 @@ def refused(state: ApiState, source: str, message: str) -> ApiError:
     return unauthorized(message) if retry_after is None else rate_limited(retry_after)
 
 
-def source(request: Request) -> str:
+async def source(request: Request) -> str:
     """The client address failed authentications are counted against."""
     return source_of(request.scope)
 
