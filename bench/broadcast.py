@@ -40,6 +40,7 @@ from common import (
     BenchStack,
     SeededDevice,
     WorkerProcess,
+    add_store_arguments,
     bench_database,
     bench_home,
     bench_stack,
@@ -301,12 +302,7 @@ if __name__ == "__main__":
         "side by side in one stack, and report this tree's overhead",
     )
     parser.add_argument("--rounds", type=int, default=2, help="with --baseline: runs of each")
-    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument(
-        "--postgres",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="with --store postgres: a server on which a fresh database is made and dropped",
-    )
+    add_store_arguments(parser)
     parser.add_argument(
         "--ceiling-sample",
         type=int,

@@ -8,6 +8,7 @@ deployment: the worker's peak RSS is its own, and the simulators' CPU is not the
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import hashlib
@@ -369,14 +370,35 @@ def process_roles() -> dict[str, list[psutil.Process]]:
 
 
 def cpu_seconds() -> dict[str, float]:
-    """CPU time (user + system) so far of this process and each process it started, by role."""
+    """CPU time (user + system) so far of this process and each process it started, by role,
+    and of a local PostgreSQL server's processes (``postgres``) when one runs."""
     found: dict[str, float] = {}
     for role, processes in process_roles().items():
         for process in processes:
             with contextlib.suppress(psutil.Error):
                 times = process.cpu_times()
                 found[role] = found.get(role, 0.0) + times.user + times.system
+    postgres = postgres_cpu_seconds()
+    if postgres is not None:
+        found["postgres"] = postgres
     return found
+
+
+def postgres_cpu_seconds() -> float | None:
+    """CPU time so far of the local PostgreSQL servers: each postmaster, the backends it has
+    reaped (its children's times) and those still running. The server is not the benchmark's
+    child, so it is found by name; on an idle machine all of its work is the benchmark's."""
+    total: float | None = None
+    for process in psutil.process_iter(["name", "ppid"]):
+        if process.info["name"] != "postgres":
+            continue
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total = (total or 0.0) + times.user + times.system
+            parent = psutil.Process(process.info["ppid"])
+            if parent.name() != "postgres":  # the postmaster: add the backends it reaped
+                total += times.children_user + times.children_system
+    return total
 
 
 def cpu_us_per_unit(
@@ -396,6 +418,16 @@ def rss_mb(role: str) -> float:
         with contextlib.suppress(psutil.Error):
             total += process.memory_info().rss
     return round(total / 2**20, 1)
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--store`` and ``--postgres``, read by :func:`bench_database`."""
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="with --store postgres: a server on which a fresh database is made and dropped",
+    )
 
 
 @contextlib.contextmanager

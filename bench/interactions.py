@@ -1,6 +1,7 @@
 """Interactions posted to the API while journeys wait for them, and what they cost Temporal.
 
     python bench/interactions.py [--profiles 4000] [--rate 500] [--batch 1] [--click-share 0.3]
+                                 [--store postgres]
 
 A push -> delay journey sends one push to every device of N profiles; while every profile
 stands on the delay, the benchmark posts an open for every push (and a click for a share of
@@ -17,6 +18,8 @@ The last line of output is one JSON object:
   reports_per_request             1: one report per request; more: /v1/interactions/batch
   api_p50_ms / api_p99_ms         API answer times (per request)
   interactions, applied           posted; counted by the cohorts (equal when applied once)
+  cpu_us_per_interaction          CPU microseconds per interaction by process, first post to
+                                  the last one signalled
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import time
@@ -34,8 +38,12 @@ from common import (
     ApiProcess,
     BenchStack,
     WorkerProcess,
+    add_store_arguments,
+    bench_database,
     bench_home,
     bench_stack,
+    cpu_seconds,
+    cpu_us_per_unit,
     emit,
     log,
     seed,
@@ -152,8 +160,8 @@ async def applied(stack: BenchStack, cohorts: list[str]) -> int:
 
 async def main(args: argparse.Namespace) -> None:
     rng = random.Random(5)
-    with bench_home(args.home) as home:
-        async with bench_stack(home) as stack:
+    with bench_home(args.home) as home, bench_database(args.store, args.postgres) as url:
+        async with bench_stack(home, url) as stack:
             devices = await seed(stack, args.profiles)
             log(f"seeded {args.profiles} profiles, {len(devices)} devices")
             db = Database(stack.settings.resolved_database_url)
@@ -175,6 +183,7 @@ async def main(args: argparse.Namespace) -> None:
                         if rng.random() < args.click_share
                     ]
                     rng.shuffle(reports)
+                    cpu_before = cpu_seconds()
                     elapsed, accepted, latencies = await post_at_rate(
                         api, reports, args.rate, args.batch
                     )
@@ -183,6 +192,7 @@ async def main(args: argparse.Namespace) -> None:
                         f"posted {len(reports)} interactions in {elapsed:.1f}s, {accepted} accepted"
                     )
                     drained_at = await drained(db)
+                    cpu_after = cpu_seconds()
                     counted = await applied(stack, cohorts)
                     events_after = await workflow_history_events(stack.client, workflows)
                     await run.handle.terminate("benchmark over")
@@ -205,6 +215,8 @@ async def main(args: argparse.Namespace) -> None:
                     "api_p50_ms": round(quantiles[49] * 1000, 1),
                     "api_p99_ms": round(quantiles[98] * 1000, 1),
                     "applied": counted,
+                    "cpu_us_per_interaction": cpu_us_per_unit(cpu_before, cpu_after, len(reports)),
+                    "load_average": [round(x, 1) for x in os.getloadavg()],
                 }
             )
 
@@ -225,4 +237,5 @@ if __name__ == "__main__":
         help="reports per request: 1 posts to /v1/interactions, more to /v1/interactions/batch",
     )
     parser.add_argument("--home", help="directory for the run's state (default: a temporary one)")
+    add_store_arguments(parser)
     asyncio.run(main(parser.parse_args()))

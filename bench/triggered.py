@@ -3,7 +3,7 @@ one-push journey for its profile, and the time from the POST to the simulator ac
 push. The API stores each event and answers; the forwarder beside the worker starts the
 journey (so the latency includes its polling interval, 0.5 s when idle).
 
-    python bench/triggered.py [--rate 20] [--seconds 30] [--broadcast N]
+    python bench/triggered.py [--rate 20] [--seconds 30] [--broadcast N] [--store postgres]
 
 The API and the worker run as their own processes (``tidings api``, ``worker.py``), as in a
 deployment; the simulators record when each push reached them (``received_at``), on the same
@@ -41,6 +41,8 @@ from common import (
     ApiProcess,
     BenchStack,
     WorkerProcess,
+    add_store_arguments,
+    bench_database,
     bench_home,
     bench_stack,
     cpu_seconds,
@@ -175,8 +177,8 @@ async def start_broadcast(stack: BenchStack) -> StartedRun:
 async def main(args: argparse.Namespace) -> None:
     count = int(args.rate * args.seconds)
     triggered = count + WARM_UP
-    with bench_home(args.home) as home:
-        async with bench_stack(home) as stack:
+    with bench_home(args.home) as home, bench_database(args.store, args.postgres) as url:
+        async with bench_stack(home, url) as stack:
             devices = await seed(
                 stack,
                 triggered + args.broadcast,
@@ -288,4 +290,5 @@ if __name__ == "__main__":
         help="also broadcast one push to this many other profiles, beside the triggers",
     )
     parser.add_argument("--home", help="directory for the run's state (default: a temporary one)")
+    add_store_arguments(parser)
     asyncio.run(main(parser.parse_args()))
