@@ -168,7 +168,18 @@ class Settings(BaseSettings):
     # --- engine -------------------------------------------------------------------------------
     cohort_size: int = Field(default=1000, ge=1, le=5000)
     cohort_window: int = Field(
-        default=8, ge=1, le=1000, description="Cohort workflows running at once per journey run."
+        default=8,
+        ge=1,
+        le=1000,
+        description="Cohort workflows of a journey run taking steps at once; a cohort parked in "
+        "a wait of cohort_parks_after_s or longer holds no place.",
+    )
+    cohort_parks_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A cohort whose every profile waits this long or longer (a delay, a wait "
+        "for an interaction) gives its place in the run's window to the next cohort, so a long "
+        "audience is not held back by the waits of the cohorts before it.",
     )
     audience_page_size: int = Field(default=2000, ge=1, le=50_000)
     delivery_heartbeat_timeout_s: float = Field(default=30.0, gt=0)

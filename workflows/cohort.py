@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.contracts import JourneyEventRecord
     from workflows.contracts import (
         CANCEL_SIGNAL,
+        COHORT_PARKED_SIGNAL,
         COHORT_REPORT_SIGNAL,
         INTERACTIONS_SIGNAL,
         PROMOTE_SIGNAL,
@@ -81,6 +82,8 @@ class CohortWorkflow:
         # whether a successful end is reported to the run by signal (else the run counts
         # this cohort's completion as its child's)
         self._report_success = not cohort.report_only_when_asked
+        # whether the run still waits to hear that this cohort parked in a long wait
+        self._report_parking = cohort.report_parking and cohort.report_to is not None
 
     @workflow.signal(name=INTERACTIONS_SIGNAL)
     def interactions(self, batch: InteractionBatch) -> None:
@@ -160,13 +163,21 @@ class CohortWorkflow:
         if cohort.report_to is None or (error is None and not self._report_success):
             return
         report = CohortReport(workflow.info().workflow_id, result, error)
+        await self._tell_run(cohort, COHORT_REPORT_SIGNAL, report)
+
+    @staticmethod
+    async def _tell_run(cohort: CohortInput, signal: str, word: CohortReport | str) -> None:
+        assert cohort.report_to is not None  # asked only of cohorts that report to a run
         try:
-            await workflow.get_external_workflow_handle(cohort.report_to).signal(
-                COHORT_REPORT_SIGNAL, report
-            )
+            await workflow.get_external_workflow_handle(cohort.report_to).signal(signal, word)
         except FailureError as failure:
-            # the run has closed (terminated): nobody is left to count this cohort
-            workflow.logger.warning("run %s took no report: %s", cohort.report_to, failure)
+            # the run has closed (terminated): nobody is left to listen
+            workflow.logger.warning("run %s took no %s: %s", cohort.report_to, signal, failure)
+
+    @staticmethod
+    def _parks_until(wake: datetime | None, cohort: CohortInput) -> bool:
+        """Whether sleeping until ``wake`` (None: until a signal) is a long wait."""
+        return wake is None or wake - workflow.now() >= cohort.options.cohort_parks_after
 
     async def _interpret(self, cohort: CohortInput) -> CohortResult:
         journey = cohort.journey
@@ -223,6 +234,7 @@ class CohortWorkflow:
                         cohort,
                         snapshot=state.snapshot(),
                         report_only_when_asked=not self._report_success,
+                        report_parking=self._report_parking,
                     )
                 )
             steps_now = 0
@@ -230,6 +242,9 @@ class CohortWorkflow:
             if self._tasks and wake is not None and not self._steps_may_overlap():
                 await self._settle_all()
                 continue
+            if self._report_parking and not self._tasks and self._parks_until(wake, cohort):
+                self._report_parking = False
+                await self._tell_run(cohort, COHORT_PARKED_SIGNAL, workflow.info().workflow_id)
             await self._sleep_until(wake)
             self._reap()
         if state.cancelled:

@@ -25,7 +25,10 @@ class EngineOptions:
     """Tuning a starter takes from its settings; workflows cannot read the environment."""
 
     cohort_size: int = 1000
+    # cohorts of a run taking steps at once: a cohort parked in a wait this long or longer
+    # (``cohort_parks_after``) gives its place to the next one
     cohort_window: int = 8
+    cohort_parks_after: timedelta = timedelta(seconds=60)
     audience_page_size: int = 2000
     delivery_heartbeat_timeout: timedelta = timedelta(seconds=30)
     delivery_timeout: timedelta = timedelta(hours=1)
@@ -66,6 +69,9 @@ class RunProgress:
     failures: list[str] = field(default_factory=list)
     # experiment splits promoted to a winner: node id -> the branch every profile now takes
     promotions: dict[str, int] = field(default_factory=dict)
+    # running cohorts that said they are parked in a long wait: they hold no place in the
+    # window (in start order)
+    parked_cohorts: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,11 @@ class CohortInput:
     report_only_when_asked: bool = False
     # experiment splits promoted before the cohort started: node id -> the winning branch
     promotions: dict[str, int] = field(default_factory=dict)
+    # tell ``report_to`` (COHORT_PARKED_SIGNAL) once, the first time every profile waits
+    # ``options.cohort_parks_after`` or longer with no step in flight, so the run's window
+    # takes the next cohort instead of holding its place through the wait. An input, not a
+    # patch: cohorts started before it was set replay as they ran.
+    report_parking: bool = False
 
 
 @dataclass
@@ -163,6 +174,8 @@ class RunStatusView:
     totals: dict[str, int] = field(default_factory=dict)
     running_cohorts: list[str] = field(default_factory=list)
     cohorts_started: int = 0
+    # of the running cohorts, those parked in a long wait (they hold no place in the window)
+    parked_cohorts: list[str] = field(default_factory=list)
     cohorts_finished: int = 0
     audience_exhausted: bool = False
     cancelled: bool = False
@@ -180,6 +193,9 @@ COHORT_REPORT_SIGNAL = "cohort-report"
 # Cohort workflow: report your end to the run by signal (COHORT_REPORT_SIGNAL), whatever
 # ``report_only_when_asked`` said: the run that started you is about to continue as new.
 REPORT_REQUEST_SIGNAL = "report-end"
+# Run workflow: a cohort it started has every profile in a long wait (its workflow id): the
+# run starts the next cohort in its place, as it would for one that ended.
+COHORT_PARKED_SIGNAL = "cohort-parked"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,10 @@
 
 The audience is read one page at a time (never whole), with what the interpreter needs to
 know of each profile (time zone, the attributes conditions read); at most ``cohort_window``
-cohorts run at once. A cancel stops new cohorts, asks the running ones to stop taking steps,
+cohorts take steps at once. A cohort whose profiles all wait ``cohort_parks_after`` or longer
+says so once, and the run starts the next cohort in its place: a journey that pushes, waits a
+day and reminds reaches its whole audience on the first day, not a window's worth a day. A
+cancel stops new cohorts, asks the running ones to stop taking steps,
 and waits for their sends in flight to settle before the run records itself as cancelled.
 
 Cohorts outlive the run's continue-as-new: they are started with ``ParentClosePolicy.ABANDON``,
@@ -42,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from tidings.journeys.model import RandomSplitNode
     from workflows.contracts import (
         CANCEL_SIGNAL,
+        COHORT_PARKED_SIGNAL,
         COHORT_REPORT_SIGNAL,
         PROMOTE_SIGNAL,
         REPORT_REQUEST_SIGNAL,
@@ -75,6 +79,9 @@ PATCH_REPORTS_ON_REQUEST = "run-cohorts-report-on-request"
 # Experiment splits with ``promote: auto``: the run looks for a winner on a timer. Asked only
 # by runs of journeys that have one, so no other history carries the marker.
 PATCH_AUTO_PROMOTE = "run-auto-promote"
+# The cohorts a run starts say when they park in a long wait, and the window counts only the
+# others. Runs recorded before this kept a parked cohort's place until it ended.
+PATCH_COHORTS_PARK = "run-cohorts-park"
 # An experiment's verdict reads every branch membership of the run (about 1.5 s per 100,000
 # profiles on either store): a run of millions must not time it out.
 JUDGE_TIMEOUT = timedelta(minutes=5)
@@ -102,6 +109,12 @@ class JourneyRunWorkflow:
         self._unsent_promotions: list[BranchPromotion] = []
         # the cohorts this run starts report a successful end only when asked
         self._reports_on_request = False
+        # the cohorts this run starts say when they park in a long wait
+        self._parking = False
+        # running cohorts parked in a long wait, in the order they said so (a subset of
+        # ``_running``: they hold no place in the window); and parked words not yet taken in
+        self._parked: dict[str, None] = {}
+        self._parked_words: list[str] = []
 
     @workflow.query
     def progress(self) -> RunProgress:
@@ -114,6 +127,7 @@ class JourneyRunWorkflow:
             totals=dict(progress.totals),
             running_cohorts=list(self._running),
             cohorts_started=progress.cohorts_started,
+            parked_cohorts=list(self._parked),
             cohorts_finished=progress.cohorts_finished,
             audience_exhausted=self._audience_done(),
             cancelled=progress.cancelled,
@@ -141,6 +155,12 @@ class JourneyRunWorkflow:
         """A cohort has ended; the run loop counts it (once, by its id)."""
         self._reports.append(report)
 
+    @workflow.signal(name=COHORT_PARKED_SIGNAL)
+    def cohort_parked(self, cohort_id: str) -> None:
+        """A cohort has every profile in a long wait: the run loop gives its place in the
+        window to the next cohort."""
+        self._parked_words.append(cohort_id)
+
     @workflow.run
     async def run(self, run: JourneyRunInput) -> RunResult:
         # a cancel may come in the first activation, before this: with the placeholder
@@ -150,6 +170,7 @@ class JourneyRunWorkflow:
             # (runs from before this lost such a cancel, and replay as they ran)
             progress.cancelled = progress.cancelled or cancelled_early
             self._reports_on_request = self._cohorts_report_on_request()
+            self._parking = workflow.patched(PATCH_COHORTS_PARK)
             await self._run_cohorts(run)
         else:
             await self._run_cohorts_awaiting_each(run)
@@ -181,6 +202,9 @@ class JourneyRunWorkflow:
         and every cohort has reported; continue as new whenever the history is full, with
         the cohorts still running."""
         self._running.update(dict.fromkeys(self._progress.running_cohorts))
+        self._parked.update(
+            dict.fromkeys(c for c in self._progress.parked_cohorts if c in self._running)
+        )
         judging = self._judge_experiments(run)
         try:
             await self._run_cohorts_loop(run)
@@ -194,7 +218,9 @@ class JourneyRunWorkflow:
         running = self._running
         while True:
             self._worked = self._count_ended() or self._worked
+            self._take_parked_words()
             progress.running_cohorts = list(running)
+            progress.parked_cohorts = list(self._parked)
             if self._unsent_promotions:
                 await self._pass_on_promotions()
             if not running and (progress.cancelled or self._audience_done()):
@@ -203,7 +229,9 @@ class JourneyRunWorkflow:
                 if self._reports_on_request:
                     await self._ask_for_reports()
                     self._count_ended()
+                    self._take_parked_words()
                     progress.running_cohorts = list(running)
+                    progress.parked_cohorts = list(self._parked)
                 workflow.continue_as_new(dataclasses.replace(run, progress=progress))
             if not progress.cancelled:
                 self._worked = await self._start_cohorts(run) or self._worked
@@ -216,6 +244,7 @@ class JourneyRunWorkflow:
             await workflow.wait_condition(
                 lambda: (
                     bool(self._reports)
+                    or bool(self._parked_words)
                     or bool(self._unsent_promotions)
                     or any(h is not None and h.done() for h in running.values())
                     or (progress.cancelled and not self._cancel_sent)
@@ -228,7 +257,7 @@ class JourneyRunWorkflow:
         (one workflow task for all their starts)."""
         progress = self._progress
         starting: list[tuple[str, CohortInput]] = []
-        while len(self._running) < run.options.cohort_window:
+        while len(self._running) - len(self._parked) < run.options.cohort_window:
             cohort, facts = await self._next_cohort(run)
             if not cohort:
                 break
@@ -248,6 +277,7 @@ class JourneyRunWorkflow:
                         report_to=workflow.info().workflow_id,
                         promotions=dict(progress.promotions),
                         report_only_when_asked=self._reports_on_request,
+                        report_parking=self._parking,
                     ),
                 )
             )
@@ -414,7 +444,16 @@ class JourneyRunWorkflow:
             counted = True
         return counted
 
+    def _take_parked_words(self) -> None:
+        """Take the running cohorts that said they parked out of the window (a word from a
+        cohort that has ended, or came twice, changes nothing)."""
+        words, self._parked_words = self._parked_words, []
+        for cohort_id in words:
+            if cohort_id in self._running:
+                self._parked[cohort_id] = None
+
     def _count(self, cohort_id: str, result: CohortResult, error: str | None) -> None:
+        self._parked.pop(cohort_id, None)
         progress = self._progress
         progress.cohorts_finished += 1
         totals = Counter(progress.totals)

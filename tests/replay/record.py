@@ -28,7 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.scene import Scene, journey, journey_scene, push
 from tidings.inbound.triggers import entry_workflow_id
-from tidings.journeys.model import RandomSplitNode
+from tidings.journeys.model import JourneyDefinition, RandomSplitNode
 from tidings.runs.cancel import cancel_run
 from tidings.runs.experiments import promote_winner
 from tidings.runs.start import StartedRun, activate_trigger
@@ -227,17 +227,21 @@ async def continue_as_new(s: Scene) -> None:
 
 async def cancel(s: Scene) -> None:
     started = await s.start_journey(
-        journey(
-            push("one", next="pause"),
-            {"id": "pause", "type": "delay", "duration": "60s", "next": "two"},
-            push("two"),
-        ),
+        push_pause_push("60s"),
         ["a", "b"],
     )
     await s.delivered(started.run_id, "one", "a")
     await s.delivered(started.run_id, "one", "b")
     await cancel_run(s.client, s.db, started.run_id)
     await save_run(s, started, "cancel")
+
+
+def push_pause_push(pause: str) -> JourneyDefinition:
+    return journey(
+        push("one", next="pause"),
+        {"id": "pause", "type": "delay", "duration": pause, "next": "two"},
+        push("two"),
+    )
 
 
 def continuing_run(s: Scene) -> EngineOptions:
@@ -263,11 +267,7 @@ async def b_broadcast(s: Scene) -> None:
 
 async def b_run_continue_as_new(s: Scene) -> None:
     started = await s.start_journey(
-        journey(
-            push("one", next="pause"),
-            {"id": "pause", "type": "delay", "duration": "2s", "next": "two"},
-            push("two"),
-        ),
+        push_pause_push("2s"),
         ["a", "b", "c"],
         options=continuing_run(s),
     )
@@ -276,11 +276,7 @@ async def b_run_continue_as_new(s: Scene) -> None:
 
 async def b_cancel_continued(s: Scene) -> None:
     started = await s.start_journey(
-        journey(
-            push("one", next="pause"),
-            {"id": "pause", "type": "delay", "duration": "60s", "next": "two"},
-            push("two"),
-        ),
+        push_pause_push("60s"),
         ["a", "b", "c"],
         options=continuing_run(s),
     )
@@ -299,15 +295,24 @@ async def f_broadcast(s: Scene) -> None:
 
 async def f_run_continue_as_new(s: Scene) -> None:
     started = await s.start_journey(
-        journey(
-            push("one", next="pause"),
-            {"id": "pause", "type": "delay", "duration": "2s", "next": "two"},
-            push("two"),
-        ),
+        push_pause_push("2s"),
         ["a", "b", "c"],
         options=continuing_run(s),
     )
     await save_run(s, started, "f-run-continue-as-new", cohorts=3)
+
+
+# g-: a cohort whose profiles all wait long says so, and the run starts the next cohort in
+# its place; the run continues as new with parked cohorts and keeps them out of its window.
+async def g_parked_cohorts(s: Scene) -> None:
+    started = await s.start_journey(
+        push_pause_push("6s"),
+        ["a", "b", "c"],
+        options=dataclasses.replace(
+            continuing_run(s), cohort_window=1, cohort_parks_after=timedelta(seconds=1)
+        ),
+    )
+    await save_run(s, started, "g-parked-cohorts", cohorts=3)
 
 
 async def a_ttl_quiet_hours(s: Scene) -> None:
@@ -475,6 +480,7 @@ SHAPES: list[Callable[[Scene], Awaitable[None]]] = [
     e_best_hour,
     f_broadcast,
     f_run_continue_as_new,
+    g_parked_cohorts,
 ]
 
 

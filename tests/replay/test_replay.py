@@ -90,6 +90,10 @@ def test_every_journey_shape_has_recorded_histories() -> None:
         assert any(n.startswith(f"{shape}-run") for n in names), shape
         assert any(n.startswith(f"{shape}-cohort-") for n in names), shape
     assert {"f-run-continue-as-new-run-1", "f-run-continue-as-new-run-2"} <= names
+    # cohorts that park in a long wait, and a run that starts the next in their place
+    assert {"g-parked-cohorts-run-1", "g-parked-cohorts-run-2", "g-parked-cohorts-cohort-3"} <= (
+        names
+    )
     # a schedule's firing, and the run it started as its child
     assert {"d-scheduled-firing", "d-scheduled-run", "d-scheduled-cohort-1"} <= names
     # an experiment split judged by the run, promoted, and taken by later profiles
@@ -145,14 +149,36 @@ class RunWithoutReports(JourneyRunWorkflow):
         return False
 
 
+@workflow.defn(name="JourneyRun")
+class RunHoldingParkedCohorts(JourneyRunWorkflow):
+    """The run as a careless change would make it: the patch marker kept, but a parked
+    cohort keeping its place in the window until it ends."""
+
+    @workflow.run
+    async def run(self, run: JourneyRunInput) -> RunResult:
+        return await super().run(run)
+
+    def _take_parked_words(self) -> None:
+        self._parked_words = []
+
+
+async def fails_to_replay(careless: type, name: str, cache: str) -> None:
+    replayer = Replayer(workflows=[careless], data_converter=pydantic_data_converter)
+    with pytest.raises(NondeterminismError):
+        await replayer.replay_workflows(each([HISTORY_DIR / f"{name}.json"], cache))
+
+
+@pytest.mark.parametrize("cache", CACHES)
+async def test_a_run_that_holds_parked_cohorts_fails_the_replay_of_parking(cache: str) -> None:
+    await fails_to_replay(RunHoldingParkedCohorts, "g-parked-cohorts-run-2", cache)
+
+
 @pytest.mark.parametrize("cache", CACHES)
 @pytest.mark.parametrize("name", ["b-broadcast-run", "b-run-continue-as-new-run-2"])
 async def test_the_run_without_its_patch_fails_the_replay_of_reporting_cohorts(
     name: str, cache: str
 ) -> None:
-    replayer = Replayer(workflows=[RunWithoutReports], data_converter=pydantic_data_converter)
-    with pytest.raises(NondeterminismError):
-        await replayer.replay_workflows(each([HISTORY_DIR / f"{name}.json"], cache))
+    await fails_to_replay(RunWithoutReports, name, cache)
 
 
 @pytest.mark.parametrize("cache", CACHES)
@@ -161,6 +187,4 @@ async def test_the_run_without_its_patch_fails_the_replay_of_reporting_cohorts(
     ["broadcast-cohort-1", "triggered-cohort", "every-node-cohort-1", "e-best-hour-cohort-1"],
 )
 async def test_a_non_deterministic_change_fails_the_replay(name: str, cache: str) -> None:
-    replayer = Replayer(workflows=[ReorderedCohort], data_converter=pydantic_data_converter)
-    with pytest.raises(NondeterminismError):
-        await replayer.replay_workflows(each([HISTORY_DIR / f"{name}.json"], cache))
+    await fails_to_replay(ReorderedCohort, name, cache)

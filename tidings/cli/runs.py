@@ -144,6 +144,7 @@ def render_view(view: RunView, order: list[str]) -> Group:
         sends.add_row(label, str(value))
     footer = Text(
         f"cohorts: {view.cohorts_started} started, {view.cohorts_running} running"
+        + (f" ({view.cohorts_waiting} of them waiting)" if view.cohorts_waiting else "")
         + ("; audience fully paged" if view.audience_exhausted else "")
         if view.kind == "audience"
         else "triggered journey: one cohort per entering profile"

@@ -14,6 +14,7 @@ def engine_options(settings: Settings) -> EngineOptions:
     return EngineOptions(
         cohort_size=settings.cohort_size,
         cohort_window=settings.cohort_window,
+        cohort_parks_after=timedelta(seconds=settings.cohort_parks_after_s),
         audience_page_size=settings.audience_page_size,
         delivery_heartbeat_timeout=settings.delivery_heartbeat_timeout,
         delivery_max_backoff=timedelta(seconds=settings.delivery_max_backoff_s),

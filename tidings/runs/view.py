@@ -50,6 +50,8 @@ class RunView:
     counts: dict[str, Any] = field(default_factory=dict)
     cohorts_started: int = 0
     cohorts_running: int = 0
+    # of the running cohorts, those parked in a long wait (they hold no place in the window)
+    cohorts_waiting: int = 0
     audience_exhausted: bool = False
     cancelling: bool = False
     # an audience run still paging its audience and starting cohorts
@@ -106,6 +108,7 @@ async def run_view(client: Client | None, db: Database, run_id: str) -> RunView:
     view.positions = dict(positions)
     view.cohorts_started = status.cohorts_started
     view.cohorts_running = len(status.running_cohorts)
+    view.cohorts_waiting = len(status.parked_cohorts)
     view.audience_exhausted = status.audience_exhausted
     view.cancelling = status.cancelled
     view.still_starting = not status.audience_exhausted
