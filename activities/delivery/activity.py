@@ -28,6 +28,7 @@ from activities.declarations import DELIVER, DeliveryActivity
 from activities.delivery.caps import capped_in_batch, hold_capped
 from activities.delivery.commits import OutcomeWriter
 from activities.delivery.expiry import hold_expired, send_deadlines
+from activities.delivery.fencing import FenceHeld, holding_fence, once_fence_taken
 from activities.delivery.pacing import SendPacer
 from activities.delivery.plan import (
     APP_STOPPED,
@@ -49,10 +50,10 @@ from tidings.observe.context import bound
 from tidings.observe.metrics import count_pushes
 from tidings.push import AppSenders, Outcome, SenderRegistry, SendResult
 from tidings.push.credentials import AppCredentials
-from tidings.push.sender import urgent_sends
+from tidings.push.sender import SENDS_HALTED, urgent_sends
 from tidings.store.apps import credentials_generation, open_credentials
 from tidings.store.db import Database
-from tidings.store.fences import AttemptFence, release_fence, take_fence
+from tidings.store.fences import AttemptFence, take_fence
 from tidings.store.ledger import (
     Completion,
     LedgerRow,
@@ -70,6 +71,10 @@ from tidings.store.types import utcnow
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_HORIZON = timedelta(hours=1)
+# A cancelled attempt (timed out, its worker stopping) sends nothing more but waits this long
+# for the answers to the requests it has in flight, and records them: sent without a record,
+# they would be sent again by the next attempt. Longer than a send's own timeout.
+SETTLE_IN_FLIGHT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -109,9 +114,11 @@ class DeliveryActivities(DeliveryActivity):
         lane = urgent_sends() if activity.info().is_local else nullcontext()
         with ids, lane:
             async with self._heartbeating():
-                return await self._deliver(batch)
+                fence = _attempt_fence()
+                async with holding_fence(self._db, fence):
+                    return await once_fence_taken(lambda: self._deliver(batch, fence), fence)
 
-    async def _deliver(self, batch: PushBatch) -> PushBatchResult:
+    async def _deliver(self, batch: PushBatch, fence: AttemptFence) -> PushBatchResult:
         now = utcnow()
         # per profile, from when it reached the node (expiry.py)
         deadlines = send_deadlines(batch, now, activity.info().attempt)
@@ -137,10 +144,10 @@ class DeliveryActivities(DeliveryActivity):
             horizon_passed=now >= give_up_at,
             horizon=_duration(give_up_at - batch.reached_at),
         )
-        fence = _attempt_fence()
         async with self._db.write() as session:
+            # taken in the transaction that opens the rows it guards
             if not await take_fence(session, fence, now):
-                raise _superseded(fence)
+                raise FenceHeld
             rows = await open_sends(
                 session,
                 run_id=batch.run_id,
@@ -179,10 +186,7 @@ class DeliveryActivities(DeliveryActivity):
             learnt = await self._send(app, pending, rows, expires_at, now, fence)
             if learnt.open_rows:
                 await self._retry_or_close(app.id, learnt, expires_at, give_up_at, limits.horizon)
-        summary = await self._summarise(audience, sends)
-        async with self._db.write() as session:
-            await release_fence(session, fence)
-        return summary
+        return await self._summarise(audience, sends)
 
     async def _send(
         self,
@@ -212,6 +216,9 @@ class DeliveryActivities(DeliveryActivity):
                 for index in range(len(pending)):
                     record(index, senders)
             else:
+                halt = asyncio.Event()
+                # the send tasks see the halt through their context
+                halting = SENDS_HALTED.set(halt)
                 sending = asyncio.create_task(
                     send_paced(
                         senders,
@@ -223,7 +230,8 @@ class DeliveryActivities(DeliveryActivity):
                         record,
                     )
                 )
-                await _until_sent_or_superseded(sending, writer.superseded)
+                SENDS_HALTED.reset(halting)
+                await _until_sent_or_superseded(sending, writer.superseded, halt)
         if writer.superseded.is_set():
             raise _superseded(fence)
         learnt = writer.learnt
@@ -404,20 +412,28 @@ def _attempt_fence() -> AttemptFence:
 
 
 def _superseded(fence: AttemptFence) -> ApplicationError:
-    # the newer attempt owns the batch now: what this one returns is of no use to anyone
+    # another execution owns the batch now: what this one returns is of no use to anyone
     return ApplicationError(
-        f"attempt {fence.attempt} of this batch stopped: a newer attempt is sending it",
+        f"attempt {fence.attempt} of this batch stopped: another execution is sending it",
         type="AttemptSuperseded",
         category=ApplicationErrorCategory.BENIGN,
     )
 
 
-async def _until_sent_or_superseded(sending: asyncio.Task[None], superseded: asyncio.Event) -> None:
-    """Wait for the sends; if a newer attempt takes over first, stop them (the requests in
-    flight are abandoned: at most the sender's concurrency, resent by the newer attempt)."""
+async def _until_sent_or_superseded(
+    sending: asyncio.Task[None], superseded: asyncio.Event, halt: asyncio.Event
+) -> None:
+    """Wait for the sends. If another execution took the batch over first (this one's fence
+    went stale), stop them: the requests in flight are abandoned, at most the sender's
+    concurrency, resent by the other. If this execution is cancelled, send nothing more but
+    let the requests in flight be answered and recorded first."""
     stop = asyncio.create_task(superseded.wait())
     try:
         await asyncio.wait({sending, stop}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        halt.set()
+        await asyncio.wait({sending}, timeout=SETTLE_IN_FLIGHT_S)
+        raise
     finally:
         stop.cancel()
         if not sending.done():

@@ -1,7 +1,11 @@
-"""Two attempts of one batch at once: Temporal starts a new attempt when an older one's
-heartbeats stopped reaching it (its server restarted, its worker cut off), while the older
-one may still be sending. The newer attempt takes the batch's send fence; the older one sees
-it at its next group commit and stops, so only its requests in flight are sent twice."""
+"""Two executions of one batch at once. Temporal starts a new attempt when an older one's
+heartbeats stopped reaching it (its server restarted, its worker cut off), or runs a local
+activity's attempt again after its workflow task was lost, while the older execution may
+still be sending. The batch's send fence lets one execution send at a time: the other waits
+while the holder is alive and takes over once it has ended or its fence has gone stale (a
+dead holder); a holder that lost its fence stops at its next group commit. A cancelled
+execution sends nothing more, records the answers to the requests it had in flight, and
+gives the fence up, so the next one sends only what was never sent."""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
+from sqlmodel import select
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -20,7 +26,8 @@ from activities.delivery import DeliveryActivities
 from tests.scene import Scene, apns_token, delivery_scene, direct_delivery
 from tidings.journeys.model import PushContent
 from tidings.sim import FixedLatency, Scenario, Simulators
-from tidings.store.fences import AttemptFence, holds_fence, take_fence
+from tidings.store.fences import FENCE_LEASE, AttemptFence, take_fence
+from tidings.store.models import SendFence
 from tidings.store.types import utcnow
 
 DEVICES = 30
@@ -33,21 +40,87 @@ def attempt_env(attempt: int) -> ActivityEnvironment:
     return env
 
 
-async def test_an_older_attempt_stops_sending_once_a_newer_one_starts(
-    tmp_path: Path, database_url: str, temporal_client: Client, sims: Simulators
+@pytest.mark.parametrize("second_attempt", [1, 2], ids=["same-attempt", "next-attempt"])
+async def test_a_second_execution_waits_for_the_live_one_and_nothing_is_sent_twice(
+    tmp_path: Path,
+    database_url: str,
+    temporal_client: Client,
+    sims: Simulators,
+    second_attempt: int,
 ) -> None:
     async with delivery_scene(
         tmp_path, database_url, temporal_client, sims, send_concurrency=IN_FLIGHT
     ) as scene:
-        await two_attempts(scene)
+        delivery, batch = await slow_batch(scene)
+        first = asyncio.create_task(attempt_env(1).run(delivery.deliver, batch))
+        await until_received(scene, IN_FLIGHT)
+        second = asyncio.create_task(attempt_env(second_attempt).run(delivery.deliver, batch))
+        results = await asyncio.wait_for(asyncio.gather(first, second), timeout=60)
+
+        assert [r.statuses for r in results] == [{"delivered": DEVICES}] * 2
+        assert copies(scene) == [1] * DEVICES
+        assert await fences(scene) == []
 
 
-async def test_a_cancelled_attempt_records_the_answers_it_had(
+async def test_an_execution_takes_over_a_fence_gone_stale_and_the_holder_stops(
     tmp_path: Path, database_url: str, temporal_client: Client, sims: Simulators
 ) -> None:
-    """Cancelled mid-batch (its heartbeat learnt it was timed out, or the worker stops): it
-    ends cancelled, what it learnt stays recorded, and the next attempt resends at most what
-    was in flight."""
+    """A holder that kept its fence fresh for less than the lease (starved of CPU that long)
+    is taken for dead: the next execution takes over, and the holder stops at its next group
+    commit, having sent twice at most what it had in flight."""
+    async with delivery_scene(
+        tmp_path, database_url, temporal_client, sims, send_concurrency=IN_FLIGHT
+    ) as scene:
+        delivery, batch = await slow_batch(scene, latency_ms=1000)
+        older = asyncio.create_task(attempt_env(1).run(delivery.deliver, batch))
+        await until_received(scene, IN_FLIGHT)
+        await age_fences(scene)
+        newer = asyncio.create_task(attempt_env(2).run(delivery.deliver, batch))
+        with pytest.raises(ApplicationError) as stopped:
+            await asyncio.wait_for(older, timeout=60)
+        assert stopped.value.type == "AttemptSuperseded"
+        assert received(scene) < DEVICES, "the older execution went on sending the whole batch"
+
+        result = await asyncio.wait_for(newer, timeout=60)
+        assert result.statuses == {"delivered": DEVICES}
+        sent = copies(scene)
+        assert min(sent) == 1
+        assert sum(sent) - DEVICES <= IN_FLIGHT
+        assert await fences(scene) == []
+
+
+async def test_a_fence_left_by_a_dead_execution_holds_the_batch_until_it_is_stale(
+    tmp_path: Path, database_url: str, temporal_client: Client, sims: Simulators
+) -> None:
+    """A worker killed mid-batch leaves its fence: the next execution sends nothing while
+    that fence is fresh, and takes the batch once it is stale."""
+    async with delivery_scene(
+        tmp_path, database_url, temporal_client, sims, send_concurrency=IN_FLIGHT
+    ) as scene:
+        delivery, batch = await slow_batch(scene, latency_ms=0)
+        env = attempt_env(2)
+        dead = AttemptFence(env.info.workflow_run_id or "", env.info.activity_id, 1)
+        async with scene.stack.resources.db.write() as session:
+            assert await take_fence(session, dead, utcnow())
+        waiting = asyncio.create_task(env.run(delivery.deliver, batch))
+        # a deadline for what the waiting execution might wrongly do, not a timing assertion
+        await asyncio.sleep(2)
+        assert not waiting.done()
+        assert received(scene) == 0
+
+        await age_fences(scene)
+        result = await asyncio.wait_for(waiting, timeout=60)
+        assert result.statuses == {"delivered": DEVICES}
+        assert copies(scene) == [1] * DEVICES
+        assert await fences(scene) == []
+
+
+async def test_a_cancelled_execution_records_its_requests_in_flight_and_sends_no_more(
+    tmp_path: Path, database_url: str, temporal_client: Client, sims: Simulators
+) -> None:
+    """Cancelled mid-batch (its heartbeat learnt it was timed out, or its worker stops): it
+    starts no more requests, waits for the answers to those in flight and records them, and
+    ends cancelled; the next attempt sends each of the rest once."""
     async with delivery_scene(
         tmp_path, database_url, temporal_client, sims, send_concurrency=IN_FLIGHT
     ) as scene:
@@ -61,17 +134,34 @@ async def test_a_cancelled_attempt_records_the_answers_it_had(
         sent = received(scene)
         assert sent < DEVICES
         delivered = [r for r in await scene.ledger(batch.run_id) if r.status == "delivered"]
-        # every request the simulator answered, but those still in flight, is recorded
-        assert len(delivered) >= sent - IN_FLIGHT
+        # every request the simulator received was answered and is recorded
+        assert len(delivered) == sent
+        assert await fences(scene) == []
 
         await attempt_env(2).run(delivery.deliver, batch)
-        copies = [len(scene.sims.apns.accepted(token=apns_token(n))) for n in range(DEVICES)]
-        assert min(copies) == 1
-        assert sum(copies) - DEVICES <= IN_FLIGHT
+        assert copies(scene) == [1] * DEVICES
 
 
 def received(scene: Scene) -> int:
     return sum(len(scene.sims.apns.records(token=apns_token(n))) for n in range(DEVICES))
+
+
+def copies(scene: Scene) -> list[int]:
+    """Pushes accepted per device."""
+    return [len(scene.sims.apns.accepted(token=apns_token(n))) for n in range(DEVICES)]
+
+
+async def fences(scene: Scene) -> list[SendFence]:
+    async with scene.stack.resources.db.read() as session:
+        return list((await session.exec(select(SendFence))).all())
+
+
+async def age_fences(scene: Scene) -> None:
+    """Every fence as its holder would leave it had it stopped refreshing a lease ago."""
+    async with scene.stack.resources.db.write() as session:
+        await session.exec(
+            update(SendFence).values(updated_at=utcnow() - FENCE_LEASE - FENCE_LEASE)
+        )
 
 
 async def until_received(scene: Scene, requests: int) -> None:
@@ -83,8 +173,9 @@ async def until_received(scene: Scene, requests: int) -> None:
     pytest.fail(f"the simulator never received {requests} requests")
 
 
-async def slow_batch(scene: Scene) -> tuple[DeliveryActivities, PushBatch]:
-    """A batch of DEVICES iOS devices whose answers take 300 ms each: seconds to send."""
+async def slow_batch(scene: Scene, latency_ms: int = 300) -> tuple[DeliveryActivities, PushBatch]:
+    """A batch of DEVICES iOS devices whose answers take ``latency_ms`` each: seconds to
+    send, IN_FLIGHT at a time."""
     app = await scene.add_app()
     for n in range(DEVICES):
         await scene.add_device(app, f"p{n}", "apns", apns_token(n), attributes={"first_name": "A"})
@@ -100,35 +191,6 @@ async def slow_batch(scene: Scene) -> tuple[DeliveryActivities, PushBatch]:
         reached_at=datetime.now(UTC),
         profiles=[ProfileVisit(f"p{n}") for n in range(DEVICES)],
     )
-    scene.sims.apns.set_scenario(Scenario(latency=FixedLatency(ms=300)))
+    if latency_ms:
+        scene.sims.apns.set_scenario(Scenario(latency=FixedLatency(ms=latency_ms)))
     return delivery, batch
-
-
-async def two_attempts(scene: Scene) -> None:
-    delivery, batch = await slow_batch(scene)
-    resources = scene.stack.resources
-    older = attempt_env(1)
-    sending = asyncio.create_task(older.run(delivery.deliver, batch))
-    await until_received(scene, IN_FLIGHT)
-    # Temporal starts attempt 2 while attempt 1 still runs
-    newer = AttemptFence(older.info.workflow_run_id or "", older.info.activity_id, 2)
-    async with resources.db.write() as session:
-        assert await take_fence(session, newer, utcnow())
-    with pytest.raises(ApplicationError) as stopped:
-        await asyncio.wait_for(sending, timeout=30)
-    assert stopped.value.type == "AttemptSuperseded"
-    sent_by_older = received(scene)
-    assert sent_by_older < DEVICES, "the older attempt went on sending the whole batch"
-    async with resources.db.read() as session:
-        older_fence = dataclasses.replace(newer, attempt=1)
-        assert not await holds_fence(session, older_fence)
-
-    result = await attempt_env(2).run(delivery.deliver, batch)
-    assert result.statuses == {"delivered": DEVICES}
-    copies = [len(scene.sims.apns.accepted(token=apns_token(n))) for n in range(DEVICES)]
-    assert min(copies) == 1
-    # sent twice: at most what the older attempt had in flight when it stopped
-    assert sum(copies) - DEVICES <= IN_FLIGHT
-    # the batch is done: its fence is gone
-    async with resources.db.read() as session:
-        assert not await holds_fence(session, newer)

@@ -31,11 +31,13 @@ from tidings.push.message import apns_payload, apns_priority
 from tidings.push.outcome import Outcome, SendResult, apns_gone_at, apns_known, classify_apns
 from tidings.push.sender import (
     NOT_PROCESSED_RESENDS,
+    NOT_SENT_HALTED,
     URGENT_SENDS,
     ProviderRoutes,
     ResultSink,
     SendItem,
     seconds_left,
+    sends_halted,
     urgent_slots,
 )
 
@@ -101,11 +103,14 @@ class ApnsSender:
 
         async def one(index: int, item: SendItem) -> SendResult:
             async with slots:
-                started = time.perf_counter()
-                result = await self._send_in_slot(item)
-                PROVIDER_LATENCY.labels("apns", result.outcome.value).observe(
-                    time.perf_counter() - started
-                )
+                if sends_halted():
+                    result = SendResult(Outcome.RETRY_LATER, reason=NOT_SENT_HALTED)
+                else:
+                    started = time.perf_counter()
+                    result = await self._send_in_slot(item)
+                    PROVIDER_LATENCY.labels("apns", result.outcome.value).observe(
+                        time.perf_counter() - started
+                    )
                 recorded = on_result(index, result) if on_result is not None else None
                 if recorded is not None:
                     await recorded

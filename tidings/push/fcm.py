@@ -32,12 +32,14 @@ from tidings.push.masking import mask_token
 from tidings.push.message import PushMessage, android_tag, fcm_apns_headers, fcm_aps_dictionary
 from tidings.push.outcome import Outcome, SendResult, classify_fcm, fcm_known
 from tidings.push.sender import (
+    NOT_SENT_HALTED,
     URGENT_SENDS,
     InFlightLimit,
     ProviderRoutes,
     ResultSink,
     SendItem,
     seconds_left,
+    sends_halted,
     urgent_slots,
 )
 
@@ -133,16 +135,10 @@ class FcmSender:
         each result is known, and told to ``on_result``, as soon as its answer comes."""
 
         async def one(index: int, message: messaging.Message) -> SendResult:
-            started = time.perf_counter()
-            try:
-                batch = await messaging.send_each_async([message], dry_run=dry_run, app=self._app)
-                result = self._result(batch.responses[0], tokens[index])
-            except Exception as error:  # unexpected (a client bug): retried, never lost
-                log.exception("FCM client failed for %s", mask_token(tokens[index]))
-                result = SendResult(Outcome.ANSWER_LOST, reason=f"client: {type(error).__name__}")
-            PROVIDER_LATENCY.labels("fcm", result.outcome.value).observe(
-                time.perf_counter() - started
-            )
+            if sends_halted():
+                result = SendResult(Outcome.RETRY_LATER, reason=NOT_SENT_HALTED)
+            else:
+                result = await self._send_one(message, tokens[index], dry_run)
             recorded = on_result(offset + index, result) if on_result is not None else None
             if recorded is not None:
                 await recorded  # the request's share of the in-flight bound until recorded
@@ -151,6 +147,17 @@ class FcmSender:
         limit = self._urgent_in_flight if URGENT_SENDS.get() else self._in_flight
         async with limit.hold(len(messages)):
             return list(await asyncio.gather(*(one(i, m) for i, m in enumerate(messages))))
+
+    async def _send_one(self, message: messaging.Message, token: str, dry_run: bool) -> SendResult:
+        started = time.perf_counter()
+        try:
+            batch = await messaging.send_each_async([message], dry_run=dry_run, app=self._app)
+            result = self._result(batch.responses[0], token)
+        except Exception as error:  # unexpected (a client bug): retried, never lost
+            log.exception("FCM client failed for %s", mask_token(token))
+            result = SendResult(Outcome.ANSWER_LOST, reason=f"client: {type(error).__name__}")
+        PROVIDER_LATENCY.labels("fcm", result.outcome.value).observe(time.perf_counter() - started)
+        return result
 
     @staticmethod
     def _result(response: messaging.SendResponse, token: str) -> SendResult:

@@ -99,6 +99,17 @@ def urgent_sends() -> Iterator[None]:
         URGENT_SENDS.reset(token)
 
 
+# Set by a delivery that is being cancelled: its requests not yet sent are not sent (each is
+# told RETRY_LATER, so the next attempt sends it), while those in flight are answered.
+SENDS_HALTED: ContextVar[asyncio.Event | None] = ContextVar("tidings_sends_halted", default=None)
+NOT_SENT_HALTED = "not sent: its attempt was stopping"
+
+
+def sends_halted() -> bool:
+    halted = SENDS_HALTED.get()
+    return halted is not None and halted.is_set()
+
+
 class InFlightLimit:
     """At most ``limit`` requests in flight, taken a batch at a time (a semaphore with
     weights): concurrent batches of one sender share the bound, and a small batch never waits

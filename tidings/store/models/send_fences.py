@@ -13,9 +13,10 @@ from tidings.store.types import UTCDateTime
 
 
 class SendFence(SQLModel, table=True):
-    """One row per delivery batch being sent: the newest attempt that started. An older
-    attempt sees it at its next group commit and stops sending. The row is removed when an
-    attempt finishes the batch."""
+    """One row per delivery batch being sent: the execution that may send it, kept fresh
+    while it runs. Another execution waits until the row is removed (the holder ended) or
+    has gone stale (the holder died), then takes it; a holder that lost it sees so at its
+    next group commit and stops sending."""
 
     __tablename__ = "send_fence"
 
@@ -24,4 +25,6 @@ class SendFence(SQLModel, table=True):
     workflow_run_id: str = Field(sa_column=Column(String(64), primary_key=True))
     activity_id: str = Field(sa_column=Column(String(64), primary_key=True))
     attempt: int = Field(sa_column=Column(Integer, nullable=False))
+    # the holding execution's own token (None: a row written before executions had one)
+    holder: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
     updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
