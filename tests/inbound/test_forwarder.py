@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import UTC, datetime
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,13 @@ from temporalio.client import Client
 from tests.api.conftest import sent_push
 from tests.inbound.conftest import APP, cohort_counts, outbox, waiting_journey
 from tests.scene import scene_on
-from tidings.inbound.forwarder import Forwarder, record_and_signal
+from tidings.inbound.forwarder import (
+    Forwarder,
+    ForwarderOptions,
+    Round,
+    pause_after,
+    record_and_signal,
+)
 from tidings.sim import Simulators
 from tidings.store.db import Database
 from tidings.store.interactions import InteractionReport, record_interaction, unforwarded
@@ -70,6 +77,63 @@ async def test_interactions_reach_their_cohort_once_in_one_signal_per_workflow(
         assert (await forwarder.forward_once()).forwarded == 15
         assert await cohort_counts(temporal_client, workflows) == counts
         await waiting.run.handle.terminate("test over")
+
+
+def test_a_busy_round_is_followed_by_a_longer_pause_and_a_backlog_by_none() -> None:
+    options = ForwarderOptions(
+        busy_rows=100, idle_interval=timedelta(seconds=0.5), busy_interval=timedelta(seconds=3)
+    )
+    assert pause_after(Round(interactions=99), options) == 0.5
+    assert pause_after(Round(interactions=100), options) == 3.0
+    assert pause_after(Round(interactions=10_000, full=True), options) == 0.0
+
+
+async def test_under_load_a_workflow_s_interactions_gather_into_fewer_signals(
+    tmp_path: Path, database_url: str, temporal_client: Client, sims: Simulators
+) -> None:
+    """A round that took busy_rows interactions or more is followed by busy_interval: what
+    arrives meanwhile waits and goes out together, in one signal per workflow."""
+    async with scene_on(tmp_path, database_url, temporal_client, sims, cohort_size=10) as scene:
+        stack = scene.stack
+        waiting = await waiting_journey(scene, profiles=10)
+        (workflow_id,) = set(waiting.workflow_of.values())
+
+        async def report_all(kind: str) -> None:
+            for tracking in waiting.tracking.values():
+                answer = await stack.http.post(
+                    "/v1/interactions", json={"tracking_id": tracking, "kind": kind}
+                )
+                assert answer.status_code == 202, answer.text
+
+        async def forwarded() -> int:
+            return sum(1 for row in await outbox(stack) if row.forwarded_at is not None)
+
+        options = ForwarderOptions(
+            busy_rows=10,
+            idle_interval=timedelta(milliseconds=50),
+            busy_interval=timedelta(seconds=6),
+        )
+        stop = asyncio.Event()
+        await report_all("delivered")
+        running = asyncio.create_task(Forwarder(temporal_client, stack.db, options).run(stop))
+        try:
+            await scene.until(lambda: _equals(forwarded(), 10), "the first ten forwarded")
+            await report_all("opened")
+            # an idle forwarder would have taken these within 50 ms, many times over
+            await asyncio.sleep(2)
+            assert await forwarded() == 10
+            await scene.until(lambda: _equals(forwarded(), 20), "the next ten forwarded")
+        finally:
+            stop.set()
+            await running
+        assert await signals_received(temporal_client, workflow_id) == 2
+        counts = await cohort_counts(temporal_client, {workflow_id})
+        assert counts[workflow_id]["interaction.opened"] == 10
+        await waiting.run.handle.terminate("test over")
+
+
+async def _equals(count: Awaitable[int], expected: int) -> bool:
+    return await count == expected
 
 
 async def test_events_for_a_finished_workflow_drain_with_a_note(

@@ -46,7 +46,9 @@ async def test_refused_rows_back_off_without_starving_newer_ones_and_are_given_u
     # a newer report, for a workflow that has finished: Temporal answers NOT_FOUND
     finished = await sent_push(api.db, app_id=APP, profile_id="q", workflow_id="finished-run")
     await report(api, finished, "newer")
-    options = ForwarderOptions(batch_size=2, row_initial_backoff=timedelta(hours=1), max_failures=3)
+    options = ForwarderOptions(
+        interaction_batch_size=2, row_initial_backoff=timedelta(hours=1), max_failures=3
+    )
     forwarder = Forwarder(temporal_client, api.db, options)
 
     first = await forwarder.forward_once()

@@ -14,7 +14,7 @@ from sqlmodel import SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tidings.store import webhooks
-from tidings.store.dialect import insert_for
+from tidings.store.dialect import insert_for, one_of
 from tidings.store.models import Delivery, DeliveryStatus, SendCause
 from tidings.store.webhooks import Subscribers, WebhookEvent, WebhookEventType
 
@@ -132,7 +132,7 @@ async def open_sends(
                 col(Delivery.attempts),
                 col(Delivery.completed_at),
                 col(Delivery.reason),
-            ).where(col(Delivery.send_key).in_(chunk)),
+            ).where(one_of(session, col(Delivery.send_key), chunk)),
         )
         for row_id, key, status, attempts, completed_at, reason in result.all():
             rows[key] = LedgerRow(
@@ -170,7 +170,7 @@ async def read_outcomes(session: AsyncSession, keys: Sequence[str]) -> dict[str,
                 col(Delivery.provider),
                 col(Delivery.cause),
                 col(Delivery.unknown_outcomes),
-            ).where(col(Delivery.send_key).in_(chunk)),
+            ).where(one_of(session, col(Delivery.send_key), chunk)),
         )
         for key, status, reason, provider, cause, unknown in result.all():
             outcomes[key] = SendOutcome(
@@ -188,7 +188,7 @@ async def count_attempt(session: AsyncSession, row_ids: Sequence[int]) -> None:
     for chunk in _chunks(list(row_ids), 900):
         await session.exec(
             update(Delivery)
-            .where(col(Delivery.id).in_(chunk))
+            .where(one_of(session, col(Delivery.id), chunk))
             .values(attempts=col(Delivery.attempts) + 1)
         )
 
@@ -302,7 +302,7 @@ async def _open_rows(session: AsyncSession, row_ids: Sequence[int]) -> dict[int,
                 col(Delivery.device_id),
                 col(Delivery.provider),
             )
-            .where(col(Delivery.id).in_(chunk))
+            .where(one_of(session, col(Delivery.id), chunk))
             .where(col(Delivery.completed_at).is_(None)),
         )
         for row_id, tracking, run, journey, node, app, profile, device, provider in result.all():

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select as select_columns
 from sqlalchemy import update
-from sqlmodel import col, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from tidings.store.dialect import one_of
 from tidings.store.models import Device, DeviceState, Profile
 
 
@@ -41,28 +43,44 @@ async def resolve_targets(
     """One query per 900 profiles (SQLite's bound-parameter budget)."""
     audience = Audience()
     ids = list(dict.fromkeys(profile_ids))
+    # plain rows, not ORM instances: a batch reads a thousand profiles and their devices
+    connection = await session.connection()
     for start in range(0, len(ids), 900):
         chunk = ids[start : start + 900]
-        profiles = await session.exec(select(Profile).where(col(Profile.id).in_(chunk)))
-        for profile in profiles.all():
-            audience.profiles[profile.id] = {
-                "id": profile.id,
-                "email": profile.email,
-                "locale": profile.locale,
-                "timezone": profile.timezone,
-                "attributes": profile.attributes or {},
+        profiles = await connection.execute(
+            select_columns(
+                col(Profile.id),
+                col(Profile.email),
+                col(Profile.locale),
+                col(Profile.timezone),
+                col(Profile.attributes),
+            ).where(one_of(session, col(Profile.id), chunk))
+        )
+        for profile_id, email, locale, timezone, attributes in profiles.all():
+            audience.profiles[profile_id] = {
+                "id": profile_id,
+                "email": email,
+                "locale": locale,
+                "timezone": timezone,
+                "attributes": attributes or {},
             }
-        devices = await session.exec(
-            select(Device)
+        devices = await connection.execute(
+            select_columns(
+                col(Device.id),
+                col(Device.profile_id),
+                col(Device.provider),
+                col(Device.token),
+                col(Device.environment),
+            )
             .where(col(Device.app_id) == app_id)
-            .where(col(Device.profile_id).in_(chunk))
+            .where(one_of(session, col(Device.profile_id), chunk))
             .where(col(Device.state) == DeviceState.VALID.value)
             .where(col(Device.registered_at) >= fresh_since)
             .order_by(col(Device.profile_id), col(Device.id))
         )
         audience.targets.extend(
-            Target(int(d.id or 0), d.profile_id, d.provider, d.token, d.environment)
-            for d in devices.all()
+            Target(int(device_id or 0), profile_id, provider, token, environment)
+            for device_id, profile_id, provider, token, environment in devices.all()
         )
     return audience
 
