@@ -217,10 +217,7 @@ class JourneyRunWorkflow:
         options = run.options
         running = self._running
         while True:
-            self._worked = self._count_ended() or self._worked
-            self._take_parked_words()
-            progress.running_cohorts = list(running)
-            progress.parked_cohorts = list(self._parked)
+            self._worked = self._take_word_of_cohorts() or self._worked
             if self._unsent_promotions:
                 await self._pass_on_promotions()
             if not running and (progress.cancelled or self._audience_done()):
@@ -228,10 +225,7 @@ class JourneyRunWorkflow:
             if self._worked and self._history_full(options):
                 if self._reports_on_request:
                     await self._ask_for_reports()
-                    self._count_ended()
-                    self._take_parked_words()
-                    progress.running_cohorts = list(running)
-                    progress.parked_cohorts = list(self._parked)
+                    self._take_word_of_cohorts()
                 workflow.continue_as_new(dataclasses.replace(run, progress=progress))
             if not progress.cancelled:
                 self._worked = await self._start_cohorts(run) or self._worked
@@ -442,6 +436,15 @@ class JourneyRunWorkflow:
             else:
                 self._count(cohort_id, result, None)
             counted = True
+        return counted
+
+    def _take_word_of_cohorts(self) -> bool:
+        """Count the cohorts that ended and take the parked out of the window, and keep the
+        progress a continue-as-new carries in step. Whether any cohort was counted."""
+        counted = self._count_ended()
+        self._take_parked_words()
+        self._progress.running_cohorts = list(self._running)
+        self._progress.parked_cohorts = list(self._parked)
         return counted
 
     def _take_parked_words(self) -> None:
